@@ -1,0 +1,210 @@
+"""TOML configuration -> typed, frozen config.
+
+The shape is in docs/config.md. The seed's keys (``database``, ``target``, ``compress``,
+``encrypt``, ``retention_days``, ``encryption_key``) are accepted as written there.
+Secrets are resolved here, in memory: ``${ENV}`` in any string, and ``KEY_file`` for
+any secret ``KEY``. A config can also be built in memory (the future control plane).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from dbcrate.errors import ConfigError, UsageError
+from dbcrate.secrets import expand, read_secret_file
+
+#: Where the config is looked for, after --config and $DBCRATE_CONFIG.
+DEFAULT_PATHS = ("dbcrate.toml", "/etc/dbcrate/config.toml")
+
+COMPRESSIONS = ("zstd", "gzip", "none")
+ENCRYPTIONS = ("age", "aes-256-gcm", "none")
+ENGINES = ("postgres", "mysql", "redis", "mongodb")
+DEFAULT_ZSTD_LEVEL = 1
+
+_SECRET_KEYS = ("password", "secret_key", "access_key", "encryption_key", "session_token")
+
+
+@dataclass(frozen=True)
+class TargetConfig:
+    """One ``[backup.targets.NAME]`` table. ``options`` has secrets already resolved."""
+
+    name: str
+    type: str
+    options: Mapping[str, Any] = field(default_factory=dict, repr=False)
+    source: str = "<memory>"
+
+    def error(self, key: str, message: str, hint: str | None = None) -> ConfigError:
+        return ConfigError(message, hint, file=self.source, key=f"backup.targets.{self.name}.{key}")
+
+    def get_str(self, key: str, default: str | None = None) -> str | None:
+        value = self.options.get(key, default)
+        if value is not None and not isinstance(value, str):
+            raise self.error(key, f"expected a string, got {type(value).__name__}")
+        return value
+
+    def require_str(self, key: str) -> str:
+        value = self.get_str(key)
+        if not value:
+            raise self.error(key, "is required")
+        return value
+
+    def get_int(self, key: str, default: int) -> int:
+        value = self.options.get(key, default)
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise self.error(key, f"expected an integer, got {type(value).__name__}")
+        return value
+
+    def get_bool(self, key: str, default: bool) -> bool:
+        value = self.options.get(key, default)
+        if not isinstance(value, bool):
+            raise self.error(key, f"expected true or false, got {type(value).__name__}")
+        return value
+
+
+@dataclass(frozen=True)
+class Retention:
+    """GFS counts and/or an age limit. ``None`` everywhere means keep everything."""
+
+    daily: int | None = None
+    weekly: int | None = None
+    monthly: int | None = None
+    days: int | None = None
+
+
+@dataclass(frozen=True)
+class JobConfig:
+    """One ``[[backup.jobs]]`` entry, merged with ``[backup]`` defaults."""
+
+    name: str
+    engine: str
+    url: str
+    targets: tuple[str, ...]
+    password: str | None = field(default=None, repr=False)
+    schedule: str | None = None
+    compression: str = "zstd"
+    compression_level: int | None = None
+    encryption: str = "none"
+    recipients: tuple[str, ...] = ()
+    encryption_key: bytes | None = field(default=None, repr=False)
+    retention: Retention = Retention()
+    options: Mapping[str, Any] = field(default_factory=dict)
+    source: str = "<memory>"
+
+
+@dataclass(frozen=True)
+class Config:
+    """The whole configuration."""
+
+    targets: Mapping[str, TargetConfig]
+    jobs: Mapping[str, JobConfig]
+    source: str = "<memory>"
+
+    def job(self, name: str) -> JobConfig:
+        """The job called ``name``. Raises ``UsageError`` listing the known jobs."""
+        try:
+            return self.jobs[name]
+        except KeyError:
+            known = ", ".join(self.jobs) or "none"
+            raise UsageError(
+                f"no job named {name!r} in {self.source}", hint=f"jobs defined: {known}"
+            ) from None
+
+    def target(self, name: str) -> TargetConfig:
+        """The target called ``name``. Raises ``UsageError`` listing the known targets."""
+        try:
+            return self.targets[name]
+        except KeyError:
+            known = ", ".join(self.targets) or "none"
+            raise UsageError(
+                f"no target named {name!r} in {self.source}", hint=f"targets defined: {known}"
+            ) from None
+
+
+def find_config(explicit: str | None) -> Path:
+    """The config file to use: ``explicit``, ``$DBCRATE_CONFIG``, then DEFAULT_PATHS.
+    Raises ``ConfigError`` if none exists."""
+    if explicit:
+        candidates: tuple[str, ...] = (explicit,)
+    elif os.environ.get("DBCRATE_CONFIG"):
+        candidates = (os.environ["DBCRATE_CONFIG"],)
+    else:
+        candidates = DEFAULT_PATHS
+    for c in candidates:
+        p = Path(c).expanduser()
+        if p.is_file():
+            return p
+    raise ConfigError(
+        f"no config file found (looked at {', '.join(candidates)})",
+        hint="pass --config FILE or set DBCRATE_CONFIG; see docs/config.md",
+    )
+
+
+def load(path: str | Path) -> Config:
+    """Read and validate a TOML config. Raises ``ConfigError`` naming file and key."""
+    p = Path(path)
+    try:
+        raw = tomllib.loads(p.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ConfigError(f"cannot read config: {exc.strerror or exc}", file=str(p)) from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"invalid TOML: {exc}", file=str(p)) from None
+    return parse(raw, source=str(p))
+
+
+def parse(raw: Mapping[str, Any], *, source: str = "<memory>") -> Config:
+    """Validate an already-decoded config mapping. Raises ``ConfigError``."""
+    from dbcrate.config_parse import Parser
+
+    return Parser(source).config(raw)
+
+
+def decode_key(text: str, *, file: str, key: str) -> bytes:
+    """Decode a base64 256-bit key. Raises ``ConfigError`` if it is not 32 bytes."""
+    try:
+        data = base64.b64decode(text.strip(), validate=True)
+    except (binascii.Error, ValueError):
+        raise ConfigError(
+            "is not valid base64",
+            hint="generate one with: head -c 32 /dev/urandom | base64",
+            file=file,
+            key=key,
+        ) from None
+    if len(data) != 32:
+        raise ConfigError(
+            f"must decode to 32 bytes (256 bits), got {len(data)}",
+            hint="generate one with: head -c 32 /dev/urandom | base64",
+            file=file,
+            key=key,
+        )
+    return data
+
+
+def resolve_secrets(table: Mapping[str, Any], *, file: str, where: str) -> dict[str, Any]:
+    """Copy ``table`` with ``${ENV}`` expanded in strings and ``X_file`` keys read into ``X``.
+
+    Raises ``SecretError``/``ConfigError`` naming the key, never the value.
+    """
+    out: dict[str, Any] = {}
+    for k, v in table.items():
+        key = f"{where}.{k}" if where else k
+        if isinstance(v, str):
+            v = expand(v, file=file, key=key)
+        if k.endswith("_file") and k[: -len("_file")] in _SECRET_KEYS:
+            base = k[: -len("_file")]
+            if base in table:
+                raise ConfigError(
+                    f"both {base} and {k} are set", hint="keep one of them", file=file, key=key
+                )
+            if not isinstance(v, str):
+                raise ConfigError("expected a file path", file=file, key=key)
+            out[base] = read_secret_file(v, file=file, key=key)
+            continue
+        out[k] = v
+    return out

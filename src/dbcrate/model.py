@@ -1,0 +1,68 @@
+"""Frozen value types shared by every layer."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+
+
+@dataclass(frozen=True)
+class ObjectInfo:
+    """One object in a storage target. ``key`` is relative to the target's root."""
+
+    key: str
+    size: int
+    modified: datetime | None = None
+
+
+@dataclass(frozen=True)
+class EngineInfo:
+    """What ``Engine.probe()`` learns about a server and the tool that will dump it."""
+
+    engine: str
+    server_version: str
+    tool: str = ""
+    tool_version: str = ""
+    database: str = ""
+
+
+@dataclass(frozen=True)
+class Digest:
+    """Size and SHA-256 (hex) of a byte stream."""
+
+    size: int
+    sha256: str
+
+
+@dataclass(frozen=True)
+class StoredCopy:
+    """Where one target holds a backup's data object."""
+
+    target: str
+    key: str
+    size: int
+
+
+@dataclass(frozen=True)
+class Manifest:
+    """A backup's self-description, stored beside its data. Never holds a secret."""
+
+    format: int
+    id: str
+    job: str
+    engine: str
+    server_version: str
+    tool: str
+    tool_version: str
+    stages: tuple[str, ...]
+    started_at: datetime
+    finished_at: datetime
+    plaintext: Digest
+    stored: Digest
+    encryption: str
+    recipients: tuple[str, ...] = ()
+    key_id: str = ""
+    dbcrate_version: str = ""
+    status: str = "complete"
+    data_key: str = ""
+    extra: dict[str, str] = field(default_factory=dict)
