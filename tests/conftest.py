@@ -1,0 +1,8 @@
+"""Test configuration. Real servers are started by the fixture modules in tests/servers/."""
+
+from __future__ import annotations
+
+pytest_plugins = [
+    "tests.servers.postgres",
+    "tests.servers.s3",
+]
