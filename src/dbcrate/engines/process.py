@@ -1,0 +1,251 @@
+"""Run a native dump/restore tool as a subprocess and stream its stdout or feed its stdin.
+
+Dumps: a reader thread drains the tool's stdout (a 1 MiB pipe, 1 MiB reads) into a small
+bounded queue, so the tool keeps writing while the consumer compresses and encrypts, and
+memory stays bounded (queue depth x chunk size). Restores: the caller's chunks are written
+to the tool's stdin while threads drain its stdout and stderr. In both directions stderr
+is kept as a bounded tail for error messages, and any early exit kills the tool and joins
+every thread: no zombie, no leaked descriptor.
+
+Secrets travel by ``env`` only, never by ``argv``; ``redact`` strings are masked in the
+stderr tail before it reaches an exception.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import queue
+import signal
+import subprocess
+import threading
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from typing import IO
+
+from dbcrate.errors import DumpFailed, RestoreFailed, ToolNotFound
+
+#: size of one read from the tool's stdout, and of the pipe buffer we ask the kernel for
+CHUNK = 1 << 20
+#: how many chunks may wait between the reader thread and the consumer
+QUEUE_DEPTH = 8
+#: how much of the tool's stderr is kept for error messages
+TAIL = 4096
+
+_F_SETPIPE_SZ = getattr(fcntl, "F_SETPIPE_SZ", 1031)
+_EOF = object()
+
+
+class _Tail:
+    """Collects the last ``TAIL`` bytes of a stream in a thread."""
+
+    def __init__(self, stream: IO[bytes]) -> None:
+        self._stream = stream
+        self._buf = bytearray()
+        self._thread = threading.Thread(target=self._run, name="tool-stderr", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        fd = self._stream.fileno()
+        with contextlib.suppress(OSError):
+            while data := os.read(fd, 65536):
+                self._buf += data
+                if len(self._buf) > 2 * TAIL:
+                    del self._buf[:-TAIL]
+
+    def join(self) -> None:
+        self._thread.join()
+
+    def text(self, redact: Sequence[str]) -> str:
+        text = bytes(self._buf[-TAIL:]).decode("utf-8", "replace")
+        for secret in redact:
+            if secret:
+                text = text.replace(secret, "***")
+        return text.strip()
+
+
+def _status(name: str, returncode: int) -> str:
+    if returncode < 0:
+        try:
+            sig = signal.Signals(-returncode).name
+        except ValueError:
+            sig = f"signal {-returncode}"
+        return f"{name} was killed by {sig}"
+    return f"{name} exited with status {returncode}"
+
+
+def _spawn(
+    argv: Sequence[str], env: Mapping[str, str], name: str, *, stdin: int | None
+) -> subprocess.Popen[bytes]:
+    try:
+        return subprocess.Popen(
+            list(argv),
+            stdin=stdin,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env=dict(env),
+            close_fds=True,
+        )
+    except FileNotFoundError as e:
+        raise ToolNotFound(f"{name} not found: {argv[0]}") from e
+    except PermissionError as e:
+        raise ToolNotFound(f"{name} is not executable: {argv[0]}") from e
+
+
+def _kill(proc: subprocess.Popen[bytes]) -> None:
+    if proc.poll() is None:
+        with contextlib.suppress(ProcessLookupError):
+            proc.kill()
+    proc.wait()
+
+
+def _close(*streams: IO[bytes] | None) -> None:
+    for s in streams:
+        if s is not None:
+            with contextlib.suppress(OSError):
+                s.close()
+
+
+def stream_stdout(
+    argv: Sequence[str],
+    env: Mapping[str, str],
+    name: str,
+    *,
+    redact: Sequence[str] = (),
+    chunk_size: int = CHUNK,
+    depth: int = QUEUE_DEPTH,
+) -> Iterator[bytes]:
+    """Run ``argv`` and yield its stdout in chunks of up to ``chunk_size`` bytes.
+
+    The tool starts on the first ``next()``. After its EOF, raises ``DumpFailed`` (with the
+    stderr tail) if it exited non-zero or was killed by a signal; ``ToolNotFound`` if it
+    cannot be started. Closing the generator early, or an exception thrown into it, kills
+    the tool and joins the threads before returning."""
+    proc = _spawn(argv, env, name, stdin=subprocess.DEVNULL)
+    assert proc.stdout is not None and proc.stderr is not None
+    out_fd = proc.stdout.fileno()
+    with contextlib.suppress(OSError):
+        fcntl.fcntl(out_fd, _F_SETPIPE_SZ, chunk_size)
+    tail = _Tail(proc.stderr)
+    chunks: queue.Queue[object] = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def put(item: object) -> bool:
+        while not stop.is_set():
+            try:
+                chunks.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def reader() -> None:
+        try:
+            while data := os.read(out_fd, chunk_size):
+                if not put(data):
+                    return
+            put(_EOF)
+        except OSError as e:
+            put(e)
+
+    thread = threading.Thread(target=reader, name=f"{name}-stdout", daemon=True)
+    thread.start()
+    finished = False
+    try:
+        while True:
+            item = chunks.get()
+            if item is _EOF:
+                break
+            if isinstance(item, OSError):
+                raise DumpFailed(f"reading {name}'s output failed: {item}")
+            assert isinstance(item, bytes)
+            yield item
+        thread.join()
+        proc.wait()
+        tail.join()
+        finished = True
+        if proc.returncode != 0:
+            raise DumpFailed(_status(name, proc.returncode), stderr_tail=tail.text(redact))
+    finally:
+        if not finished:
+            stop.set()
+            _kill(proc)
+            thread.join()
+            tail.join()
+        _close(proc.stdout, proc.stderr)
+
+
+def _drain(stream: IO[bytes]) -> threading.Thread:
+    def run() -> None:
+        with contextlib.suppress(OSError):
+            while os.read(stream.fileno(), 65536):
+                pass
+
+    t = threading.Thread(target=run, name="tool-stdout", daemon=True)
+    t.start()
+    return t
+
+
+def _lookahead(chunks: Iterable[bytes]) -> Iterator[bytes]:
+    """Yield each non-empty chunk only once the next one (or the clean end) has been read,
+    so an error the source raises at its very end (a final digest or authentication check)
+    arrives before the tool has seen the last byte and can finish."""
+    held: bytes | None = None
+    for chunk in chunks:
+        if not chunk:
+            continue
+        if held is not None:
+            yield held
+        held = bytes(chunk)
+    if held is not None:
+        yield held
+
+
+def feed_stdin(
+    argv: Sequence[str],
+    env: Mapping[str, str],
+    chunks: Iterable[bytes],
+    name: str,
+    *,
+    redact: Sequence[str] = (),
+) -> None:
+    """Run ``argv`` with ``chunks`` on its stdin, draining its stdout and stderr.
+
+    If ``chunks`` raises, the tool is killed before it sees the end of its input (so a
+    single-transaction restore cannot commit) and the error is re-raised unchanged. If the
+    tool exits non-zero, is killed, or stops reading early, raises ``RestoreFailed`` with
+    its stderr tail; ``ToolNotFound`` if it cannot be started."""
+    proc = _spawn(argv, env, name, stdin=subprocess.PIPE)
+    assert proc.stdin is not None and proc.stdout is not None and proc.stderr is not None
+    with contextlib.suppress(OSError):
+        fcntl.fcntl(proc.stdin.fileno(), _F_SETPIPE_SZ, CHUNK)
+    tail = _Tail(proc.stderr)
+    drain = _drain(proc.stdout)
+    in_fd = proc.stdin.fileno()
+    broken = False
+    try:
+        for chunk in _lookahead(chunks):
+            view = memoryview(chunk)
+            try:
+                while view:
+                    view = view[os.write(in_fd, view) :]
+            except BrokenPipeError:
+                broken = True
+                break
+    except BaseException:
+        _kill(proc)
+        _close(proc.stdin)
+        drain.join()
+        tail.join()
+        _close(proc.stdout, proc.stderr)
+        raise
+    _close(proc.stdin)
+    proc.wait()
+    drain.join()
+    tail.join()
+    _close(proc.stdout, proc.stderr)
+    if proc.returncode != 0 or broken:
+        what = _status(name, proc.returncode)
+        if broken and proc.returncode == 0:
+            what = f"{name} stopped reading its input before the end"
+        raise RestoreFailed(f"{what}; the target was left as it was\n{tail.text(redact)}".rstrip())

@@ -1,0 +1,15 @@
+"""Disposable database servers and sample data, for tests, the demo and verified restores."""
+
+from __future__ import annotations
+
+from dbcrate.sandbox.postgres import SANDBOX_USER, SandboxError, TempPostgres, free_port
+from dbcrate.sandbox.sample import load_sample, table_checksums
+
+__all__ = [
+    "SANDBOX_USER",
+    "SandboxError",
+    "TempPostgres",
+    "free_port",
+    "load_sample",
+    "table_checksums",
+]
