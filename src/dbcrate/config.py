@@ -26,7 +26,8 @@ DEFAULT_PATHS = ("dbcrate.toml", "/etc/dbcrate/config.toml")
 COMPRESSIONS = ("zstd", "gzip", "none")
 ENCRYPTIONS = ("age", "aes-256-gcm", "none")
 ENGINES = ("postgres", "mysql", "redis", "mongodb")
-DEFAULT_ZSTD_LEVEL = 1
+#: target types the config accepts; the storage registry says which this build can open
+TARGET_TYPES = ("local", "s3", "sftp", "gcs", "azure")
 
 _SECRET_KEYS = ("password", "secret_key", "access_key", "encryption_key", "session_token")
 

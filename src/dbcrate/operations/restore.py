@@ -1,0 +1,150 @@
+"""Restore or extract a backup: select, check the stored digest, decrypt, decompress,
+check the plaintext digest, and hand the native dump to the engine (or a stream)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime
+from typing import BinaryIO
+
+from dbcrate import catalog
+from dbcrate.config import Config, JobConfig
+from dbcrate.engines import Connection, open_engine
+from dbcrate.errors import BackupNotFound, DbcrateError
+from dbcrate.model import Manifest
+from dbcrate.operations.listing import manifests
+from dbcrate.operations.pipeline import KeyMaterial, check_digest, decoders, verified
+from dbcrate.operations.progress import Counter, Progress, Silent
+from dbcrate.storage import Storage, open_target
+from dbcrate.streams import apply, digest_of
+
+log = logging.getLogger("dbcrate.restore")
+
+
+@dataclass(frozen=True)
+class Selector:
+    """Which backup: exactly one of latest / at / backup_id."""
+
+    latest: bool = False
+    at: datetime | None = None
+    backup_id: str | None = None
+
+
+@dataclass(frozen=True)
+class Located:
+    """A selected backup and the target it will be read from."""
+
+    manifest: Manifest
+    target: str
+    storage: Storage
+
+
+def locate(config: Config, job: JobConfig, selector: Selector, target: str | None) -> Located:
+    """Find the backup ``selector`` names on ``target`` or, by default, on the job's
+    targets in order (an unreachable target is skipped with a warning).
+
+    Raises ``BackupNotFound``, ``UsageError``, or the target's error when only one target
+    was asked for.
+    """
+    names = [target] if target else list(job.targets)
+    found: list[tuple[str, Storage, list[Manifest]]] = []
+    last_error: DbcrateError | None = None
+    for name in names:
+        try:
+            storage = open_target(config.target(name))
+            found.append((name, storage, list(manifests(storage, job.name))))
+        except DbcrateError as exc:
+            if target:
+                raise
+            log.warning("target %s skipped: %s", name, exc)
+            last_error = exc
+    every = [m for _, _, ms in found for m in ms]
+    if not every and last_error is not None:
+        raise BackupNotFound(
+            f"no backups of job {job.name!r} could be read: {last_error.message}",
+            hint=last_error.hint,
+        )
+    chosen = catalog.select(
+        every, job.name, latest=selector.latest, at=selector.at, backup_id=selector.backup_id
+    )
+    for name, storage, ms in found:
+        if any(m.id == chosen.id for m in ms):
+            return Located(chosen, name, storage)
+    raise BackupNotFound(f"backup {chosen.id} vanished while reading targets")  # pragma: no cover
+
+
+def plaintext(
+    located: Located, keys: KeyMaterial, progress: Progress | None = None
+) -> Iterator[bytes]:
+    """The native dump of ``located``, checked end to end.
+
+    First reads the stored object once and checks its size and SHA-256 against the
+    manifest (``TruncatedData``/``DigestMismatch`` before any decryption), then streams
+    it through the decoders. After the last chunk the plaintext digest is checked; a
+    mismatch raises before the consumer sees end-of-stream.
+    Decryption raises ``NoMatchingIdentity``/``WrongKey``; damage ``CorruptedData``.
+    """
+    m, storage = located.manifest, located.storage
+    what = f"{located.target}:{m.data_key}"
+    stages = decoders(m, keys)  # fail fast on missing key material
+    check_digest(digest_of(storage.get(m.data_key)), m.stored, f"stored object {what}")
+    prog = progress or Silent()
+    fetched = Counter(lambda n: prog.update(n, n))
+    chunks = apply(storage.get(m.data_key), [fetched, *stages])
+    return verified(chunks, m.plaintext, f"restored dump of {m.id}")
+
+
+def run_restore(
+    config: Config,
+    job: JobConfig,
+    selector: Selector,
+    *,
+    keys: KeyMaterial,
+    target: str | None = None,
+    to_url: str | None = None,
+    to_password: str | None = None,
+    clean: bool = False,
+    progress: Progress | None = None,
+) -> Located:
+    """Restore a backup of ``job`` into ``to_url`` (default: the job's own database).
+
+    Refuses (``RestoreRefused``) a non-empty target unless ``clean``, before reading any
+    backup data. A failure anywhere leaves the target as it was (engine-dependent; see
+    ``Engine.restore``) and propagates.
+    """
+    located = locate(config, job, selector, target)
+    m = located.manifest
+    if m.engine != job.engine:
+        raise BackupNotFound(
+            f"backup {m.id} is a {m.engine} backup, job {job.name} is {job.engine}"
+        )
+    password = to_password if to_password is not None else job.password
+    engine = open_engine(job.engine, Connection(to_url or job.url, password, job.options))
+    engine.check_restore_target(clean=clean)
+    progress = progress or Silent()
+    progress.start(f"restoring {m.id} from {located.target}")
+    try:
+        engine.restore(plaintext(located, keys, progress), clean=clean)
+    finally:
+        progress.finish()
+    return located
+
+
+def run_cat(
+    config: Config,
+    job: JobConfig,
+    selector: Selector,
+    out: BinaryIO,
+    *,
+    keys: KeyMaterial,
+    target: str | None = None,
+) -> Located:
+    """Write the native dump to ``out``. If a check fails midway the error propagates and
+    what was written must be discarded (the CLI says so)."""
+    located = locate(config, job, selector, target)
+    for chunk in plaintext(located, keys):
+        out.write(chunk)
+    out.flush()
+    return located
