@@ -52,15 +52,16 @@ def is_manifest(key: str) -> bool:
     return key.endswith(MANIFEST_SUFFIX)
 
 
-def _time(value: datetime) -> str:
+def encode_time(value: datetime) -> str:
+    """``2026-11-21T03:00:00.123456Z``."""
     return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
 def encode(manifest: Manifest) -> bytes:
     """The manifest as canonical, pretty JSON (UTF-8)."""
     doc: dict[str, Any] = asdict(manifest)
-    doc["started_at"] = _time(manifest.started_at)
-    doc["finished_at"] = _time(manifest.finished_at)
+    doc["started_at"] = encode_time(manifest.started_at)
+    doc["finished_at"] = encode_time(manifest.finished_at)
     doc["stages"] = list(manifest.stages)
     doc["recipients"] = list(manifest.recipients)
     return (json.dumps(doc, indent=2, sort_keys=True, ensure_ascii=False) + "\n").encode()
@@ -142,8 +143,8 @@ def select(
         before = [m for m in candidates if m.started_at <= at]
         if not before:
             raise BackupNotFound(
-                f"no backup of job {job!r} started at or before {_time(at)}; "
-                f"the oldest started at {_time(candidates[0].started_at)}"
+                f"no backup of job {job!r} started at or before {encode_time(at)}; "
+                f"the oldest started at {encode_time(candidates[0].started_at)}"
             )
         return before[-1]
     assert backup_id is not None

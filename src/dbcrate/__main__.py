@@ -1,0 +1,5 @@
+"""``python -m dbcrate``."""
+
+from dbcrate.cli.main import run
+
+run()

@@ -1,0 +1,251 @@
+"""One function per command: read arguments, call operations, print results."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from dbcrate import catalog, config
+from dbcrate.cli.output import TerminalProgress, human, print_error, print_json
+from dbcrate.errors import DbcrateError, UsageError
+from dbcrate.operations.backup import BackupResult, run_backup
+from dbcrate.operations.listing import Listed, list_backups
+from dbcrate.operations.pipeline import KeyMaterial
+from dbcrate.operations.progress import Progress, Silent
+from dbcrate.operations.restore import Selector, run_cat, run_restore
+from dbcrate.secrets import read_secret_file
+from dbcrate.storage import open_target
+
+
+def _config(args: argparse.Namespace) -> config.Config:
+    return config.load(config.find_config(args.config))
+
+
+def _progress(args: argparse.Namespace) -> Progress:
+    show = args.progress if args.progress is not None else sys.stderr.isatty()
+    return TerminalProgress() if show else Silent()
+
+
+# -- keygen ---------------------------------------------------------------------------------
+
+
+def keygen(args: argparse.Namespace) -> int:
+    """Write a new age identity (0600, never overwriting) and print its recipient."""
+    from dbcrate.codecs.age import generate_identity
+
+    identity, recipient = generate_identity()
+    created = datetime.now(UTC).replace(microsecond=0).isoformat()
+    text = f"# created: {created}\n# public key: {recipient}\n{identity}\n"
+    if args.output is None:
+        sys.stderr.write(f"Public key: {recipient}\n")
+        sys.stdout.write(text)
+        return 0
+    path = Path(args.output)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        raise UsageError(f"{path} already exists; refusing to overwrite an identity",
+                         hint="choose another -o FILE or move the old one away") from None
+    except OSError as exc:
+        raise UsageError(f"cannot create {path}: {exc.strerror}") from None
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
+    sys.stderr.write(f"wrote identity to {path} (keep it secret and keep a copy offline)\n")
+    sys.stdout.write(recipient + "\n")
+    return 0
+
+
+# -- backup ---------------------------------------------------------------------------------
+
+
+def backup(args: argparse.Namespace) -> int:
+    """Run the named jobs (all by default); exit 0 only if every job reached every target."""
+    cfg = _config(args)
+    names = args.jobs or list(cfg.jobs)
+    if not names:
+        raise UsageError(f"no jobs defined in {cfg.source}", hint="add a [[backup.jobs]] table")
+    jobs = [cfg.job(n) for n in names]  # validate every name before running any job
+    exit_code = 0
+    report: list[dict[str, Any]] = []
+    for job in jobs:
+        t0 = time.monotonic()
+        try:
+            result = run_backup(cfg, job, _progress(args))
+        except DbcrateError as err:
+            print_error(_in_job(err, job.name))
+            report.append({"job": job.name, "ok": False, "error": err.message})
+            exit_code = exit_code or err.exit_code
+            continue
+        for target, failure in result.failures.items():
+            print_error(_in_job(failure, f"{job.name} on target {target}"))
+            exit_code = exit_code or failure.exit_code
+        report.append(_result_json(result))
+        if not args.json and result.manifest is not None:
+            m = result.manifest
+            where = ", ".join(c.target for c in result.copies)
+            ratio = m.stored.size / m.plaintext.size if m.plaintext.size else 1.0
+            sys.stdout.write(
+                f"{job.name}: backup {m.id} stored on {where}: {m.data_key}\n"
+                f"  {human(m.plaintext.size)} dumped, {human(m.stored.size)} stored "
+                f"({ratio:.0%}), {' -> '.join(m.stages) or 'no codecs'}, "
+                f"{'unencrypted' if m.encryption == 'none' else m.encryption}, "
+                f"{time.monotonic() - t0:.1f}s\n"
+            )
+    if args.json:
+        print_json(report)
+    return exit_code
+
+
+def _in_job(err: DbcrateError, where: str) -> DbcrateError:
+    copy = type(err).__new__(type(err))
+    copy.__dict__.update(err.__dict__)
+    copy.message = f"{where}: {err.message}"
+    return copy
+
+
+def _result_json(result: BackupResult) -> dict[str, Any]:
+    out: dict[str, Any] = {"job": result.job, "ok": result.ok}
+    if result.manifest is not None:
+        out.update(_manifest_json(result.manifest))
+    out["targets"] = [c.target for c in result.copies]
+    out["failures"] = {t: e.message for t, e in result.failures.items()}
+    return out
+
+
+# -- list -------------------------------------------------------------------------------------
+
+
+def _manifest_json(m: Any) -> dict[str, Any]:
+    doc: dict[str, Any] = {
+        "id": m.id, "job": m.job, "engine": m.engine, "key": m.data_key,
+        "started_at": catalog.encode_time(m.started_at),
+        "finished_at": catalog.encode_time(m.finished_at),
+        "size": m.stored.size, "sha256": m.stored.sha256,
+        "plaintext_size": m.plaintext.size, "plaintext_sha256": m.plaintext.sha256,
+        "stages": list(m.stages), "encryption": m.encryption,
+        "encrypted": m.encryption != "none", "recipients": list(m.recipients),
+        "server_version": m.server_version, "tool": m.tool, "tool_version": m.tool_version,
+        "status": m.status,
+    }
+    return doc
+
+
+def list_(args: argparse.Namespace) -> int:
+    """Print the backups found in storage, oldest first."""
+    cfg = _config(args)
+    if args.target:
+        cfg.target(args.target)
+    found, errors = list_backups(cfg, args.job, args.target)
+    for name, err in errors.items():
+        print_error(_in_job(err, f"target {name}"))
+    if args.json:
+        print_json([{**_manifest_json(x.manifest), "target": x.target} for x in found])
+    else:
+        _print_table(found)
+    return next(iter(errors.values())).exit_code if errors else 0
+
+
+def _print_table(found: list[Listed]) -> None:
+    if not found:
+        sys.stdout.write("no backups found\n")
+        return
+    rows = [("ID", "JOB", "TARGET", "STARTED (UTC)", "SIZE", "STAGES", "ENCRYPTION")]
+    for x in found:
+        m = x.manifest
+        rows.append((
+            m.id, m.job, x.target, m.started_at.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S"),
+            human(m.stored.size), "+".join(m.stages) or "-",
+            "UNENCRYPTED" if m.encryption == "none" else m.encryption,
+        ))
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    for r in rows:
+        sys.stdout.write("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip())
+        sys.stdout.write("\n")
+
+
+# -- restore / cat ------------------------------------------------------------------------------
+
+
+def _selector(args: argparse.Namespace) -> Selector:
+    at = None
+    if getattr(args, "at", None):
+        try:
+            at = catalog.parse_time(args.at)
+        except ValueError:
+            raise UsageError(f"--at {args.at!r} is not an ISO 8601 time",
+                             hint="e.g. 2026-11-21T03:00:00Z") from None
+    return Selector(latest=args.latest, at=at, backup_id=args.backup_id)
+
+
+def _keys(args: argparse.Namespace, aes_key: bytes | None) -> KeyMaterial:
+    path = args.identity or os.environ.get("DBCRATE_IDENTITY_FILE")
+    identities: tuple[str, ...] = ()
+    if path:
+        text = read_secret_file(path, file=path, key="identity")
+        identities = tuple(
+            line.strip() for line in text.splitlines()
+            if line.strip() and not line.lstrip().startswith("#")
+        )
+        if not identities:
+            raise UsageError(f"identity file {path} holds no identity",
+                             hint="it should contain an AGE-SECRET-KEY-1... line")
+    return KeyMaterial(identities=identities, aes_key=aes_key)
+
+
+def restore(args: argparse.Namespace) -> int:
+    """Restore a backup into a database (see ``run_restore``)."""
+    cfg = _config(args)
+    job = cfg.job(args.job)
+    password = None
+    if args.to_password_file:
+        password = read_secret_file(args.to_password_file, file=args.to_password_file,
+                                    key="--to-password-file")
+    elif os.environ.get("DBCRATE_RESTORE_PASSWORD") is not None:
+        password = os.environ["DBCRATE_RESTORE_PASSWORD"]
+    t0 = time.monotonic()
+    located = run_restore(
+        cfg, job, _selector(args), keys=_keys(args, job.encryption_key), target=args.target,
+        to_url=args.to, to_password=password, clean=args.clean, progress=_progress(args),
+    )
+    m = located.manifest
+    sys.stdout.write(
+        f"{job.name}: restored backup {m.id} (started {catalog.encode_time(m.started_at)}) "
+        f"from {located.target} into {args.to or job.url} in {time.monotonic() - t0:.1f}s; "
+        f"both digests verified\n"
+    )
+    return 0
+
+
+def cat(args: argparse.Namespace) -> int:
+    """Write the native dump to stdout."""
+    cfg = _config(args)
+    job = cfg.job(args.job)
+    if sys.stdout.isatty():
+        raise UsageError("refusing to write a binary dump to a terminal",
+                         hint="redirect stdout to a file or a pipe")
+    try:
+        run_cat(cfg, job, _selector(args), sys.stdout.buffer,
+                keys=_keys(args, job.encryption_key), target=args.target)
+    except DbcrateError as err:
+        err.hint = (err.hint + "; " if err.hint else "") + "discard what was written to stdout"
+        raise
+    return 0
+
+
+# -- target -----------------------------------------------------------------------------------
+
+
+def target_check(args: argparse.Namespace) -> int:
+    """Probe a target end to end: write, read, list, delete."""
+    cfg = _config(args)
+    storage = open_target(cfg.target(args.name))
+    t0 = time.monotonic()
+    storage.probe()
+    sys.stdout.write(f"target {args.name} ({storage.describe()}): write, read, list and "
+                     f"delete ok in {time.monotonic() - t0:.2f}s\n")
+    return 0

@@ -1,0 +1,143 @@
+"""Entry point: ``dbcrate COMMAND ...``. Exit codes are listed in docs/exit-codes.md."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from collections.abc import Callable, Sequence
+
+from dbcrate import __version__
+from dbcrate.cli import commands
+from dbcrate.cli.output import print_error
+from dbcrate.errors import DbcrateError, UsageError
+
+Handler = Callable[[argparse.Namespace], int]
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that raises UsageError instead of exiting, so errors look the same."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        raise UsageError(message, hint=f"see `{self.prog} --help`")
+
+
+def _selection(p: argparse.ArgumentParser, *, at: bool = True) -> None:
+    g = p.add_mutually_exclusive_group(required=True)
+    g.add_argument("--latest", action="store_true", help="the newest backup")
+    if at:
+        g.add_argument("--at", "--timestamp", dest="at", metavar="TIME",
+                       help="the newest backup started at or before TIME (ISO 8601, UTC if "
+                       "no offset), e.g. 2026-11-21T03:00:00Z")
+    g.add_argument("--id", dest="backup_id", metavar="ID", help="the backup with this id "
+                   "(or a unique prefix of at least 8 characters)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="dbcrate", description="Encrypted, streaming database backups "
+                     "to storage you own, restorable from storage alone.")
+    parser.add_argument("--version", action="version", version=f"dbcrate {__version__}")
+    parser.add_argument("--config", metavar="FILE", help="config file (default: "
+                        "$DBCRATE_CONFIG, ./dbcrate.toml, /etc/dbcrate/config.toml)")
+    parser.add_argument("-v", "--verbose", action="count", default=0,
+                        help="log what happens (twice for debug detail)")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks of internal errors")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    sub.required = True
+
+    p = sub.add_parser("keygen", help="create an age identity and print its recipient")
+    p.add_argument("-o", "--output", metavar="FILE",
+                   help="write the identity here (mode 0600; never overwritten)")
+    p.set_defaults(handler=commands.keygen)
+
+    p = sub.add_parser("backup", help="run backup jobs now")
+    p.add_argument("jobs", nargs="*", metavar="JOB", help="jobs to run (default: all)")
+    p.add_argument("--json", action="store_true", help="print results as JSON")
+    _progress_flags(p)
+    p.set_defaults(handler=commands.backup)
+
+    p = sub.add_parser("list", help="list the backups found in storage")
+    p.add_argument("job", nargs="?", metavar="JOB", help="only this job")
+    p.add_argument("--target", metavar="T", help="only this target")
+    p.add_argument("--json", action="store_true", help="print a JSON array")
+    p.set_defaults(handler=commands.list_)
+
+    p = sub.add_parser("restore", help="restore a backup into a database")
+    p.add_argument("job", metavar="JOB")
+    _selection(p)
+    p.add_argument("--target", metavar="T", help="read from this target (default: the "
+                   "job's targets in order)")
+    p.add_argument("--to", metavar="URL", help="restore into this database (created if it "
+                   "does not exist; default: the job's own database, in place)")
+    p.add_argument("--to-password-file", metavar="FILE", help="password for --to (default: "
+                   "$DBCRATE_RESTORE_PASSWORD, else the job's password)")
+    p.add_argument("--identity", "-i", metavar="FILE", help="age identity file "
+                   "(default: $DBCRATE_IDENTITY_FILE)")
+    p.add_argument("--clean", action="store_true", help="allow restoring over a non-empty "
+                   "database (drops the objects the dump contains first)")
+    _progress_flags(p)
+    p.set_defaults(handler=commands.restore)
+
+    p = sub.add_parser("cat", help="write a backup's native dump to stdout")
+    p.add_argument("job", metavar="JOB")
+    _selection(p)
+    p.add_argument("--target", metavar="T", help="read from this target")
+    p.add_argument("--identity", "-i", metavar="FILE", help="age identity file "
+                   "(default: $DBCRATE_IDENTITY_FILE)")
+    p.set_defaults(handler=commands.cat)
+
+    p = sub.add_parser("target", help="storage targets")
+    tsub = p.add_subparsers(dest="target_command", metavar="SUBCOMMAND", parser_class=_Parser)
+    tsub.required = True
+    c = tsub.add_parser("check", help="write/read/list/delete probe of a target")
+    c.add_argument("name", metavar="NAME")
+    c.set_defaults(handler=commands.target_check)
+    return parser
+
+
+def _progress_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--progress", dest="progress", action="store_true", default=None,
+                   help="show progress (default: when stderr is a terminal)")
+    p.add_argument("--no-progress", dest="progress", action="store_false")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the CLI; returns (and, as a console script, exits with) the exit code."""
+    args_list = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in args_list or bool(os.environ.get("DBCRATE_DEBUG"))
+    try:
+        args = build_parser().parse_args(args_list)
+        _setup_logging(args.verbose)
+        handler: Handler = args.handler
+        return handler(args)
+    except DbcrateError as err:
+        print_error(err)
+        return err.exit_code
+    except KeyboardInterrupt:
+        sys.stderr.write("dbcrate: interrupted; nothing was recorded for unfinished work\n")
+        return 130
+    except BrokenPipeError:
+        return 141
+    except Exception as exc:
+        if debug:
+            raise
+        sys.stderr.write(
+            f"dbcrate: internal error: {type(exc).__name__}: {exc}\n"
+            "hint: this is a bug; run again with --debug and report the traceback\n"
+        )
+        return 1
+
+
+def _setup_logging(verbose: int) -> None:
+    level = logging.WARNING if verbose == 0 else logging.INFO if verbose == 1 else logging.DEBUG
+    logging.basicConfig(level=level, format="dbcrate: %(levelname)s: %(message)s",
+                        stream=sys.stderr)
+
+
+def run() -> None:  # pragma: no cover - console script
+    sys.exit(main())
+
+
+if __name__ == "__main__":  # pragma: no cover
+    run()
