@@ -1,0 +1,41 @@
+# dbcrate — the two quick-start commands are `make demo` and `make test`.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN     = $(VENV)/bin
+STAMP   = $(VENV)/.installed-$(shell sha256sum pyproject.toml | cut -c1-12)
+
+.PHONY: demo test lint typecheck unit deps system-deps bench clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[test]'
+	rm -f $(VENV)/.installed-* && touch $@
+
+deps: $(STAMP)
+
+## system packages the tests use (age, zstd CLIs for interop); apt-get only when missing
+system-deps:
+	bash scripts/install-system-deps.sh
+
+## quick start 1: embedded PostgreSQL -> backup (zstd + age) -> list -> restore -> compare
+demo: $(STAMP)
+	$(BIN)/python scripts/demo.py
+
+## quick start 2: lint, type-check and the whole test suite against real servers
+test: system-deps $(STAMP)
+	$(BIN)/ruff check src tests bench scripts
+	$(BIN)/mypy
+	$(BIN)/pytest -q
+
+lint: $(STAMP)
+	$(BIN)/ruff check src tests bench scripts
+
+typecheck: $(STAMP)
+	$(BIN)/mypy
+
+## benchmark: >= 1 GB database, dbcrate vs the raw tools (prints ratios and peak RSS)
+bench: $(STAMP)
+	$(BIN)/python bench/backup.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Install the Debian packages dbcrate's tests use, only if something is missing.
+# age, zstd: format interop checks; util-linux (setpriv/runuser): drop root for PostgreSQL;
+# nodejs/npm: fetch the C2SP age test vectors (npm package cctv-age).
+set -euo pipefail
+need=()
+command -v age >/dev/null || need+=(age)
+command -v age-keygen >/dev/null || need+=(age)
+command -v zstd >/dev/null || need+=(zstd)
+command -v gzip >/dev/null || need+=(gzip)
+command -v setpriv >/dev/null || command -v runuser >/dev/null || need+=(util-linux)
+command -v npm >/dev/null || need+=(npm)
+if [ ${#need[@]} -eq 0 ]; then
+  exit 0
+fi
+if [ "$(id -u)" -ne 0 ]; then
+  echo "missing system packages: ${need[*]}; run: sudo apt-get install -y ${need[*]}" >&2
+  exit 1
+fi
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq
+apt-get install -y -qq "${need[@]}" >/dev/null
