@@ -1,0 +1,287 @@
+"""A directory on a local (or mounted) filesystem as a storage target.
+
+Objects are files under ``root``; a key's ``/`` separators are directories. Writes go to
+a ``.dbcrate-tmp-*`` file beside the final name, are fsynced, renamed into place and the
+directory fsynced, so a crash leaves either the old object or the new one. Files are
+created 0600 and directories 0700.
+
+Also home to the helpers every backend shares: ``check_key`` and ``run_probe``.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import stat
+import uuid
+from collections.abc import Iterable, Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import BinaryIO
+
+from dbcrate.config import TargetConfig
+from dbcrate.errors import ObjectNotFound, StorageError
+from dbcrate.model import ObjectInfo
+from dbcrate.storage import Storage
+
+TMP_PREFIX = ".dbcrate-tmp-"
+PROBE_PREFIX = ".dbcrate-probe/"
+READ_CHUNK = 1 << 20
+FILE_MODE = 0o600
+DIR_MODE = 0o700
+
+
+def check_key(key: str) -> str:
+    """Return ``key`` if it is a valid relative key; raise ``StorageError`` otherwise.
+
+    Keys are non-empty, ``/``-separated, relative, and have no empty, ``.`` or ``..``
+    segments (so they cannot escape the target's root) and no temp-file names.
+    """
+    if not isinstance(key, str) or not key:
+        raise StorageError("invalid storage key: empty", hint="this is a bug; please report it")
+    parts = key.split("/")
+    if (
+        key.startswith("/")
+        or "\\" in key
+        or "\0" in key
+        or any(p in ("", ".", "..") for p in parts)
+        or parts[-1].startswith(TMP_PREFIX)
+    ):
+        raise StorageError(
+            f"invalid storage key {key!r}: keys are relative '/'-separated paths "
+            "without empty, '.' or '..' segments",
+            hint="this is a bug; please report it",
+        )
+    return key
+
+
+def check_prefix(prefix: str) -> str:
+    """Return ``prefix`` if it cannot escape the root (it may be empty or end in ``/``)."""
+    if prefix:
+        check_key(prefix.rstrip("/") or ".")
+    return prefix
+
+
+def run_probe(storage: Storage) -> None:
+    """List, then write, read, list and delete a small object under ``.dbcrate-probe/``.
+
+    Raises ``StorageError`` (of the same class as the underlying failure) whose message
+    names the step that failed and ``storage.describe()``.
+    """
+    key = f"{PROBE_PREFIX}{uuid.uuid4().hex}"
+    payload = b"dbcrate probe " + key.encode()
+    step = "list"
+    try:
+        for _ in storage.list(PROBE_PREFIX):
+            break
+        step = "write"
+        storage.put(key, [payload])
+        step = "read"
+        data = b"".join(storage.get(key))
+        if data != payload:
+            raise StorageError(f"read back {len(data)} bytes, expected {len(payload)}")
+        step = "list after write"
+        if key not in [o.key for o in storage.list(PROBE_PREFIX)]:
+            raise StorageError("the probe object just written is not listed")
+        step = "delete"
+        storage.delete(key)
+        if any(o.key == key for o in storage.list(PROBE_PREFIX)):
+            raise StorageError("the probe object is still listed after delete")
+    except StorageError as exc:
+        message = f"probe of {storage.describe()} failed at step '{step}': {exc.message}"
+        try:  # keep the class (e.g. transient, so a retry wrapper may try again)
+            wrapped = type(exc)(message, exc.hint)
+        except TypeError:
+            wrapped = StorageError(message, exc.hint)
+        raise wrapped from exc
+
+
+class LocalStorage:
+    """A storage target in a local directory. See the module docstring."""
+
+    def __init__(self, root: Path | str, *, name: str = "local") -> None:
+        self.root = Path(root).expanduser().absolute()
+        self.name = name
+
+    @classmethod
+    def from_config(cls, target: TargetConfig) -> LocalStorage:
+        """Options: ``path`` (required). Raises ``ConfigError``."""
+        return cls(Path(target.require_str("path")), name=target.name)
+
+    def __repr__(self) -> str:
+        return f"LocalStorage({str(self.root)!r})"
+
+    def describe(self) -> str:
+        return str(self.root)
+
+    # -- helpers ---------------------------------------------------------------------
+
+    def _path(self, key: str) -> Path:
+        return self.root.joinpath(*check_key(key).split("/"))
+
+    def _error(self, action: str, path: Path | str, exc: OSError) -> StorageError:
+        reason = exc.strerror or str(exc)
+        if exc.errno in (errno.EACCES, errno.EPERM):
+            hint = f"make {self.root} writable by the user running dbcrate (owner and mode)"
+        elif exc.errno == errno.ENOSPC or exc.errno == errno.EDQUOT:
+            hint = f"free space on the filesystem holding {self.root}"
+        elif exc.errno == errno.EROFS:
+            hint = f"{self.root} is on a read-only filesystem; point `path` elsewhere"
+        else:
+            hint = f"check that {self.root} exists and is a usable directory (target `path`)"
+        return StorageError(f"cannot {action} {path}: {reason.lower()}", hint)
+
+    def _mkdirs(self, directory: Path) -> None:
+        try:
+            directory.mkdir(mode=DIR_MODE, parents=True, exist_ok=True)
+        except OSError as exc:
+            raise self._error("create directory", directory, exc) from None
+
+    @staticmethod
+    def _fsync_dir(directory: Path) -> None:
+        fd = os.open(directory, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+    # -- Storage ---------------------------------------------------------------------
+
+    def put(self, key: str, chunks: Iterable[bytes]) -> ObjectInfo:
+        """Write ``chunks`` to ``key``. Atomic (temp file, fsync, rename, fsync dir);
+        replaces an existing object. If ``chunks`` raises, the temp file is removed and
+        the same exception propagates. Raises ``StorageError`` on filesystem errors."""
+        final = self._path(key)
+        self._mkdirs(final.parent)
+        tmp = final.parent / f"{TMP_PREFIX}{uuid.uuid4().hex}"
+        try:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, FILE_MODE)
+        except OSError as exc:
+            raise self._error("create", tmp, exc) from None
+        size = 0
+        try:
+            with os.fdopen(fd, "wb", buffering=0) as f:
+                for chunk in chunks:
+                    view = memoryview(chunk)
+                    while view:
+                        try:
+                            n = f.write(view)
+                        except OSError as exc:
+                            raise self._error("write", tmp, exc) from None
+                        size += n or 0
+                        view = view[n:]
+                try:
+                    os.fsync(f.fileno())
+                except OSError as exc:
+                    raise self._error("fsync", tmp, exc) from None
+            try:
+                tmp.replace(final)
+            except OSError as exc:
+                raise self._error("rename into place", final, exc) from None
+        except BaseException:
+            try:
+                tmp.unlink()
+            except OSError:
+                pass
+            raise
+        try:
+            self._fsync_dir(final.parent)
+            st = final.stat()
+        except OSError as exc:
+            raise self._error("sync directory of", final, exc) from None
+        return ObjectInfo(key=key, size=size, modified=datetime.fromtimestamp(st.st_mtime, UTC))
+
+    def get(self, key: str, start: int | None = None, end: int | None = None) -> Iterator[bytes]:
+        """Stream bytes ``[start, end)`` of ``key`` (clamped to the object's size).
+        Raises ``ObjectNotFound`` at once if the key is missing, ``StorageError`` on
+        filesystem errors (possibly during iteration)."""
+        path = self._path(key)
+        begin = start or 0
+        if begin < 0 or (end is not None and end < begin):
+            raise ValueError(f"invalid byte range [{start}, {end})")
+        try:
+            f = open(path, "rb")  # noqa: SIM115 - closed by the generator
+        except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
+            raise ObjectNotFound(
+                f"no object {key!r} in {self.root}",
+                hint="run `dbcrate list` to see what exists",
+            ) from None
+        except OSError as exc:
+            raise self._error("open", path, exc) from None
+        return self._read(f, path, begin, end)
+
+    def _read(self, f: BinaryIO, path: Path, begin: int, end: int | None) -> Iterator[bytes]:
+        with f:
+            try:
+                f.seek(begin)
+                remaining = None if end is None else end - begin
+                while remaining is None or remaining > 0:
+                    want = READ_CHUNK if remaining is None else min(READ_CHUNK, remaining)
+                    data = f.read(want)
+                    if not data:
+                        return
+                    if remaining is not None:
+                        remaining -= len(data)
+                    yield data
+            except OSError as exc:
+                raise self._error("read", path, exc) from None
+
+    def list(self, prefix: str = "") -> Iterator[ObjectInfo]:
+        """Objects whose key starts with ``prefix``, in key order; temp files skipped.
+        Raises ``StorageError`` on filesystem errors."""
+        check_prefix(prefix)
+        # Walk only the deepest directory the prefix names completely.
+        head, _, _ = prefix.rpartition("/")
+        base = self.root.joinpath(*head.split("/")) if head else self.root
+        found: list[ObjectInfo] = []
+        if not base.is_dir():
+            return iter(found)
+
+        def onerror(exc: OSError) -> None:
+            raise self._error("list", exc.filename or base, exc)
+
+        for dirpath, dirnames, filenames in os.walk(base, onerror=onerror):
+            rel_dir = Path(dirpath).relative_to(self.root).as_posix()
+            rel_dir = "" if rel_dir == "." else rel_dir + "/"
+            dirnames[:] = [
+                d
+                for d in dirnames
+                if (rel_dir + d + "/").startswith(prefix) or prefix.startswith(rel_dir + d + "/")
+            ]
+            for fn in filenames:
+                key = rel_dir + fn
+                if fn.startswith(TMP_PREFIX) or not key.startswith(prefix):
+                    continue
+                full = Path(dirpath) / fn
+                try:
+                    st = full.stat()
+                except FileNotFoundError:
+                    continue  # deleted while listing
+                except OSError as exc:
+                    raise self._error("stat", full, exc) from None
+                if not stat.S_ISREG(st.st_mode):
+                    continue
+                found.append(ObjectInfo(key, st.st_size, datetime.fromtimestamp(st.st_mtime, UTC)))
+        found.sort(key=lambda o: o.key)
+        return iter(found)
+
+    def delete(self, key: str) -> None:
+        """Remove ``key``; a missing key is not an error. Empty probe directories are
+        removed too. Raises ``StorageError`` on filesystem errors."""
+        path = self._path(key)
+        try:
+            path.unlink()
+        except (FileNotFoundError, NotADirectoryError):
+            pass
+        except OSError as exc:
+            raise self._error("delete", path, exc) from None
+        if key.startswith(PROBE_PREFIX):
+            try:
+                path.parent.rmdir()
+            except OSError:
+                pass
+
+    def probe(self) -> None:
+        """Write, read, list and delete a probe object (creating the root 0700 if needed).
+        Raises ``StorageError`` naming the step that failed."""
+        run_probe(self)

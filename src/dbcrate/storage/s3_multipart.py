@@ -1,0 +1,340 @@
+"""S3 plumbing shared by ``S3Storage``: error translation, retries, streaming upload.
+
+The upload holds exactly one part in memory. Objects smaller than one part go up with a
+single PutObject; larger ones with a multipart upload that is created when the first
+part is full, completed after the last part, and aborted if anything fails.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, TypeVar, cast
+
+from botocore.exceptions import (
+    BotoCoreError,
+    ClientError,
+    ConnectionClosedError,
+    ConnectTimeoutError,
+    NoCredentialsError,
+    PartialCredentialsError,
+    ReadTimeoutError,
+    SSLError,
+)
+from botocore.exceptions import ConnectionError as BotoConnectionError
+
+from dbcrate.errors import ObjectNotFound, StorageError
+from dbcrate.storage.retry import TransientStorageError, backoff_delays
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3.client import S3Client
+    from mypy_boto3_s3.type_defs import CompletedPartTypeDef
+
+T = TypeVar("T")
+log = logging.getLogger("dbcrate.storage.s3")
+
+MiB = 1 << 20
+MIN_PART = 5 * MiB
+MAX_PART = 5 * 1024 * MiB
+MAX_PARTS = 10_000
+#: Every this many parts the part size doubles, so 10,000 parts reach ~1000x part_size.
+PARTS_PER_SIZE_STEP = 1000
+
+_TRANSIENT_CODES = {
+    "RequestTimeout",
+    "SlowDown",
+    "Throttling",
+    "ThrottlingException",
+    "RequestThrottled",
+    "InternalError",
+    "ServiceUnavailable",
+    "RequestTimeTooSkewed",
+}
+_AUTH_CODES = {
+    "InvalidAccessKeyId",
+    "SignatureDoesNotMatch",
+    "InvalidToken",
+    "ExpiredToken",
+    "TokenRefreshRequired",
+    "InvalidSecurity",
+}
+
+
+def error_code(exc: ClientError) -> str:
+    """The provider's error code (``NoSuchKey``, ``AccessDenied``, or the HTTP status)."""
+    err = exc.response.get("Error", {})
+    code = err.get("Code") or str(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode"))
+    return str(code)
+
+
+@dataclass(frozen=True)
+class Where:
+    """What a request was about, for messages. Holds the strings to scrub, never prints them."""
+
+    bucket: str
+    endpoint: str
+    secrets: tuple[str, ...] = field(default=(), repr=False)
+
+    def url(self, key: str = "") -> str:
+        return f"s3://{self.bucket}/{key}"
+
+    def scrub(self, text: str) -> str:
+        for s in self.secrets:
+            if s:
+                text = text.replace(s, "***")
+        return text
+
+
+def translate(exc: Exception, op: str, where: Where, key: str = "") -> StorageError:
+    """Map a botocore exception to a ``StorageError`` (``TransientStorageError`` when a
+    retry may help, ``ObjectNotFound`` for a missing key). Never includes credentials."""
+    url = where.url(key)
+    if isinstance(exc, ClientError):
+        code = error_code(exc)
+        status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
+        if code in ("NoSuchKey", "404", "NotFound") and key:
+            return ObjectNotFound(f"no object {url}", "run `dbcrate list` to see what exists")
+        if code == "NoSuchBucket" or (code in ("404", "NotFound") and not key):
+            return StorageError(
+                f"s3 bucket {where.bucket!r} does not exist at {where.endpoint}",
+                "create the bucket, or fix `bucket` (and `endpoint`, `region`) in the target",
+            )
+        if code in _AUTH_CODES:
+            return StorageError(
+                f"s3 rejected the credentials ({code}) for {op} of {url} at {where.endpoint}",
+                "check the target's access_key and secret_key (or the AWS credential chain)",
+            )
+        if code in ("AccessDenied", "403", "Forbidden", "AllAccessDisabled"):
+            return StorageError(
+                f"access denied by s3 for {op} of {url} ({code})",
+                "check the credentials and the bucket policy: dbcrate needs s3:PutObject, "
+                "GetObject, ListBucket, DeleteObject and AbortMultipartUpload",
+            )
+        detail = where.scrub(str(exc.response.get("Error", {}).get("Message") or ""))
+        message = f"s3 {op} of {url} failed: {code}" + (f": {detail}" if detail else "")
+        if code in _TRANSIENT_CODES or status >= 500:
+            return TransientStorageError(message)
+        return StorageError(message)
+    if isinstance(exc, SSLError):
+        return StorageError(
+            f"tls error talking to s3 endpoint {where.endpoint} during {op} of {url}",
+            "check the endpoint's certificate; set `ca_bundle` for a private CA",
+        )
+    if isinstance(exc, BotoConnectionError | ConnectionClosedError | ReadTimeoutError):
+        kind = {
+            ConnectTimeoutError: "connect timed out",
+            ReadTimeoutError: "read timed out",
+            ConnectionClosedError: "connection closed by the server",
+        }.get(type(exc), "connection failed")
+        return TransientStorageError(
+            f"cannot reach s3 endpoint {where.endpoint} (during {op} of {url}): {kind}",
+            "check `endpoint`, the network, and that the S3 server is running",
+        )
+    if isinstance(exc, NoCredentialsError | PartialCredentialsError):
+        return StorageError(
+            "no s3 credentials found",
+            "set access_key and secret_key on the target, or configure the AWS credential chain",
+        )
+    if isinstance(exc, BotoCoreError):
+        name = type(exc).__name__
+        return TransientStorageError(f"s3 {op} of {url} failed: {name}: {where.scrub(str(exc))}")
+    return StorageError(f"s3 {op} of {url} failed: {type(exc).__name__}")
+
+
+def call(
+    op: str,
+    fn: Callable[[], T],
+    where: Where,
+    key: str = "",
+    *,
+    attempts: int = 1,
+    base_delay: float = 0.5,
+    deadline: float | None = None,
+) -> T:
+    """Run ``fn``; retry transient failures ``attempts`` times (or until ``deadline``,
+    a ``time.monotonic()`` value) with exponential backoff. Raises ``StorageError``."""
+    delays = backoff_delays(attempts if deadline is None else 1 << 30, base_delay)
+    while True:
+        try:
+            return fn()
+        except (ClientError, BotoCoreError) as exc:
+            err = translate(exc, op, where, key)
+            delay = next(delays, None)
+            if deadline is not None and delay is not None:
+                delay = min(delay, deadline - time.monotonic())
+                delay = delay if delay > 0 else None
+            if not isinstance(err, TransientStorageError) or delay is None:
+                raise err from exc
+            log.info("%s; retrying in %.1fs", err.message, delay)
+            time.sleep(delay)
+
+
+class StreamUpload:
+    """One ``put``: buffer one part at a time, upload, complete or abort."""
+
+    def __init__(
+        self,
+        client: S3Client,
+        where: Where,
+        key: str,
+        *,
+        part_size: int,
+        extra: Mapping[str, Any],
+        attempts: int,
+        abort_timeout: float,
+    ) -> None:
+        self.client = client
+        self.where = where
+        self.key = key
+        self.part_size = part_size
+        self.extra = dict(extra)
+        self.attempts = attempts
+        self.abort_timeout = abort_timeout
+        self.upload_id: str | None = None
+        self.parts: list[CompletedPartTypeDef] = []
+
+    def _call(self, op: str, fn: Callable[[], T]) -> T:
+        return call(op, fn, self.where, self.key, attempts=self.attempts)
+
+    def _size_of(self, part_number: int) -> int:
+        step = (part_number - 1) // PARTS_PER_SIZE_STEP
+        return min(self.part_size << step, MAX_PART)
+
+    def run(self, chunks: Iterable[bytes]) -> int:
+        """Upload ``chunks``; returns the object's size. Atomic. If ``chunks`` raises,
+        the multipart upload is aborted and the same exception propagates. Raises
+        ``StorageError`` if S3 fails (after aborting the upload)."""
+        size = 0
+        buf = bytearray()
+        try:
+            for chunk in chunks:
+                view = memoryview(chunk).cast("B")
+                size += len(view)
+                while len(view):
+                    room = self._size_of(len(self.parts) + 1) - len(buf)
+                    buf += view[:room]
+                    view = view[room:]
+                    if len(buf) >= self._size_of(len(self.parts) + 1):
+                        self._upload_part(buf)
+                        buf = bytearray()
+                del view
+            if self.upload_id is None:
+                body = buf
+                self._call(
+                    "put object",
+                    lambda: self.client.put_object(
+                        Bucket=self.where.bucket,
+                        Key=self.key,
+                        Body=cast(bytes, body),  # botocore accepts bytearray (no copy)
+                        **self.extra,
+                    ),
+                )
+            else:
+                if buf:
+                    self._upload_part(buf)
+                self._complete(size)
+        except BaseException as exc:
+            if self.upload_id is not None:
+                aborted = self._abort()
+                if not aborted and isinstance(exc, StorageError):
+                    exc.hint = (
+                        f"{exc.hint}; an incomplete multipart upload may remain under "
+                        f"{self.where.url(self.key)}: a bucket lifecycle rule "
+                        "(AbortIncompleteMultipartUpload) or the next cleanup removes it"
+                    )
+            raise
+        return size
+
+    def _upload_part(self, buf: bytearray) -> None:
+        if self.upload_id is None:
+            resp = self._call(
+                "create multipart upload",
+                lambda: self.client.create_multipart_upload(
+                    Bucket=self.where.bucket, Key=self.key, **self.extra
+                ),
+            )
+            self.upload_id = resp["UploadId"]
+        number = len(self.parts) + 1
+        if number > MAX_PARTS:
+            raise StorageError(
+                f"object {self.where.url(self.key)} needs more than {MAX_PARTS} parts",
+                "raise the target's part_size",
+            )
+        upload_id = self.upload_id
+        resp_part = self._call(
+            f"upload part {number}",
+            lambda: self.client.upload_part(
+                Bucket=self.where.bucket,
+                Key=self.key,
+                UploadId=upload_id,
+                PartNumber=number,
+                Body=cast(bytes, buf),  # botocore accepts bytearray (no copy)
+            ),
+        )
+        self.parts.append({"ETag": resp_part["ETag"], "PartNumber": number})
+
+    def _complete(self, size: int) -> None:
+        assert self.upload_id is not None
+        upload_id = self.upload_id
+        tries = 0
+
+        def complete() -> None:
+            nonlocal tries
+            tries += 1
+            try:
+                self.client.complete_multipart_upload(
+                    Bucket=self.where.bucket,
+                    Key=self.key,
+                    UploadId=upload_id,
+                    MultipartUpload={"Parts": self.parts},
+                )
+            except ClientError as exc:
+                # A retry after a lost response: the first attempt did complete.
+                if tries > 1 and error_code(exc) == "NoSuchUpload" and self._exists(size):
+                    return
+                raise
+
+        self._call("complete multipart upload", complete)
+        self.upload_id = None
+
+    def _exists(self, size: int) -> bool:
+        try:
+            head = self.client.head_object(Bucket=self.where.bucket, Key=self.key)
+        except (ClientError, BotoCoreError):
+            return False
+        return head.get("ContentLength") == size
+
+    def _abort(self) -> bool:
+        """Abort the open upload, retrying transient failures for up to abort_timeout
+        seconds. Returns whether it is gone; logs (never raises) otherwise."""
+        upload_id = self.upload_id
+        assert upload_id is not None
+
+        def abort() -> None:
+            try:
+                self.client.abort_multipart_upload(
+                    Bucket=self.where.bucket, Key=self.key, UploadId=upload_id
+                )
+            except ClientError as exc:
+                if error_code(exc) != "NoSuchUpload":
+                    raise
+
+        deadline = time.monotonic() + self.abort_timeout
+        try:
+            call(
+                "abort multipart upload",
+                abort,
+                self.where,
+                self.key,
+                base_delay=0.25,
+                deadline=deadline,
+            )
+        except StorageError as err:
+            log.warning(
+                "could not abort multipart upload of %s: %s", self.where.url(self.key), err.message
+            )
+            return False
+        self.upload_id = None
+        return True
