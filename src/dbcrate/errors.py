@@ -155,6 +155,17 @@ class ObjectNotFound(StorageError):
     """The object does not exist in storage."""
 
 
+class StorageUnavailable(StorageError):
+    """A storage failure that may go away if the same request is made again later
+    (connection refused or reset, timeout, throttling, server error). Retry wrappers
+    retry only this."""
+
+    default_hint = (
+        "the target may be briefly unavailable; try again, "
+        "or check it with `dbcrate target check NAME`"
+    )
+
+
 # -- integrity and encryption --------------------------------------------------------------
 
 

@@ -76,7 +76,8 @@ def open_target(target: TargetConfig) -> Storage:
     try:
         factory = registry[target.type]
     except KeyError:
+        known = ", ".join(sorted(registry))
         raise target.error(
-            "type", f"unknown target type {target.type!r}; expected one of {', '.join(sorted(registry))}"
+            "type", f"unknown target type {target.type!r}; this build supports: {known}"
         ) from None
     return factory(target)

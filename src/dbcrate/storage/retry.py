@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from typing import TypeVar
 
-from dbcrate.errors import StorageError
+from dbcrate.errors import StorageUnavailable
 from dbcrate.model import ObjectInfo
 from dbcrate.storage import Storage
 
@@ -23,14 +23,8 @@ T = TypeVar("T")
 MAX_DELAY = 8.0
 
 
-class TransientStorageError(StorageError):
-    """A storage failure that may go away if the same request is made again later
-    (connection refused or reset, timeout, throttling, server error)."""
-
-    default_hint = (
-        "the target may be briefly unavailable; try again, "
-        "or check it with `dbcrate target check NAME`"
-    )
+#: kept for imports of the old name; the class lives in the error tree
+TransientStorageError = StorageUnavailable
 
 
 def backoff_delays(attempts: int, base_delay: float) -> Iterator[float]:
