@@ -87,6 +87,20 @@ def rechunk(chunks: Iterable[bytes], size: int = CHUNK) -> Chunks:
         yield bytes(buf)
 
 
+def split(chunks: Iterable[bytes], size: int) -> Chunks:
+    """Cut chunks larger than ``size`` into pieces of at most ``size`` bytes.
+
+    Used before decompression so one input chunk cannot expand into a huge output chunk.
+    """
+    for chunk in chunks:
+        if len(chunk) <= size:
+            yield chunk
+            continue
+        view = memoryview(chunk)
+        for i in range(0, len(chunk), size):
+            yield bytes(view[i : i + size])
+
+
 def digest_of(chunks: Iterable[bytes]) -> Digest:
     """Size and SHA-256 of a whole stream, read once with bounded memory."""
     h = HashStage()

@@ -6,6 +6,7 @@ bucket plus prefix). Wrappers (retry, dry-run) are Storages around a Storage.
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable, Iterable, Iterator
 from typing import Protocol
 
@@ -55,29 +56,34 @@ class Storage(Protocol):
 StorageFactory = Callable[[TargetConfig], Storage]
 
 
-def _registry() -> dict[str, StorageFactory]:
-    from dbcrate.storage.local import LocalStorage
-    from dbcrate.storage.s3 import S3Storage
+#: target type -> "module:factory"; imported on first use so an unused backend's SDK
+#: (boto3 ...) costs nothing at start-up
+REGISTRY: dict[str, str] = {
+    "local": "dbcrate.storage.local:LocalStorage.from_config",
+    "s3": "dbcrate.storage.s3:S3Storage.from_config",
+}
 
-    return {
-        "local": LocalStorage.from_config,
-        "s3": S3Storage.from_config,
-    }
+
+def _load(spec: str) -> StorageFactory:
+    module, _, attr = spec.partition(":")
+    obj: object = importlib.import_module(module)
+    for part in attr.split("."):
+        obj = getattr(obj, part)
+    return obj  # type: ignore[return-value]
 
 
 def storage_types() -> list[str]:
     """The target ``type`` values this build supports."""
-    return sorted(_registry())
+    return sorted(REGISTRY)
 
 
 def open_target(target: TargetConfig) -> Storage:
     """Build the Storage a target config describes. Raises ``ConfigError``."""
-    registry = _registry()
     try:
-        factory = registry[target.type]
+        spec = REGISTRY[target.type]
     except KeyError:
-        known = ", ".join(sorted(registry))
+        known = ", ".join(sorted(REGISTRY))
         raise target.error(
             "type", f"unknown target type {target.type!r}; this build supports: {known}"
         ) from None
-    return factory(target)
+    return _load(spec)(target)
