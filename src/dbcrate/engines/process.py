@@ -140,11 +140,20 @@ def stream_stdout(
         return False
 
     def reader() -> None:
+        # Hand on whole chunks, read into one reused buffer: a reader that keeps up with the
+        # tool would otherwise pass on every small write separately (per-chunk costs would
+        # dominate), and a fresh 1 MiB buffer per read costs page faults.
+        view = memoryview(bytearray(chunk_size))
         try:
-            while data := os.read(out_fd, chunk_size):
-                if not put(data):
+            while True:
+                filled = 0
+                while filled < chunk_size and (n := os.readv(out_fd, [view[filled:]])):
+                    filled += n
+                if filled and not put(bytes(view[:filled])):
                     return
-            put(_EOF)
+                if filled < chunk_size:
+                    put(_EOF)
+                    return
         except OSError as e:
             put(e)
 
