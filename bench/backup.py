@@ -80,7 +80,7 @@ def generate(pg: TempPostgres, db: str, size_gb: float) -> None:
     subprocess.run([str(pg.bin_dir / "pgbench"), "-i", "-q", "-s", str(scale), "-h", pg.host,
                     "-p", str(pg.port), "-U", pg.user, db], env=env, check=True,
                    stdout=subprocess.DEVNULL)
-    rows = int(size_gb * 400_000)
+    rows = int(size_gb * 1_200_000)
     print(f"generating: {rows} rows of text/jsonb/bytea ...", flush=True)
     with pg.connect(db) as conn:
         conn.execute(
@@ -90,8 +90,9 @@ def generate(pg: TempPostgres, db: str, size_gb: float) -> None:
             INSERT INTO docs
             SELECT i, 'document ' || i || ' ' || md5(i::text),
                    jsonb_build_object('id', i, 'tags', jsonb_build_array('a' || i % 97, 'b'),
-                                      'text', repeat(md5((i * 3)::text) || ' lorem ipsum ', 8)),
-                   decode(repeat(md5((i * 7)::text), 8), 'hex')
+                                      'text', md5((i * 3)::text) || ' lorem ipsum dolor ' ||
+                                              md5((i * 5)::text) || ' sit amet ' || i),
+                   sha256(int8send(i)) || sha256(int8send(i * 7)) || sha256(int8send(i * 11))
             FROM generate_series(1, {rows}) AS i""")
         conn.execute("VACUUM ANALYZE")
         size = conn.execute("SELECT pg_database_size(current_database())").fetchone()

@@ -54,25 +54,30 @@ class HashStage:
 def apply(chunks: Iterable[bytes], stages: Sequence[Stage]) -> Chunks:
     """Run ``chunks`` through ``stages`` in order, yielding non-empty output chunks.
 
-    Errors from the input iterator or any stage propagate unchanged.
+    A stage with a ``max_input`` attribute (decompressors) is fed at most that many bytes
+    at a time and each of its outputs travels on separately, so an expanding stage cannot
+    build one huge chunk. Errors from the input iterator or any stage propagate unchanged.
     """
     for chunk in chunks:
-        data = chunk
-        for stage in stages:
-            data = stage.feed(data)
-            if not data:
-                break
-        if data:
-            yield data
+        yield from _push(stages, 0, chunk)
     # flush each stage in order, pushing its tail through the stages after it
     for i, stage in enumerate(stages):
-        data = stage.flush()
-        for later in stages[i + 1 :]:
-            if not data:
-                break
-            data = later.feed(data)
-        if data:
-            yield data
+        yield from _push(stages, i + 1, stage.flush())
+
+
+def _push(stages: Sequence[Stage], i: int, data: bytes) -> Chunks:
+    while i < len(stages) and data:
+        stage = stages[i]
+        limit: int | None = getattr(stage, "max_input", None)
+        if limit is not None and len(data) > limit:
+            view = memoryview(data)
+            for start in range(0, len(data), limit):
+                yield from _push(stages, i, bytes(view[start : start + limit]))
+            return
+        data = stage.feed(data)
+        i += 1
+    if data:
+        yield data
 
 
 def rechunk(chunks: Iterable[bytes], size: int = CHUNK) -> Chunks:

@@ -16,6 +16,10 @@ _GZIP_WBITS = 31  # 16 + 15: gzip wrapper, 32 KiB window
 _MAGIC = b"\x1f\x8b"
 
 
+#: compressed bytes decoded per ``feed`` (pg_dump data compresses up to ~100:1, so an
+#: output chunk stays around a MiB)
+DECODE_INPUT = 16 << 10
+
 class _GzipEncoder:
     def __init__(self, level: int) -> None:
         self._obj = zlib.compressobj(level, zlib.DEFLATED, _GZIP_WBITS)
@@ -30,6 +34,10 @@ class _GzipEncoder:
 
 
 class _GzipDecoder:
+    #: fed at most this much at a time by ``streams.apply``, so one output chunk stays
+    #: small even for very compressible data (see DECODE_INPUT)
+    max_input = DECODE_INPUT
+
     def __init__(self) -> None:
         self._obj = zlib.decompressobj(_GZIP_WBITS)
         self._in_member = False

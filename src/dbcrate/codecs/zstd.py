@@ -17,6 +17,10 @@ from dbcrate.streams import Stage
 _MAX_WINDOW = 1 << 27
 
 
+#: compressed bytes decoded per ``feed`` (pg_dump data compresses up to ~100:1, so an
+#: output chunk stays around a MiB)
+DECODE_INPUT = 16 << 10
+
 class _ZstdEncoder:
     def __init__(self, level: int) -> None:
         compressor = zstandard.ZstdCompressor(level=level, write_checksum=True, threads=0)
@@ -32,6 +36,10 @@ class _ZstdEncoder:
 
 
 class _ZstdDecoder:
+    #: fed at most this much at a time by ``streams.apply``, so one output chunk stays
+    #: small even for very compressible data (see DECODE_INPUT)
+    max_input = DECODE_INPUT
+
     def __init__(self) -> None:
         self._dctx = zstandard.ZstdDecompressor(max_window_size=_MAX_WINDOW)
         self._obj = self._dctx.decompressobj()

@@ -18,12 +18,9 @@ from dbcrate.operations.listing import manifests
 from dbcrate.operations.pipeline import KeyMaterial, check_digest, decoders, verified
 from dbcrate.operations.progress import Counter, Progress, Silent
 from dbcrate.storage import Storage, open_target
-from dbcrate.streams import apply, digest_of, split
+from dbcrate.streams import apply, digest_of
 
 log = logging.getLogger("dbcrate.restore")
-
-#: bytes of stored data decoded at a time
-DECODE_SLICE = 128 << 10
 
 
 @dataclass(frozen=True)
@@ -95,9 +92,7 @@ def plaintext(
     check_digest(digest_of(storage.get(m.data_key)), m.stored, f"stored object {what}")
     prog = progress or Silent()
     fetched = Counter(lambda n: prog.update(n, n))
-    # small input pieces bound the size of a decompressed chunk (1 MiB of zstd can
-    # expand to tens of MiB)
-    chunks = apply(split(storage.get(m.data_key), DECODE_SLICE), [fetched, *stages])
+    chunks = apply(storage.get(m.data_key), [fetched, *stages])
     return verified(chunks, m.plaintext, f"restored dump of {m.id}")
 
 
