@@ -88,9 +88,9 @@ def resolve(server_major: int, server_version: str, options: Mapping[str, Any]) 
     looked.append(f"{pgbin.cache_root(cache_dir) / 'pg'}")
     candidates: list[Path] = [hit.bin_dir] if hit else []
     on_path = shutil.which("pg_dump")
+    looked.append("PATH")
     if on_path:
         candidates.append(Path(on_path).resolve().parent)
-        looked.append("PATH")
     system = Path(f"/usr/lib/postgresql/{server_major}/bin")
     candidates.append(system)
     looked.append(str(system))
