@@ -62,14 +62,20 @@ def canary_db(pg_db: PgDatabase) -> Iterator[PgDatabase]:
 
 
 def files_containing(root: Path, needle: bytes, since: float) -> list[str]:
+    """Files under ``root`` modified since ``since`` that contain ``needle``; files that
+    vanish during the walk (other tests' temp dirs) are ignored."""
     hits = []
-    for p in root.rglob("*"):
-        try:
-            fresh = p.is_file() and p.stat().st_mtime >= since and p.stat().st_size < 64 << 20
-            if fresh and needle in p.read_bytes():
-                hits.append(str(p))
-        except OSError:
-            continue
+    for dirpath, _dirs, names in os.walk(root, onerror=lambda _e: None):
+        for n in names:
+            p = Path(dirpath) / n
+            try:
+                st = p.stat()
+                if p.is_file() and st.st_mtime >= since and st.st_size < 64 << 20 and (
+                    needle in p.read_bytes()
+                ):
+                    hits.append(str(p))
+            except OSError:
+                continue
     return hits
 
 

@@ -59,11 +59,13 @@ def run_backup(config: Config, job: JobConfig, progress: Progress | None = None)
     log.info("backing up %s (%s %s) to %s as %s", job.name, job.engine, info.server_version,
              ", ".join(storages), key)
 
-    source = Tracked(apply(engine.dump(), stages))
+    dump = engine.dump()
+    source = Tracked(apply(dump, stages))
     consumers = [_uploader(s, key) for s in storages.values()]
     try:
         outcomes = fanout(source, consumers)
     finally:
+        _close(dump)  # if every upload failed early, stop the dump tool now
         progress.finish()
     finished = datetime.now(UTC)
 
@@ -98,6 +100,12 @@ def _uploader(storage: Storage, key: str) -> Callable[[Iterator[bytes]], ObjectI
         return storage.put(key, chunks)
 
     return upload
+
+
+def _close(chunks: Iterator[bytes]) -> None:
+    close = getattr(chunks, "close", None)
+    if close is not None:
+        close()
 
 
 def _as_error(exc: BaseException, target: str) -> DbcrateError:
