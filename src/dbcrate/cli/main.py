@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import functools
 import logging
 import os
 import sys
@@ -43,27 +44,36 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="count", default=0,
                         help="log what happens (twice for debug detail)")
     parser.add_argument("--debug", action="store_true", help="show tracebacks of internal errors")
+    # the global flags are also accepted after the command (`dbcrate backup --config F`)
+    common = _Parser(add_help=False)
+    common.add_argument("--config", metavar="FILE", default=argparse.SUPPRESS,
+                        help="config file")
+    common.add_argument("-v", "--verbose", action="count", default=argparse.SUPPRESS,
+                        help="log what happens (twice for debug detail)")
+    common.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                        help="show tracebacks of internal errors")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     sub.required = True
+    add = functools.partial(sub.add_parser, parents=[common])
 
-    p = sub.add_parser("keygen", help="create an age identity and print its recipient")
+    p = add("keygen", help="create an age identity and print its recipient")
     p.add_argument("-o", "--output", metavar="FILE",
                    help="write the identity here (mode 0600; never overwritten)")
     p.set_defaults(handler=commands.keygen)
 
-    p = sub.add_parser("backup", help="run backup jobs now")
+    p = add("backup", help="run backup jobs now")
     p.add_argument("jobs", nargs="*", metavar="JOB", help="jobs to run (default: all)")
     p.add_argument("--json", action="store_true", help="print results as JSON")
     _progress_flags(p)
     p.set_defaults(handler=commands.backup)
 
-    p = sub.add_parser("list", help="list the backups found in storage")
+    p = add("list", help="list the backups found in storage")
     p.add_argument("job", nargs="?", metavar="JOB", help="only this job")
     p.add_argument("--target", metavar="T", help="only this target")
     p.add_argument("--json", action="store_true", help="print a JSON array")
     p.set_defaults(handler=commands.list_)
 
-    p = sub.add_parser("restore", help="restore a backup into a database")
+    p = add("restore", help="restore a backup into a database")
     p.add_argument("job", metavar="JOB")
     _selection(p)
     p.add_argument("--target", metavar="T", help="read from this target (default: the "
@@ -79,7 +89,7 @@ def build_parser() -> argparse.ArgumentParser:
     _progress_flags(p)
     p.set_defaults(handler=commands.restore)
 
-    p = sub.add_parser("cat", help="write a backup's native dump to stdout")
+    p = add("cat", help="write a backup's native dump to stdout")
     p.add_argument("job", metavar="JOB")
     _selection(p)
     p.add_argument("--target", metavar="T", help="read from this target")
@@ -87,10 +97,11 @@ def build_parser() -> argparse.ArgumentParser:
                    "(default: $DBCRATE_IDENTITY_FILE)")
     p.set_defaults(handler=commands.cat)
 
-    p = sub.add_parser("target", help="storage targets")
+    p = add("target", help="storage targets")
     tsub = p.add_subparsers(dest="target_command", metavar="SUBCOMMAND", parser_class=_Parser)
     tsub.required = True
-    c = tsub.add_parser("check", help="write/read/list/delete probe of a target")
+    c = tsub.add_parser("check", parents=[common],
+                        help="write/read/list/delete probe of a target")
     c.add_argument("name", metavar="NAME")
     c.set_defaults(handler=commands.target_check)
     return parser
