@@ -71,6 +71,13 @@ def measure(name: str, argv: list[str], env: dict[str, str], stdout: int | None 
     return Run(name, wall, usage.ru_utime + usage.ru_stime, peak[0] / 1024)
 
 
+def median(runs: list[Run]) -> Run:
+    """The run with the median wall time, with the largest peak RSS of all runs."""
+    ordered = sorted(runs, key=lambda r: r.wall)
+    mid = ordered[len(ordered) // 2]
+    return Run(mid.name, mid.wall, mid.cpu, max(r.rss_mib for r in runs))
+
+
 def generate(pg: TempPostgres, db: str, size_gb: float) -> None:
     """pgbench tables plus a table with text, jsonb and bytea, to >= size_gb on disk."""
     pg.create_database(db)
@@ -106,6 +113,9 @@ def main() -> int:
     ap.add_argument("--major", type=int, default=17)
     ap.add_argument("--level", type=int, default=None, help="zstd level (default: dbcrate's)")
     ap.add_argument("--keep", action="store_true")
+    ap.add_argument("--repeat", type=int, default=3,
+                    help="runs of each measurement, alternating raw and dbcrate; medians "
+                    "are reported (this 2-core VM is noisy)")
     args = ap.parse_args()
 
     work = Path(tempfile.mkdtemp(prefix="dbcrate-bench-"))
@@ -138,28 +148,39 @@ password_file = "{pw}"
 pg_bin_dir = "{bindir}"
 """)
             denv = {**os.environ, "DBCRATE_CONFIG": str(cfg)}
-            runs: list[Run] = []
             dump_file = work / "plain.dump"
 
             # warm the server's cache once so both measured dumps see the same state
             subprocess.run([str(bindir / "pg_dump"), "-Fc", "-Z0", *conn, "-f", str(dump_file),
                             "bench"], env=env, check=True)
-            runs.append(measure("raw pg_dump -Fc -Z0 > /dev/null",
-                                [str(bindir / "pg_dump"), "-Fc", "-Z0", *conn, "bench"], env,
-                                stdout=subprocess.DEVNULL))
-            runs.append(measure("dbcrate backup (zstd+age, local)",
-                                [DBCRATE, "backup", "bench", "--no-progress"], denv,
-                                stdout=subprocess.DEVNULL))
-            pg.create_database("raw_restore")
-            runs.append(measure("raw pg_restore -j1 (plain file)",
-                                [str(bindir / "pg_restore"), "--single-transaction",
-                                 "--exit-on-error", *conn, "-d", "raw_restore", str(dump_file)],
-                                env))
-            runs.append(measure("dbcrate restore --latest --to new db",
-                                [DBCRATE, "restore", "bench", "--latest", "--no-progress",
-                                 "--to", pg.url("dbcrate_restore"), "--identity", str(ident)],
-                                denv, stdout=subprocess.DEVNULL))
+            dumps: dict[str, list[Run]] = {"raw": [], "dbcrate": []}
+            restores: dict[str, list[Run]] = {"raw": [], "dbcrate": []}
+            for _ in range(args.repeat):
+                dumps["raw"].append(measure(
+                    "raw pg_dump -Fc -Z0 > /dev/null",
+                    [str(bindir / "pg_dump"), "-Fc", "-Z0", *conn, "bench"], env,
+                    stdout=subprocess.DEVNULL))
+                dumps["dbcrate"].append(measure(
+                    "dbcrate backup (zstd+age, local)",
+                    [DBCRATE, "backup", "bench", "--no-progress"], denv,
+                    stdout=subprocess.DEVNULL))
+            for i in range(args.repeat):
+                pg.create_database(f"raw_restore_{i}")
+                restores["raw"].append(measure(
+                    "raw pg_restore -j1 (plain file)",
+                    [str(bindir / "pg_restore"), "--single-transaction", "--exit-on-error",
+                     *conn, "-d", f"raw_restore_{i}", str(dump_file)], env))
+                pg.drop_database(f"raw_restore_{i}")
+                restores["dbcrate"].append(measure(
+                    "dbcrate restore --latest --to new db",
+                    [DBCRATE, "restore", "bench", "--latest", "--no-progress",
+                     "--to", pg.url(f"dbcrate_restore_{i}"), "--identity", str(ident)],
+                    denv, stdout=subprocess.DEVNULL))
+                pg.drop_database(f"dbcrate_restore_{i}")
+            runs = [median(dumps["raw"]), median(dumps["dbcrate"]),
+                    median(restores["raw"]), median(restores["dbcrate"])]
             stored = sum(p.stat().st_size for p in (work / "backups").rglob("*.age"))
+            stored //= args.repeat  # one object per backup run
             plain = dump_file.stat().st_size
     finally:
         if not args.keep:
@@ -167,6 +188,7 @@ pg_bin_dir = "{bindir}"
 
     print(f"\ndump size {plain / 1e9:.2f} GB, stored {stored / 1e9:.2f} GB "
           f"({stored / plain:.1%})")
+    print(f"medians of {args.repeat} alternating runs each")
     print(f"{'':40} {'wall s':>8} {'cpu s':>8} {'peak RSS MiB':>13}")
     for r in runs:
         print(f"{r.name:40} {r.wall:8.2f} {r.cpu:8.2f} {r.rss_mib:13.1f}")

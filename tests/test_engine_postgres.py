@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from dbcrate import pgbin
-from dbcrate.engines import Connection, open_engine
+from dbcrate.engines import Connection, RestoreOptions, open_engine
 from dbcrate.engines.postgres import PostgresEngine
 from dbcrate.errors import (
     AuthenticationFailed,
@@ -25,8 +25,11 @@ from dbcrate.errors import (
     RestoreRefused,
     ToolNotFound,
 )
+from dbcrate.model import EngineInfo
 from dbcrate.sandbox import TempPostgres, free_port, load_sample
 from tests.servers.postgres import PgDatabase
+
+BACKUP = EngineInfo(engine="postgres", server_version="17.11")
 
 
 def engine(db: PgDatabase, **options: object) -> PostgresEngine:
@@ -157,8 +160,8 @@ def test_round_trip_into_a_new_database(pg_db: PgDatabase, pg_db_name: str) -> N
     data = dump_bytes(pg_db)
     assert data.startswith(b"PGDMP")
     target = PgDatabase(pg_db.server, pg_db_name)
-    engine(target).check_restore_target(clean=False)
-    engine(target).restore(iter(pieces(data)))
+    engine(target).check_restore_target(BACKUP, RestoreOptions())
+    engine(target).restore(iter(pieces(data)), RestoreOptions())
     assert target.checksums() == pg_db.checksums()
     assert "public.Order Items" in target.checksums()
 
@@ -167,7 +170,7 @@ def test_clean_restore_overwrites_a_non_empty_database(pg_db: PgDatabase, pg_db_
     target = PgDatabase(pg_db.server, pg_db_name)
     pg_db.server.create_database(pg_db_name)
     load_sample(target.url, password=target.password, scale=7)
-    engine(target).restore(iter(pieces(dump_bytes(pg_db))), clean=True)
+    engine(target).restore(iter(pieces(dump_bytes(pg_db))), RestoreOptions(clean=True))
     got, want = target.checksums(), pg_db.checksums()
     # pg_restore --clean replaces the objects the archive holds; the target's own large
     # objects (other OIDs) are not in the archive and stay
@@ -195,7 +198,7 @@ def test_restore_into_non_empty_database_is_refused_and_changes_nothing(
     before = pg_db.checksums()
     data = dump_bytes(pg_db)
     with pytest.raises(RestoreRefused, match=f"{pg_db.name} .* is not empty"):
-        engine(pg_db).check_restore_target(clean=False)
+        engine(pg_db).check_restore_target(BACKUP, RestoreOptions())
     consumed = []
 
     def chunks() -> Iterator[bytes]:
@@ -203,7 +206,7 @@ def test_restore_into_non_empty_database_is_refused_and_changes_nothing(
         yield from pieces(data)
 
     with pytest.raises(RestoreRefused):
-        engine(pg_db).restore(chunks())
+        engine(pg_db).restore(chunks(), RestoreOptions())
     assert consumed == []
     assert pg_db.checksums() == before
 
@@ -229,10 +232,10 @@ def test_failing_chunks_leave_an_existing_empty_target_empty(
     pg_db.server.create_database(pg_db_name)
     target = PgDatabase(pg_db.server, pg_db_name)
     with pytest.raises(DigestMismatch, match="boom"):
-        engine(target).restore(failing(data, stop, DigestMismatch("boom")))
+        engine(target).restore(failing(data, stop, DigestMismatch("boom")), RestoreOptions())
     assert target.exists()
     assert is_empty(pg_db.server, pg_db_name)
-    engine(target).check_restore_target(clean=False)
+    engine(target).check_restore_target(BACKUP, RestoreOptions())
     assert cmdlines("pg_restore") == []
 
 
@@ -245,7 +248,8 @@ def test_failing_chunks_drop_a_database_the_restore_created(
     target = PgDatabase(pg_db.server, pg_db_name)
     with pytest.raises(ValueError, match="decryption failed"):
         engine(target).restore(
-            failing(data, n // 2 if where == "midway" else n, ValueError("decryption failed"))
+            failing(data, n // 2 if where == "midway" else n, ValueError("decryption failed")),
+            RestoreOptions(),
         )
     assert not target.exists()
 
@@ -255,7 +259,7 @@ def test_garbage_input_is_restore_failed_and_created_database_dropped(
 ) -> None:
     target = PgDatabase(pg_db.server, pg_db_name)
     with pytest.raises(RestoreFailed, match="pg_restore exited with status 1"):
-        engine(target).restore(iter([b"this is not a pg_dump archive" * 100]))
+        engine(target).restore(iter([b"this is not a pg_dump archive" * 100]), RestoreOptions())
     assert not target.exists()
 
 
@@ -295,16 +299,18 @@ def test_password_never_in_argv_nor_errors(
                 seen.extend(cmdlines("pg_restore"))
             yield chunk
 
-    open_engine("postgres", Connection(target_url, canary)).restore(watched())
+    open_engine("postgres", Connection(target_url, canary)).restore(watched(), RestoreOptions())
     assert len(seen) == 2 and "--single-transaction" in seen[1]
     assert all(canary not in s for s in seen)
 
     errors: list[Exception] = []
     for e in (
         lambda: open_engine("postgres", Connection(target_url, canary)).check_restore_target(
-            clean=False
+            BACKUP, RestoreOptions()
         ),
-        lambda: open_engine("postgres", Connection(target_url, canary)).restore(iter([b"junk"])),
+        lambda: open_engine("postgres", Connection(target_url, canary)).restore(
+            iter([b"junk"]), RestoreOptions()
+        ),
         lambda: list(open_engine("postgres", Connection(url + "&x=1", canary)).dump()),
     ):
         with pytest.raises(Exception) as info:  # any error: its text is checked below

@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from dbcrate.errors import BackupNotFound, ManifestError, UsageError
-from dbcrate.model import Digest, Manifest
+from dbcrate.model import Digest, Manifest, PartRecord
 
 FORMAT = 1
 MANIFEST_SUFFIX = ".manifest.json"
@@ -36,11 +36,15 @@ def stamp(when: datetime) -> str:
     return when.astimezone(UTC).strftime("%Y%m%dT%H%M%SZ")
 
 
-def data_key(job: str, started_at: datetime, backup_id: str, exts: Sequence[str]) -> str:
-    """``{job}/{YYYY}/{MM}/{DD}/{stamp}-{id}.{ext}``, relative to the target's root."""
+def data_key(
+    job: str, started_at: datetime, backup_id: str, exts: Sequence[str], part: str = ""
+) -> str:
+    """``{job}/{YYYY}/{MM}/{DD}/{stamp}-{id}.{ext}``, relative to the target's root; an
+    extra part's object is ``{stamp}-{id}-{part}.{ext}``."""
     utc = started_at.astimezone(UTC)
     suffix = ".".join(e for e in exts if e)
-    return f"{job}/{utc:%Y/%m/%d}/{stamp(utc)}-{backup_id}.{suffix}"
+    name = f"{backup_id}-{part}" if part else backup_id
+    return f"{job}/{utc:%Y/%m/%d}/{stamp(utc)}-{name}.{suffix}"
 
 
 def manifest_key(key: str) -> str:
@@ -64,6 +68,7 @@ def encode(manifest: Manifest) -> bytes:
     doc["finished_at"] = encode_time(manifest.finished_at)
     doc["stages"] = list(manifest.stages)
     doc["recipients"] = list(manifest.recipients)
+    doc["parts"] = [asdict(p) for p in manifest.parts]
     return (json.dumps(doc, indent=2, sort_keys=True, ensure_ascii=False) + "\n").encode()
 
 
@@ -104,6 +109,13 @@ def decode(data: bytes, *, where: str) -> Manifest:
             status=str(doc.get("status", "complete")),
             data_key=str(doc["data_key"]),
             extra={str(k): str(v) for k, v in doc.get("extra", {}).items()},
+            parts=tuple(
+                PartRecord(
+                    name=str(p["name"]), key=str(p["key"]), plaintext=Digest(**p["plaintext"]),
+                    stored=Digest(**p["stored"]),
+                )
+                for p in doc.get("parts", ())
+            ),
         )
     except ManifestError:
         raise

@@ -26,9 +26,16 @@ _SHARED_KEYS = {
     "recipients", "encryption_key", "encryption_key_file", "retention", "retention_days",
 }
 _BACKUP_KEYS = _SHARED_KEYS | {"targets", "jobs"}
-_JOB_KEYS = _SHARED_KEYS | {
+#: engine-specific job keys, passed to the engine in ``JobConfig.options`` (each engine
+#: module documents and validates its own; docs/config.md lists them)
+ENGINE_OPTION_KEYS = {
+    # postgres
+    "pg_bin_dir", "fetch_tools", "cache_dir", "globals",
+    "schemas", "exclude_schemas", "tables", "exclude_tables",
+}
+_JOB_KEYS = _SHARED_KEYS | ENGINE_OPTION_KEYS | {
     "name", "database", "engine", "url", "password", "password_file", "schedule",
-    "target", "targets", "pg_bin_dir", "fetch_tools", "options",
+    "target", "targets", "options",
 }
 _DEFAULT_URLS = {
     "postgres": "postgresql://localhost:5432/{db}",
@@ -261,7 +268,7 @@ class Parser:
 
     def options(self, job: Mapping[str, Any], where: str) -> dict[str, Any]:
         opts: dict[str, Any] = dict(self.table(job.get("options", {}), f"{where}.options"))
-        for k in ("pg_bin_dir", "fetch_tools"):
+        for k in ENGINE_OPTION_KEYS:
             if k in job:
                 opts[k] = job[k]
         return opts

@@ -44,6 +44,16 @@ class StoredCopy:
 
 
 @dataclass(frozen=True)
+class PartRecord:
+    """An extra object of a backup (e.g. PostgreSQL globals), stored with the same codecs."""
+
+    name: str
+    key: str
+    plaintext: Digest
+    stored: Digest
+
+
+@dataclass(frozen=True)
 class Manifest:
     """A backup's self-description, stored beside its data. Never holds a secret."""
 
@@ -66,3 +76,8 @@ class Manifest:
     status: str = "complete"
     data_key: str = ""
     extra: dict[str, str] = field(default_factory=dict)
+    parts: tuple[PartRecord, ...] = ()
+
+    def part(self, name: str) -> PartRecord | None:
+        """The extra part called ``name``, if the backup has one."""
+        return next((p for p in self.parts if p.name == name), None)

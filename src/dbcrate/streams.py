@@ -8,6 +8,8 @@ all Stages, so a pipeline is a list of Stages applied to one pass over the data.
 from __future__ import annotations
 
 import hashlib
+import queue
+import threading
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Protocol
 
@@ -104,6 +106,60 @@ def split(chunks: Iterable[bytes], size: int) -> Chunks:
         view = memoryview(chunk)
         for i in range(0, len(chunk), size):
             yield bytes(view[i : i + size])
+
+
+def threaded(chunks: Iterable[bytes], depth: int = 4) -> Chunks:
+    """Consume ``chunks`` in a background thread, at most ``depth`` chunks ahead.
+
+    Lets the work that produces the chunks (reading a pipe, hashing) overlap with the
+    work that consumes them (compressing, encrypting, uploading) on another core; both
+    sides release the GIL in their heavy parts. An error in ``chunks`` is re-raised here,
+    in order. Closing this iterator early stops the thread and closes ``chunks``.
+    """
+    items: queue.Queue[tuple[int, object]] = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+    source = iter(chunks)
+
+    def offer(kind: int, value: object) -> bool:
+        while not stop.is_set():
+            try:
+                items.put((kind, value), timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def run() -> None:
+        try:
+            for chunk in source:
+                if not offer(_DATA, chunk):
+                    return
+        except BaseException as exc:  # handed to the consumer, never swallowed
+            offer(_ERROR, exc)
+            return
+        offer(_END, None)
+
+    thread = threading.Thread(target=run, name="pipeline", daemon=True)
+    thread.start()
+    try:
+        while True:
+            kind, value = items.get()
+            if kind == _DATA:
+                yield value  # type: ignore[misc]
+            elif kind == _ERROR:
+                assert isinstance(value, BaseException)
+                raise value
+            else:
+                return
+    finally:
+        stop.set()
+        thread.join()
+        close = getattr(source, "close", None)
+        if close is not None:
+            close()
+
+
+_DATA, _ERROR, _END = 0, 1, 2
 
 
 def digest_of(chunks: Iterable[bytes]) -> Digest:

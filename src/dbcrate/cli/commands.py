@@ -12,6 +12,7 @@ from typing import Any
 
 from dbcrate import catalog, config
 from dbcrate.cli.output import TerminalProgress, human, print_error, print_json
+from dbcrate.engines import RestoreOptions
 from dbcrate.errors import DbcrateError, UsageError
 from dbcrate.operations.backup import BackupResult, run_backup
 from dbcrate.operations.listing import Listed, list_backups
@@ -208,9 +209,16 @@ def restore(args: argparse.Namespace) -> int:
     elif os.environ.get("DBCRATE_RESTORE_PASSWORD") is not None:
         password = os.environ["DBCRATE_RESTORE_PASSWORD"]
     t0 = time.monotonic()
+    options = RestoreOptions(
+        clean=args.clean, jobs=args.jobs, no_owner=args.no_owner,
+        no_privileges=args.no_privileges, with_globals=args.globals, force=args.force,
+        mode=args.mode, path=args.path,
+    )
+    if options.jobs < 1:
+        raise UsageError("--jobs must be at least 1")
     located = run_restore(
-        cfg, job, _selector(args), keys=_keys(args, job.encryption_key), target=args.target,
-        to_url=args.to, to_password=password, clean=args.clean, progress=_progress(args),
+        cfg, job, _selector(args), keys=_keys(args, job.encryption_key), options=options,
+        target=args.target, to_url=args.to, to_password=password, progress=_progress(args),
     )
     m = located.manifest
     sys.stdout.write(

@@ -86,6 +86,23 @@ def build_parser() -> argparse.ArgumentParser:
                    "(default: $DBCRATE_IDENTITY_FILE)")
     p.add_argument("--clean", action="store_true", help="allow restoring over a non-empty "
                    "database (drops the objects the dump contains first)")
+    p.add_argument("--jobs", "-j", type=int, default=1, metavar="N",
+                   help="parallel restore workers (PostgreSQL: pg_restore -j N; the decrypted "
+                   "dump is staged in a private temp file, removed afterwards)")
+    p.add_argument("--no-owner", action="store_true",
+                   help="do not restore object ownership")
+    p.add_argument("--no-privileges", action="store_true",
+                   help="do not restore privileges (GRANT/REVOKE)")
+    p.add_argument("--globals", action="store_true",
+                   help="also restore the backup's cluster-wide objects (roles, tablespaces), "
+                   "first")
+    p.add_argument("--force", action="store_true",
+                   help="override overridable safety checks (e.g. restoring into an older "
+                   "server major)")
+    p.add_argument("--mode", metavar="MODE",
+                   help="engine-specific restore mode (redis: copy, datadir, inplace)")
+    p.add_argument("--path", metavar="DIR",
+                   help="engine-specific restore path (redis datadir mode)")
     _progress_flags(p)
     p.set_defaults(handler=commands.restore)
 

@@ -6,7 +6,7 @@ Passwords reach the tools by environment or a private file, never by argv.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -20,6 +20,34 @@ class Connection:
     url: str
     password: str | None = field(default=None, repr=False)
     options: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class RestoreOptions:
+    """How to restore. Engines ignore what does not apply to them."""
+
+    #: allow writing into a non-empty target (PostgreSQL: drop the dump's objects first)
+    clean: bool = False
+    #: parallel restore workers (PostgreSQL: ``pg_restore -j``; needs a private temp file)
+    jobs: int = 1
+    no_owner: bool = False
+    no_privileges: bool = False
+    #: also restore the backup's cluster-wide part (PostgreSQL roles/tablespaces), first
+    with_globals: bool = False
+    #: override safety checks that can be overridden (e.g. restoring into an older major)
+    force: bool = False
+    #: engine-specific restore mode (Redis: ``copy``, ``datadir``, ``inplace``)
+    mode: str | None = None
+    #: engine-specific path (Redis ``datadir`` mode: the directory to put dump.rdb in)
+    path: str | None = None
+
+
+@dataclass(frozen=True)
+class Part:
+    """An extra object of a backup besides the main dump (e.g. PostgreSQL globals)."""
+
+    name: str
+    ext: str
 
 
 class Engine(Protocol):
@@ -39,18 +67,45 @@ class Engine(Protocol):
         tool's stderr tail) if it exited non-zero. Closing the iterator early kills the tool."""
         ...
 
-    def check_restore_target(self, *, clean: bool) -> None:
-        """Raise ``RestoreRefused`` if the restore target may not be written to (not empty
-        and ``clean`` is false); ``DatabaseError`` if it cannot be reached. Changes nothing."""
+    def check_restore_target(self, backup: EngineInfo, options: RestoreOptions) -> None:
+        """Raise ``RestoreRefused`` if the target may not be written to (not empty without
+        ``options.clean``; a server older than ``backup.server_version`` where the engine
+        cannot restore downwards, unless ``options.force``); ``DatabaseError`` if it cannot
+        be reached. Changes nothing."""
         ...
 
-    def restore(self, chunks: Iterable[bytes], *, clean: bool = False) -> None:
+    def restore(self, chunks: Iterable[bytes], options: RestoreOptions) -> None:
         """Restore the native dump ``chunks`` into the database, creating it if missing.
 
         Atomic where the engine allows (PostgreSQL: one transaction): if ``chunks`` raises
         or the tool fails, the target is left as it was (a database we created is dropped)
         and the error propagates (tool failure: ``RestoreFailed``)."""
         ...
+
+    def extra_parts(self) -> Sequence[Part]:
+        """Objects this backup has besides the main dump, dumped before it (usually none)."""
+        ...
+
+    def dump_part(self, name: str) -> Iterator[bytes]:
+        """Stream the extra part ``name``; errors as for ``dump``."""
+        ...
+
+    def restore_part(self, name: str, chunks: Iterable[bytes], options: RestoreOptions) -> None:
+        """Apply the extra part ``name`` (before the main restore). Raises ``RestoreFailed``."""
+        ...
+
+
+class SinglePart:
+    """Mixin for engines whose backups are one object."""
+
+    def extra_parts(self) -> Sequence[Part]:
+        return ()
+
+    def dump_part(self, name: str) -> Iterator[bytes]:
+        raise KeyError(name)
+
+    def restore_part(self, name: str, chunks: Iterable[bytes], options: RestoreOptions) -> None:
+        raise KeyError(name)
 
 
 EngineFactory = Callable[[Connection], Engine]

@@ -16,7 +16,7 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from dbcrate.engines import Connection
+from dbcrate.engines import Connection, RestoreOptions, SinglePart
 from dbcrate.engines.pg_tools import PgTools, resolve
 from dbcrate.engines.pg_url import PgTarget
 from dbcrate.engines.process import feed_stdin, stream_stdout
@@ -67,7 +67,7 @@ def _reason(text: str) -> str:
     return reason.replace("FATAL:  ", "").strip()
 
 
-class PostgresEngine:
+class PostgresEngine(SinglePart):
     """Dump and restore one PostgreSQL database with pg_dump/pg_restore."""
 
     name = "postgres"
@@ -170,7 +170,11 @@ class PostgresEngine:
 
     # -- restore -------------------------------------------------------------------------
 
-    def check_restore_target(self, *, clean: bool) -> None:
+    def check_restore_target(self, backup: EngineInfo, options: RestoreOptions) -> None:
+        """See ``Engine.check_restore_target``; the emptiness rule is ``_check_empty``."""
+        self._check_empty(clean=options.clean)
+
+    def _check_empty(self, *, clean: bool) -> None:
         """Raise ``RestoreRefused`` if the database exists, holds anything (relations,
         functions, types, large objects, extensions other than plpgsql, schemas) and
         ``clean`` is false. A missing database is fine (restore creates it). Raises the
@@ -190,7 +194,7 @@ class PostgresEngine:
                 f"is not empty ({what}); nothing was changed"
             )
 
-    def restore(self, chunks: Iterable[bytes], *, clean: bool = False) -> None:
+    def restore(self, chunks: Iterable[bytes], options: RestoreOptions) -> None:
         """Restore a ``pg_dump -Fc`` archive from ``chunks`` with ``pg_restore
         --single-transaction --exit-on-error`` (``--clean --if-exists`` when ``clean``: the
         objects the archive holds are dropped and recreated; objects only in the target stay).
@@ -202,8 +206,9 @@ class PostgresEngine:
         connection errors of ``probe()``, or ``ToolNotFound``."""
         tools = self._ensure_tools(missing_ok=True)
         created = False
+        clean = options.clean
         if self._database_exists():
-            self.check_restore_target(clean=clean)
+            self._check_empty(clean=clean)
         else:
             self._create_database()
             created = True

@@ -11,12 +11,12 @@ from dbcrate import __version__, catalog
 from dbcrate.config import Config, JobConfig
 from dbcrate.engines import Connection, open_engine
 from dbcrate.errors import DbcrateError, StorageError
-from dbcrate.model import Manifest, ObjectInfo, StoredCopy
+from dbcrate.model import Digest, Manifest, ObjectInfo, PartRecord, StoredCopy
 from dbcrate.operations.fanout import Tracked, fanout
-from dbcrate.operations.pipeline import encode_plan
+from dbcrate.operations.pipeline import EncodePlan, encode_plan
 from dbcrate.operations.progress import Counter, Progress, Silent
 from dbcrate.storage import Storage, open_target
-from dbcrate.streams import HashStage, Stage, apply
+from dbcrate.streams import HashStage, Stage, apply, threaded
 
 log = logging.getLogger("dbcrate.backup")
 
@@ -38,10 +38,11 @@ class BackupResult:
 def run_backup(config: Config, job: JobConfig, progress: Progress | None = None) -> BackupResult:
     """Back up ``job`` to each of its targets.
 
-    A data object becomes a backup only when its manifest is written, last. If the dump
-    or a stage fails, no target gets a manifest or an object at a final key and the error
-    propagates (``DumpFailed``, ``StageFailed``, ``DatabaseError`` ...). If a single target
-    fails, the others still complete; the failure is recorded in the result.
+    The engine's extra parts (e.g. PostgreSQL globals) are stored first, then the main
+    dump; a backup exists only once its manifest is written, last. If a dump or a stage
+    fails, no target gets a manifest or an object at a final key and the error propagates
+    (``DumpFailed``, ``StageFailed``, ``DatabaseError`` ...). If a single target fails,
+    the others still complete; the failure is recorded in the result.
     """
     progress = progress or Silent()
     storages = {name: open_target(config.target(name)) for name in job.targets}
@@ -52,47 +53,81 @@ def run_backup(config: Config, job: JobConfig, progress: Progress | None = None)
     started = datetime.now(UTC)
     backup_id = catalog.new_id(started)
     key = catalog.data_key(job.name, started, backup_id, (engine.ext, *plan.exts))
-    plain, stored = HashStage(), HashStage()
-    dumped = Counter(lambda n: progress.update(n, stored.size))
-    stages: list[Stage] = [dumped, plain, *(c.encoder() for c in plan.codecs), stored]
-    progress.start(f"{job.name}: {info.tool} {info.tool_version} -> {', '.join(storages)}")
     log.info("backing up %s (%s %s) to %s as %s", job.name, job.engine, info.server_version,
              ", ".join(storages), key)
+    failures: dict[str, DbcrateError] = {}
+    written: dict[str, list[str]] = {name: [] for name in storages}
 
-    dump = engine.dump()
-    source = Tracked(apply(dump, stages))
-    consumers = [_uploader(s, key) for s in storages.values()]
-    try:
-        outcomes = fanout(source, consumers)
-    finally:
-        _close(dump)  # if every upload failed early, stop the dump tool now
-        progress.finish()
+    parts: list[PartRecord] = []
+    for part in engine.extra_parts():
+        part_key = catalog.data_key(job.name, started, backup_id, (part.ext, *plan.exts),
+                                    part=part.name)
+        progress.start(f"{job.name} {part.name}")
+        plain_d, stored_d = _store(engine.dump_part(part.name), part_key, plan, storages,
+                                   failures, written, progress)
+        parts.append(PartRecord(part.name, part_key, plain_d, stored_d))
+
+    progress.start(f"{job.name}: {info.tool} {info.tool_version} -> {', '.join(storages)}")
+    plain, stored = _store(engine.dump(), key, plan, storages, failures, written, progress)
     finished = datetime.now(UTC)
 
     manifest = Manifest(
         format=catalog.FORMAT, id=backup_id, job=job.name, engine=job.engine,
         server_version=info.server_version, tool=info.tool, tool_version=info.tool_version,
         stages=plan.stages, started_at=started, finished_at=finished,
-        plaintext=plain.digest(), stored=stored.digest(), encryption=plan.encryption,
+        plaintext=plain, stored=stored, encryption=plan.encryption,
         recipients=plan.recipients, key_id=plan.key_id, dbcrate_version=__version__,
-        status="complete", data_key=key,
+        status="complete", data_key=key, parts=tuple(parts),
     )
-    result = BackupResult(job=job.name, manifest=manifest)
+    result = BackupResult(job=job.name, manifest=manifest, failures=failures)
     body = catalog.encode(manifest)
-    for (name, storage), outcome in zip(storages.items(), outcomes, strict=True):
-        if isinstance(outcome, BaseException):
-            result.failures[name] = _as_error(outcome, name)
+    for name, storage in storages.items():
+        if name in failures:
+            _discard(storage, written[name])
             continue
         try:
             storage.put(catalog.manifest_key(key), [body])
         except DbcrateError as exc:
-            result.failures[name] = exc
-            _discard(storage, key)
+            failures[name] = exc
+            _discard(storage, written[name])
             continue
-        result.copies.append(StoredCopy(target=name, key=key, size=outcome.size))
+        result.copies.append(StoredCopy(target=name, key=key, size=stored.size))
     if not result.copies:
         result.manifest = None
     return result
+
+
+def _store(
+    dump: Iterator[bytes],
+    key: str,
+    plan: EncodePlan,
+    storages: dict[str, Storage],
+    failures: dict[str, DbcrateError],
+    written: dict[str, list[str]],
+    progress: Progress,
+) -> tuple[Digest, Digest]:
+    """Stream one dump through the plan's codecs to every target not failed yet.
+
+    Returns the plaintext and stored digests. A dump or stage error propagates (every
+    upload aborts); a target's own failure is recorded in ``failures``.
+    """
+    plain, stored = HashStage(), HashStage()
+    dumped = Counter(lambda n: progress.update(n, stored.size))
+    encode: list[Stage] = [*(c.encoder() for c in plan.codecs), stored]
+    live = {n: s for n, s in storages.items() if n not in failures}
+    # two threads: read + count + hash the dump | compress + encrypt + hash + upload
+    source = Tracked(apply(threaded(apply(dump, [dumped, plain])), encode))
+    try:
+        outcomes = fanout(source, [_uploader(s, key) for s in live.values()]) if live else []
+    finally:
+        _close(dump)  # if every upload failed early, stop the dump tool now
+        progress.finish()
+    for name, outcome in zip(live, outcomes, strict=True):
+        if isinstance(outcome, BaseException):
+            failures[name] = _as_error(outcome, name)
+        else:
+            written[name].append(key)
+    return plain.digest(), stored.digest()
 
 
 def _uploader(storage: Storage, key: str) -> Callable[[Iterator[bytes]], ObjectInfo]:
@@ -114,9 +149,10 @@ def _as_error(exc: BaseException, target: str) -> DbcrateError:
     return StorageError(f"target {target}: upload failed: {type(exc).__name__}: {exc}")
 
 
-def _discard(storage: Storage, key: str) -> None:
-    """Best-effort removal of a data object whose manifest could not be written."""
-    try:
-        storage.delete(key)
-    except DbcrateError as exc:
-        log.warning("could not remove %s after a failed manifest write: %s", key, exc)
+def _discard(storage: Storage, keys: list[str]) -> None:
+    """Best-effort removal of data objects that will get no manifest."""
+    for key in keys:
+        try:
+            storage.delete(key)
+        except DbcrateError as exc:
+            log.warning("could not remove %s after a failed backup: %s", key, exc)

@@ -11,9 +11,9 @@ from typing import BinaryIO
 
 from dbcrate import catalog
 from dbcrate.config import Config, JobConfig
-from dbcrate.engines import Connection, open_engine
-from dbcrate.errors import BackupNotFound, DbcrateError
-from dbcrate.model import Manifest
+from dbcrate.engines import Connection, RestoreOptions, open_engine
+from dbcrate.errors import BackupNotFound, DbcrateError, UsageError
+from dbcrate.model import EngineInfo, Manifest
 from dbcrate.operations.listing import manifests
 from dbcrate.operations.pipeline import KeyMaterial, check_digest, decoders, verified
 from dbcrate.operations.progress import Counter, Progress, Silent
@@ -76,9 +76,9 @@ def locate(config: Config, job: JobConfig, selector: Selector, target: str | Non
 
 
 def plaintext(
-    located: Located, keys: KeyMaterial, progress: Progress | None = None
+    located: Located, keys: KeyMaterial, progress: Progress | None = None, part: str = ""
 ) -> Iterator[bytes]:
-    """The native dump of ``located``, checked end to end.
+    """The native dump of ``located`` (or of its extra ``part``), checked end to end.
 
     First reads the stored object once and checks its size and SHA-256 against the
     manifest (``TruncatedData``/``DigestMismatch`` before any decryption), then streams
@@ -87,13 +87,20 @@ def plaintext(
     Decryption raises ``NoMatchingIdentity``/``WrongKey``; damage ``CorruptedData``.
     """
     m, storage = located.manifest, located.storage
-    what = f"{located.target}:{m.data_key}"
+    key, stored, plain = m.data_key, m.stored, m.plaintext
+    if part:
+        record = m.part(part)
+        if record is None:
+            raise UsageError(f"backup {m.id} has no {part} part",
+                             hint="it was made without it (see the job's settings)")
+        key, stored, plain = record.key, record.stored, record.plaintext
+    what = f"{located.target}:{key}"
     stages = decoders(m, keys)  # fail fast on missing key material
-    check_digest(digest_of(storage.get(m.data_key)), m.stored, f"stored object {what}")
+    check_digest(digest_of(storage.get(key)), stored, f"stored object {what}")
     prog = progress or Silent()
     fetched = Counter(lambda n: prog.update(n, n))
-    chunks = apply(storage.get(m.data_key), [fetched, *stages])
-    return verified(chunks, m.plaintext, f"restored dump of {m.id}")
+    chunks = apply(storage.get(key), [fetched, *stages])
+    return verified(chunks, plain, f"restored {part or 'dump'} of {m.id}")
 
 
 def run_restore(
@@ -102,31 +109,41 @@ def run_restore(
     selector: Selector,
     *,
     keys: KeyMaterial,
+    options: RestoreOptions | None = None,
     target: str | None = None,
     to_url: str | None = None,
     to_password: str | None = None,
-    clean: bool = False,
     progress: Progress | None = None,
 ) -> Located:
     """Restore a backup of ``job`` into ``to_url`` (default: the job's own database).
 
-    Refuses (``RestoreRefused``) a non-empty target unless ``clean``, before reading any
-    backup data. A failure anywhere leaves the target as it was (engine-dependent; see
-    ``Engine.restore``) and propagates.
+    Refuses (``RestoreRefused``) a non-empty target unless ``options.clean``, before
+    reading any backup data. With ``options.with_globals`` the backup's ``globals`` part
+    is applied first. A failure anywhere leaves the target as it was (engine-dependent;
+    see ``Engine.restore``) and propagates.
     """
+    options = options or RestoreOptions()
     located = locate(config, job, selector, target)
     m = located.manifest
     if m.engine != job.engine:
         raise BackupNotFound(
             f"backup {m.id} is a {m.engine} backup, job {job.name} is {job.engine}"
         )
+    if options.with_globals and m.part("globals") is None:
+        raise UsageError(f"backup {m.id} has no globals part",
+                         hint="it was made without globals = true; restore without --globals")
     password = to_password if to_password is not None else job.password
     engine = open_engine(job.engine, Connection(to_url or job.url, password, job.options))
-    engine.check_restore_target(clean=clean)
+    backup = EngineInfo(m.engine, m.server_version, m.tool, m.tool_version)
+    engine.check_restore_target(backup, options)
     progress = progress or Silent()
-    progress.start(f"restoring {m.id} from {located.target}")
     try:
-        engine.restore(plaintext(located, keys, progress), clean=clean)
+        if options.with_globals:
+            progress.start(f"restoring globals of {m.id} from {located.target}")
+            engine.restore_part("globals", plaintext(located, keys, progress, "globals"), options)
+            progress.finish()
+        progress.start(f"restoring {m.id} from {located.target}")
+        engine.restore(plaintext(located, keys, progress), options)
     finally:
         progress.finish()
     return located
