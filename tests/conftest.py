@@ -5,4 +5,6 @@ from __future__ import annotations
 pytest_plugins = [
     "tests.servers.postgres",
     "tests.servers.s3",
+    "tests.servers.mariadb",
+    "tests.servers.redis",
 ]

@@ -1,0 +1,1 @@
+"""Fixture module (placeholder until the engine lands)."""
