@@ -28,7 +28,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
-from dbcrate.codecs.stream_aead import StreamOpener, StreamSealer
+from dbcrate.codecs.stream_aead import PrefixedSealer, StreamOpener, StreamSealer
 from dbcrate.errors import CorruptedData, InvalidKey, TruncatedData, WrongKey
 from dbcrate.streams import Stage
 
@@ -62,27 +62,12 @@ def _check_key(key: bytes) -> bytes:
     return bytes(key)
 
 
-class _AesEncoder:
-    def __init__(self, master: bytes) -> None:
-        salt = os.urandom(SALT_SIZE)
-        key, check = derive(master, salt)
-        head = MAGIC + bytes([VERSION]) + salt + check
-        header = head + _checksum(head)
-        self._prefix = header
-        self._sealer = StreamSealer(AESGCM(key), header, marker=True)
-
-    def _take_prefix(self) -> bytes:
-        prefix, self._prefix = self._prefix, b""
-        return prefix
-
-    def feed(self, data: bytes) -> bytes:
-        """Encrypt ``data``; the header comes out with the first bytes. Raises nothing."""
-        out = self._sealer.feed(data)
-        return self._take_prefix() + out if self._prefix else out
-
-    def flush(self) -> bytes:
-        """Encrypt the last chunk. Raises nothing."""
-        return self._take_prefix() + self._sealer.flush()
+def _aes_encoder(master: bytes) -> PrefixedSealer:
+    salt = os.urandom(SALT_SIZE)
+    key, check = derive(master, salt)
+    head = MAGIC + bytes([VERSION]) + salt + check
+    header = head + _checksum(head)
+    return PrefixedSealer(header, StreamSealer(AESGCM(key), header, marker=True))
 
 
 class _AesDecoder:
@@ -157,7 +142,7 @@ class AesGcmCodec:
 
     def encoder(self) -> Stage:
         """A Stage encrypting one stream. Raises ``InvalidKey`` if the key is not 32 bytes."""
-        return _AesEncoder(_check_key(self._key))
+        return _aes_encoder(_check_key(self._key))
 
     def decoder(self) -> Stage:
         """A Stage decrypting one stream; see the module doc for what its

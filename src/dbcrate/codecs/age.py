@@ -28,7 +28,7 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from dbcrate.codecs import age_header, bech32
 from dbcrate.codecs.age_header import ArmorDecoder, Stanza
-from dbcrate.codecs.stream_aead import StreamOpener, StreamSealer
+from dbcrate.codecs.stream_aead import PrefixedSealer, StreamOpener, StreamSealer
 from dbcrate.errors import CorruptedData, InvalidKey, NoMatchingIdentity
 from dbcrate.streams import Stage
 
@@ -168,26 +168,12 @@ def _payload_aead(file_key: bytes, nonce: bytes) -> ChaCha20Poly1305:
     return ChaCha20Poly1305(_hkdf(file_key, nonce, b"payload"))
 
 
-class _AgeEncoder:
-    def __init__(self, recipients: list[bytes]) -> None:
-        file_key = os.urandom(_FILE_KEY_SIZE)
-        header = age_header.encode(file_key, [_wrap(file_key, r) for r in recipients])
-        nonce = os.urandom(_NONCE_SIZE)
-        self._prefix = header + nonce
-        self._sealer = StreamSealer(_payload_aead(file_key, nonce), None, marker=False)
-
-    def _take_prefix(self) -> bytes:
-        prefix, self._prefix = self._prefix, b""
-        return prefix
-
-    def feed(self, data: bytes) -> bytes:
-        """Encrypt ``data``; the header comes out with the first bytes. Raises nothing."""
-        out = self._sealer.feed(data)
-        return self._take_prefix() + out if self._prefix else out
-
-    def flush(self) -> bytes:
-        """Encrypt the last chunk. Raises nothing."""
-        return self._take_prefix() + self._sealer.flush()
+def _age_encoder(recipients: list[bytes]) -> PrefixedSealer:
+    file_key = os.urandom(_FILE_KEY_SIZE)
+    header = age_header.encode(file_key, [_wrap(file_key, r) for r in recipients])
+    nonce = os.urandom(_NONCE_SIZE)
+    sealer = StreamSealer(_payload_aead(file_key, nonce), None, marker=False)
+    return PrefixedSealer(header + nonce, sealer)
 
 
 class _AgeDecoder:
@@ -305,7 +291,7 @@ class AgeCodec:
         """
         if not self._recipients:
             raise InvalidKey("age encryption needs at least one recipient")
-        return _AgeEncoder([_parse_recipient(r) for r in self._recipients])
+        return _age_encoder([_parse_recipient(r) for r in self._recipients])
 
     def decoder(self) -> Stage:
         """A Stage decrypting with the identities; see the module doc for what its

@@ -111,6 +111,27 @@ class StreamSealer:
         return bytes(out)
 
 
+class PrefixedSealer:
+    """An encoding Stage: ``prefix`` (a format's header) then the sealed chunks."""
+
+    def __init__(self, prefix: bytes, sealer: StreamSealer) -> None:
+        self._prefix = prefix
+        self._sealer = sealer
+
+    def _take_prefix(self) -> bytes:
+        prefix, self._prefix = self._prefix, b""
+        return prefix
+
+    def feed(self, data: bytes) -> bytes:
+        """Encrypt ``data``; the header comes out with the first bytes. Raises nothing."""
+        out = self._sealer.feed(data)
+        return self._take_prefix() + out if self._prefix else out
+
+    def flush(self) -> bytes:
+        """Encrypt the last chunk. Raises nothing."""
+        return self._take_prefix() + self._sealer.flush()
+
+
 class StreamOpener:
     """Decrypts one stream sealed by ``StreamSealer`` (or by age)."""
 
