@@ -2,14 +2,24 @@
 PYTHON ?= python3
 VENV   ?= .venv
 BIN     = $(VENV)/bin
-STAMP   = $(VENV)/.installed-$(shell sha256sum pyproject.toml | cut -c1-12)
+HASH   := $(shell sha256sum pyproject.toml | cut -c1-12)
+RUN     = $(VENV)/.run-$(HASH)
+STAMP   = $(VENV)/.test-$(HASH)
 
 .PHONY: demo test lint typecheck unit deps system-deps bench clean
 
-$(STAMP): pyproject.toml
-	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+$(VENV)/bin/python:
+	$(PYTHON) -m venv $(VENV)
+
+## runtime dependencies only (what the demo needs)
+$(RUN): pyproject.toml | $(VENV)/bin/python
+	$(BIN)/pip install --quiet --disable-pip-version-check -e .
+	rm -f $(VENV)/.run-* && touch $@
+
+## runtime + test dependencies
+$(STAMP): pyproject.toml | $(VENV)/bin/python
 	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[test]'
-	rm -f $(VENV)/.installed-* && touch $@
+	rm -f $(VENV)/.test-* $(VENV)/.run-* && touch $@ $(RUN)
 
 deps: $(STAMP)
 
@@ -18,7 +28,7 @@ system-deps:
 	bash scripts/install-system-deps.sh
 
 ## quick start 1: embedded PostgreSQL -> backup (zstd + age) -> list -> restore -> compare
-demo: $(STAMP)
+demo: $(RUN)
 	$(BIN)/python scripts/demo.py
 
 ## quick start 2: lint, type-check and the whole test suite against real servers
@@ -34,7 +44,7 @@ typecheck: $(STAMP)
 	$(BIN)/mypy
 
 ## benchmark: >= 1 GB database, dbcrate vs the raw tools (prints ratios and peak RSS)
-bench: $(STAMP)
+bench: $(RUN)
 	$(BIN)/python bench/backup.py
 
 clean:

@@ -47,7 +47,7 @@ def main() -> int:
         with TempPostgres(major=args.major) as pg:
             pg.create_database("orders")
             load_sample(pg.url("orders"), password=pg.password, scale=args.scale)
-            print(f"PostgreSQL {pg.version()} on 127.0.0.1:{pg.port}, sample data loaded")
+            print(f"PostgreSQL {pg.version} on 127.0.0.1:{pg.port}, sample data loaded")
 
             secret = work / "pg-password"
             secret.write_text(pg.password)
