@@ -93,8 +93,8 @@ def backup(args: argparse.Namespace) -> int:
             sys.stdout.write(
                 f"{job.name}: backup {m.id} stored on {where}: {m.data_key}\n"
                 f"  {human(m.plaintext.size)} dumped, {human(m.stored.size)} stored "
-                f"({ratio:.0%}), {' -> '.join(m.stages) or 'no codecs'}, "
-                f"{'unencrypted' if m.encryption == 'none' else m.encryption}, "
+                f"({ratio:.0%}), {' -> '.join(m.stages) or 'no codecs'}"
+                f"{', UNENCRYPTED' if m.encryption == 'none' else ''}, "
                 f"{time.monotonic() - t0:.1f}s\n"
             )
     if args.json:
