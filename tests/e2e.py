@@ -84,6 +84,7 @@ def make_setup(
     compression: str = "zstd",
     encryption: str = "age",
     job_extra: Mapping[str, Any] | None = None,
+    engine: str = "postgres",
 ) -> Setup:
     tmp.mkdir(parents=True, exist_ok=True)
     identity, recipient = generate_identity()
@@ -105,7 +106,8 @@ def make_setup(
     else:
         backup.append("encrypt = false")
     job_lines = [
-        "[[backup.jobs]]", f"name = {_toml(job)}", 'engine = "postgres"', f"url = {_toml(url)}",
+        "[[backup.jobs]]", f"name = {_toml(job)}", f"engine = {_toml(engine)}",
+        f"url = {_toml(url)}",
         f"password_file = {_toml(str(pwfile))}",
         f"targets = {_toml([t.name for t in targets])}",
     ]

@@ -32,6 +32,8 @@ ENGINE_OPTION_KEYS = {
     # postgres
     "pg_bin_dir", "fetch_tools", "cache_dir", "globals",
     "schemas", "exclude_schemas", "tables", "exclude_tables",
+    # mysql
+    "dump_options", "dump_tool", "client_tool",
 }
 _JOB_KEYS = _SHARED_KEYS | ENGINE_OPTION_KEYS | {
     "name", "database", "engine", "url", "password", "password_file", "schedule",

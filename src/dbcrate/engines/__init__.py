@@ -112,9 +112,10 @@ EngineFactory = Callable[[Connection], Engine]
 
 
 def _registry() -> dict[str, EngineFactory]:
+    from dbcrate.engines.mysql import MySQLEngine
     from dbcrate.engines.postgres import PostgresEngine
 
-    return {"postgres": PostgresEngine}
+    return {"postgres": PostgresEngine, "mysql": MySQLEngine}
 
 
 def engine_names() -> list[str]:

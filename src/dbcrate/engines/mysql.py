@@ -1,0 +1,316 @@
+"""MySQL and MariaDB: ``mariadb-dump``/``mysqldump`` to dump one database as SQL, the
+``mariadb``/``mysql`` client to restore it, with the tools that match the server.
+
+Job options (``Connection.options``, see docs/engines/mysql.md): ``dump_options`` (list
+replacing the default dump flags), ``dump_tool`` and ``client_tool`` (a name or path).
+The dump names no database (no ``CREATE DATABASE``/``USE``), so it restores under any
+name. Credentials reach every tool through a private defaults file (``mysql_url``).
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from dbcrate.engines import Connection, RestoreOptions, SinglePart
+from dbcrate.engines import mysql_tools as tools
+from dbcrate.engines.mysql_url import MyTarget
+from dbcrate.engines.process import feed_stdin, stream_stdout
+from dbcrate.errors import (
+    AuthenticationFailed,
+    ConfigError,
+    DatabaseError,
+    DatabaseUnreachable,
+    DumpFailed,
+    RestoreFailed,
+    RestoreRefused,
+)
+from dbcrate.model import EngineInfo
+
+DEFAULT_DUMP_OPTIONS = (
+    "--single-transaction", "--quick", "--routines", "--triggers", "--events", "--hex-blob",
+)
+#: MySQL's mysqldump only: no GTID_PURGED statement that a restore would trip over
+_MYSQL_ONLY_OPTIONS = ("--set-gtid-purged=OFF",)
+#: the last line of a complete dump (mysqldump and mariadb-dump, with or without date)
+TRAILER = b"-- Dump completed"
+_QUERY_TIMEOUT = 120
+#: dump_options we refuse: they carry credentials, change the output's shape, or drop the
+#: completion trailer that tells a complete dump from a truncated one
+_FORBIDDEN_LONG = {
+    "--password", "--user", "--host", "--port", "--socket", "--defaults-file",
+    "--defaults-extra-file", "--no-defaults", "--defaults-group-suffix", "--print-defaults",
+    "--login-path", "--result-file", "--databases", "--all-databases", "--tab", "--xml",
+    "--skip-comments", "--compact", "--comments", "--dump-date",
+}
+_FORBIDDEN_SHORT = set("puhPSrBATX")
+_AUTH_CODES = ("ERROR 1045", "ERROR 1698", "ERROR 1044", "ERROR 1227")
+_UNREACHABLE_CODES = ("ERROR 2002", "ERROR 2003", "ERROR 2005", "ERROR 2006", "ERROR 2013",
+                      "ERROR 2026")
+_CLEARED_ENV = ("MYSQL_PWD", "MYSQL_HOST", "MYSQL_TCP_PORT", "MYSQL_UNIX_PORT",
+                "MYSQL_TEST_LOGIN_FILE", "MYSQL_HISTFILE")
+
+
+def quote_ident(name: str) -> str:
+    """A backtick-quoted identifier."""
+    return "`" + name.replace("`", "``") + "`"
+
+
+def quote_str(value: str) -> str:
+    """A string literal immune to sql_mode (NO_BACKSLASH_ESCAPES, ANSI_QUOTES)."""
+    return f"CONVERT(0x{value.encode().hex()} USING utf8mb4)" if value else "''"
+
+
+def dump_options(value: Any) -> tuple[str, ...]:
+    """Validate the ``dump_options`` job option. Raises ``ConfigError``."""
+    if value is None:
+        return DEFAULT_DUMP_OPTIONS
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise ConfigError("expected a list of option strings", key="dump_options")
+    for opt in value:
+        if not opt.startswith("-"):
+            raise ConfigError(f"{opt!r} is not an option (must start with -)", key="dump_options")
+        name = opt.split("=", 1)[0]
+        if opt.startswith("--"):
+            bad = name in _FORBIDDEN_LONG or name.removeprefix("--skip-") in {
+                n.removeprefix("--") for n in ("--comments", "--dump-date")}
+        else:
+            bad = bool(set(opt[1:]) & _FORBIDDEN_SHORT)
+        if bad:
+            raise ConfigError(
+                f"{opt!r} is not allowed in dump_options",
+                hint="dbcrate sets the connection through a private defaults file, dumps one "
+                "database to stdout, and needs the '-- Dump completed' trailer",
+                key="dump_options",
+            )
+    return tuple(value)
+
+
+@dataclass(frozen=True)
+class _State:
+    """What one query learns about the server and the target database."""
+
+    version: str
+    mariadb: bool
+    exists: bool
+    charset: str
+    collation: str
+    contents: dict[str, int]
+
+
+class MySQLEngine(SinglePart):
+    """Dump and restore one MySQL or MariaDB database with the server's own tools."""
+
+    name = "mysql"
+    ext = "sql"
+
+    def __init__(self, connection: Connection) -> None:
+        self._target = MyTarget.parse(connection.url, connection.password)
+        self._options = dict(connection.options)
+        self._dump_options = dump_options(self._options.get("dump_options"))
+        self._state_cache: _State | None = None
+        self._dump_tool: tools.Tool | None = None
+
+    # -- running the client ----------------------------------------------------------------
+
+    def _env(self) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if k not in _CLEARED_ENV}
+        # MySQL's clients read ~/.mylogin.cnf even with --defaults-file; point them nowhere
+        env["MYSQL_TEST_LOGIN_FILE"] = "/nonexistent/dbcrate-no-login-file"
+        return env
+
+    def _redact(self) -> list[str]:
+        return [self._target.password] if self._target.password else []
+
+    def _query(self, sql: str) -> list[list[str]]:
+        """Run ``sql`` with the client (no default database); rows of tab-separated text.
+        Raises ``AuthenticationFailed``, ``DatabaseUnreachable``, ``DatabaseError`` or
+        ``ToolNotFound``; messages never hold the password."""
+        client = tools.probe_client(self._options)
+        t = self._target
+        with t.defaults_file() as path:
+            argv = [client, f"--defaults-file={path}", "--batch", "--skip-column-names",
+                    "-e", sql]
+            try:
+                proc = subprocess.run(argv, env=self._env(), capture_output=True, text=True,
+                                      stdin=subprocess.DEVNULL, timeout=_QUERY_TIMEOUT,
+                                      check=False)
+            except subprocess.TimeoutExpired:
+                raise DatabaseUnreachable(
+                    f"mysql at {t.where} did not answer within {_QUERY_TIMEOUT}s") from None
+        if proc.returncode == 0:
+            return [line.split("\t") for line in proc.stdout.splitlines()]
+        text = t.scrub(proc.stderr.strip())
+        lines = [ln for ln in text.splitlines() if ln.startswith("ERROR")] or text.splitlines()
+        first = lines[0] if lines else f"{Path(client).name} exited {proc.returncode}"
+        reason = first.split(": ", 1)[-1] if first.startswith("ERROR") else first
+        if first.startswith(_AUTH_CODES):
+            raise AuthenticationFailed(f"mysql at {t.where} rejected user {t.user!r}: {reason}")
+        if first.startswith(_UNREACHABLE_CODES) or "can't connect" in first.lower():
+            raise DatabaseUnreachable(f"cannot connect to mysql at {t.where}: {reason}")
+        raise DatabaseError(f"mysql at {t.where} refused us: {reason}")
+
+    def _state(self) -> _State:
+        """Server version and the target database's existence, charset and contents.
+        Raises as ``_query``. Read-only."""
+        db = quote_str(self._target.database)
+        # the only value in the query is a hex literal (quote_str)
+        rows = self._query(
+            "SELECT VERSION(), @@version_comment,"  # noqa: S608
+            f" (SELECT COUNT(*) FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = {db}),"
+            " (SELECT CONCAT(DEFAULT_CHARACTER_SET_NAME, ' ', DEFAULT_COLLATION_NAME)"
+            f"  FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = {db}),"
+            f" (SELECT COUNT(*) FROM information_schema.TABLES WHERE TABLE_SCHEMA = {db}),"
+            f" (SELECT COUNT(*) FROM information_schema.ROUTINES WHERE ROUTINE_SCHEMA = {db}),"
+            f" (SELECT COUNT(*) FROM information_schema.EVENTS WHERE EVENT_SCHEMA = {db})"
+        )
+        if len(rows) != 1 or len(rows[0]) != 7:
+            raise DatabaseError(f"unexpected answer from mysql at {self._target.where}")
+        version, comment, exists, charset, tables, routines, events = rows[0]
+        charset, _, collation = charset.partition(" ")
+        counts = {"tables or views": int(tables), "routines": int(routines),
+                  "events": int(events)}
+        self._state_cache = _State(
+            version=version, mariadb="mariadb" in f"{version} {comment}".lower(),
+            exists=exists != "0", charset="" if charset == "NULL" else charset,
+            collation=collation, contents={k: n for k, n in counts.items() if n},
+        )
+        return self._state_cache
+
+    def _flavour(self) -> str:
+        state = self._state_cache or self._state()
+        return "mariadb" if state.mariadb else "mysql"
+
+    # -- probe -------------------------------------------------------------------------------
+
+    def probe(self) -> EngineInfo:
+        """Connect, read the server version, check that the database exists and resolve
+        the matching dump tool. Raises ``DatabaseUnreachable``, ``AuthenticationFailed``,
+        ``DatabaseError`` (e.g. no such database), ``ToolNotFound`` or ``ConfigError``.
+        Changes nothing on the server."""
+        state = self._state()
+        if not state.exists:
+            raise DatabaseError(
+                f"database {self._target.database} does not exist on mysql at "
+                f"{self._target.where}",
+                hint="check the database name in the job's url (percent-encode odd names)",
+            )
+        dump = self._dump_tool = tools.dump_tool(self._flavour(), self._options)
+        return EngineInfo(engine=self.name, server_version=state.version, tool=dump.name,
+                          tool_version=dump.version, database=self._target.database)
+
+    # -- dump --------------------------------------------------------------------------------
+
+    def dump(self) -> Iterator[bytes]:
+        """Stream the SQL dump of the database (no CREATE DATABASE/USE) on the first
+        ``next()``, probing the server first. Raises the ``probe()`` errors, then
+        ``DumpFailed`` after EOF if the tool failed or its output lacks the completion
+        trailer. Closing the iterator early kills the tool; the defaults file is always
+        removed."""
+        if self._dump_tool is None:
+            self.probe()
+        tool = self._dump_tool
+        assert tool is not None
+        options = self._dump_options
+        if "dump_options" not in self._options and not tool.mariadb:
+            options = (*options, *_MYSQL_ONLY_OPTIONS)
+        tail = b""
+        with self._target.defaults_file() as path:
+            argv = [tool.path, f"--defaults-file={path}", *options, "--",
+                    self._target.database]
+            chunks = stream_stdout(argv, self._env(), tool.name, redact=self._redact())
+            try:
+                for chunk in chunks:
+                    tail = (tail + chunk[-64:])[-64:]
+                    yield chunk
+            finally:  # kill the tool before its defaults file goes
+                close = getattr(chunks, "close", None)
+                if close is not None:
+                    close()
+        last = tail.rstrip().rsplit(b"\n", 1)[-1]
+        if not last.startswith(TRAILER):
+            raise DumpFailed(
+                f"{tool.name} exited 0 but its output lacks the completion trailer "
+                f"({TRAILER.decode()!r}): the dump is incomplete",
+                hint="check the dump tool and the server log; no backup was recorded",
+            )
+
+    # -- restore -----------------------------------------------------------------------------
+
+    def check_restore_target(self, backup: EngineInfo, options: RestoreOptions) -> None:
+        """See ``Engine.check_restore_target``: refuses a database holding any table,
+        view, routine or event unless ``options.clean``. Read-only."""
+        self._check_empty(self._state(), clean=options.clean)
+
+    def _check_empty(self, state: _State, *, clean: bool) -> None:
+        if state.exists and state.contents and not clean:
+            what = ", ".join(f"{n} {name}" for name, n in state.contents.items())
+            raise RestoreRefused(
+                f"database {self._target.database} on mysql at {self._target.where} is not "
+                f"empty ({what}); nothing was changed"
+            )
+
+    def restore(self, chunks: Iterable[bytes], options: RestoreOptions) -> None:
+        """Run the SQL dump ``chunks`` through the client into the database, creating it if
+        missing. With ``options.clean`` a non-empty database is allowed: the dump's ``DROP
+        ... IF EXISTS`` statements replace each table, view, routine and event it holds;
+        other objects stay.
+
+        Not atomic (MySQL commits DDL implicitly), so on any failure (``chunks`` raising,
+        the client failing) a database created here is dropped, and an existing empty
+        one is dropped and recreated with its character set and collation; a non-empty
+        one restored with ``clean`` may be left partly restored. Raises ``RestoreRefused``
+        (not empty, not ``clean``), ``RestoreFailed``, the ``probe()`` connection errors
+        or ``ToolNotFound``."""
+        state = self._state()
+        self._check_empty(state, clean=options.clean)
+        client = tools.client_tool(self._flavour(), self._options)
+        created = not state.exists
+        resettable = created or not state.contents
+        if created:
+            self._create_database("", "", what="create")
+        try:
+            with self._target.defaults_file() as path:
+                argv = [client.path, f"--defaults-file={path}", "--binary-mode", "--batch",
+                        f"--database={self._target.database}"]
+                feed_stdin(argv, self._env(), chunks, client.name, redact=self._redact())
+        except BaseException as e:
+            if resettable:
+                self._reset_after_failure(e, state)
+                raise
+            partly = "the database may be partly restored (MySQL cannot roll back DDL)"
+            if isinstance(e, RestoreFailed):
+                raise RestoreFailed(e.message.replace("the target was left as it was", partly),
+                                    hint=e.hint) from None
+            e.add_note(partly)
+            raise
+
+    def _reset_after_failure(self, error: BaseException, state: _State) -> None:
+        """Put the database back as it was before a failed restore (missing, or empty with
+        its charset and collation); on failure, a note on ``error`` says what is left."""
+        db = self._target.database
+        try:
+            self._query(f"DROP DATABASE IF EXISTS {quote_ident(db)}")
+            if state.exists:
+                self._create_database(state.charset, state.collation, what="recreate")
+        except Exception as cleanup:  # keep the original error; say what is left
+            error.add_note(f"the database {db} could not be put back as it was: "
+                           f"{self._target.scrub(str(cleanup))}")
+
+    def _create_database(self, charset: str, collation: str, *, what: str) -> None:
+        sql = f"CREATE DATABASE {quote_ident(self._target.database)}"
+        if charset.isidentifier():
+            sql += f" CHARACTER SET {charset}"
+        if collation.isidentifier():
+            sql += f" COLLATE {collation}"
+        try:
+            self._query(sql)
+        except DatabaseError as e:
+            raise RestoreFailed(
+                f"cannot {what} database {self._target.database}: {e.message}",
+                hint="create the database yourself, or grant the user CREATE",
+            ) from None
