@@ -34,6 +34,12 @@ ENGINE_OPTION_KEYS = {
     "schemas", "exclude_schemas", "tables", "exclude_tables",
     # mysql
     "dump_options", "dump_tool", "client_tool",
+    # redis
+    "redis_cli_path", "redis_server_path", "tls", "tls_cacert", "tls_cert", "tls_key",
+    "tls_sni", "tls_insecure", "stop_command", "start_command", "rdb_path", "start_timeout",
+    "temp_dir", "zero_sync_delay",
+    # mongodb
+    "mongodump_path", "mongorestore_path", "mongosh_path", "version_probe",
 }
 _JOB_KEYS = _SHARED_KEYS | ENGINE_OPTION_KEYS | {
     "name", "database", "engine", "url", "password", "password_file", "schedule",

@@ -114,8 +114,9 @@ EngineFactory = Callable[[Connection], Engine]
 def _registry() -> dict[str, EngineFactory]:
     from dbcrate.engines.mysql import MySQLEngine
     from dbcrate.engines.postgres import PostgresEngine
+    from dbcrate.engines.redis import RedisEngine
 
-    return {"postgres": PostgresEngine, "mysql": MySQLEngine}
+    return {"postgres": PostgresEngine, "mysql": MySQLEngine, "redis": RedisEngine}
 
 
 def engine_names() -> list[str]:
