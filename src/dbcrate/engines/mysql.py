@@ -45,7 +45,7 @@ _FORBIDDEN_LONG = {
     "--password", "--user", "--host", "--port", "--socket", "--defaults-file",
     "--defaults-extra-file", "--no-defaults", "--defaults-group-suffix", "--print-defaults",
     "--login-path", "--result-file", "--databases", "--all-databases", "--tab", "--xml",
-    "--skip-comments", "--compact", "--comments", "--dump-date",
+    "--skip-comments", "--disable-comments", "--compact",
 }
 _FORBIDDEN_SHORT = set("puhPSrBATX")
 _AUTH_CODES = ("ERROR 1045", "ERROR 1698", "ERROR 1044", "ERROR 1227")
@@ -76,8 +76,9 @@ def dump_options(value: Any) -> tuple[str, ...]:
             raise ConfigError(f"{opt!r} is not an option (must start with -)", key="dump_options")
         name = opt.split("=", 1)[0]
         if opt.startswith("--"):
-            bad = name in _FORBIDDEN_LONG or name.removeprefix("--skip-") in {
-                n.removeprefix("--") for n in ("--comments", "--dump-date")}
+            arg = opt.partition("=")[2].lower()
+            bad = name in _FORBIDDEN_LONG or (
+                name == "--comments" and arg in ("0", "false", "off"))
         else:
             bad = bool(set(opt[1:]) & _FORBIDDEN_SHORT)
         if bad:

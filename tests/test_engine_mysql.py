@@ -1,0 +1,294 @@
+"""MySQL/MariaDB engine against a real MariaDB server: round trips through the real CLI,
+refusals, faults (killed dump tool, bad credentials, unreachable server, truncated dump),
+and secrets (never in argv; the private defaults file is 0600 in a 0700 dir and goes)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import stat
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from dbcrate import config as config_mod
+from dbcrate.engines import Connection
+from dbcrate.engines.mysql import MySQLEngine, dump_options
+from dbcrate.engines.mysql_url import MyTarget
+from dbcrate.errors import ConfigError, DumpFailed
+from dbcrate.operations.backup import run_backup
+from tests.e2e import Setup, local_target, make_setup
+from tests.servers.mariadb import ALL_BYTES, CLIENT, MyDatabase, TempMariaDB, new_db_name
+from tests.test_faults import KillDumpOnFirstBytes, _children, files_under
+from tests.test_secrets import ArgvWatcher
+
+DUMP = "/usr/bin/mariadb-dump"
+CANARY = 'canary-My "pw" #1 \\ \'q\' 7f3a'
+WRONG = "canary-Wrong-My-9d8c"
+
+
+def _setup(tmp: Path, db: MyDatabase, *, compression: str = "zstd", encryption: str = "age",
+           job_extra: dict[str, str] | None = None) -> Setup:
+    return make_setup(tmp, url=db.url, password=db.password, engine="mysql",
+                      targets=[local_target(tmp / "backups")], compression=compression,
+                      encryption=encryption, job_extra=job_extra)
+
+
+def _script(path: Path, body: str) -> str:
+    path.write_text("#!/bin/sh\n" + body)
+    path.chmod(0o755)
+    return str(path)
+
+
+def _restore(setup: Setup, to: str, *extra: str) -> subprocess.CompletedProcess[str]:
+    return setup.run("restore", "orders", "--latest", "--to", to,
+                     "--identity", str(setup.identity), *extra)
+
+
+# -- round trips -------------------------------------------------------------------------------
+
+
+MODES = [("zstd", "age"), ("gzip", "aes-256-gcm"), ("none", "none")]
+
+
+@pytest.mark.parametrize(("compression", "encryption"), MODES, ids=[f"{c}-{e}" for c, e in MODES])
+def test_round_trip(tmp_path: Path, mariadb_db: MyDatabase, compression: str,
+                    encryption: str) -> None:
+    server = mariadb_db.server
+    setup = _setup(tmp_path, mariadb_db, compression=compression, encryption=encryption)
+    source = mariadb_db.checksums()
+    kinds = {k.split()[0] for k in source}
+    assert kinds >= {"TABLE", "DATA", "VIEW", "TRIGGER", "PROCEDURE", "FUNCTION", "EVENT"}
+
+    setup.run("backup", "orders", check=True)
+    [b] = setup.list_json("orders")
+    assert b["engine"] == "mysql" and b["tool"] == "mariadb-dump"
+    assert b["server_version"] == server.version and "MariaDB" in b["server_version"]
+    assert b["tool_version"].startswith(server.version.split("-")[0])
+    assert b["stages"] == [s for s in (compression, encryption) if s != "none"]
+    assert ".sql" in b["key"]
+
+    # an odd target name, percent-encoded in the --to url
+    restored = new_db_name("restored é-x") + " $"
+    try:
+        _restore(setup, server.url(restored))
+        assert server.database_exists(restored)
+        assert MyDatabase(server, restored).checksums() == source
+        blob = MyDatabase(server, restored).sql("SELECT HEX(data) FROM blobs WHERE id = 1")
+        assert bytes.fromhex(blob[0][0]) == ALL_BYTES
+        emoji = MyDatabase(server, restored).sql("SELECT HEX(name) FROM customers WHERE id = 1")
+        assert bytes.fromhex(emoji[0][0]).decode() == "Zoë 🐘"
+    finally:
+        server.drop_database(restored)
+
+
+def test_restore_refuses_non_empty_then_clean_replaces(tmp_path: Path,
+                                                      mariadb_db: MyDatabase) -> None:
+    setup = _setup(tmp_path, mariadb_db)
+    backed_up = mariadb_db.checksums()
+    setup.run("backup", "orders", check=True)
+    mariadb_db.sql("INSERT INTO customers (name) VALUES ('after'); DROP VIEW customer_names;"
+                   "DROP PROCEDURE bump")
+    changed = mariadb_db.checksums()
+
+    refused = setup.run("restore", "orders", "--latest", "--identity", str(setup.identity))
+    assert refused.returncode == 7, refused.stderr
+    assert "not empty" in refused.stderr and "nothing was changed" in refused.stderr
+    assert mariadb_db.checksums() == changed
+
+    setup.run("restore", "orders", "--latest", "--clean", "--identity", str(setup.identity),
+              check=True)
+    assert mariadb_db.checksums() == backed_up
+
+
+@pytest.mark.parametrize("existing", [False, True], ids=["new-db", "existing-empty-db"])
+def test_failed_restore_leaves_target_as_it_was(
+    tmp_path: Path, mariadb_db: MyDatabase, mariadb_db_name: str, existing: bool
+) -> None:
+    """The client fails at the very end (after every statement of the dump ran): a database
+    created for the restore is dropped; an empty one is emptied again, same collation."""
+    server = mariadb_db.server
+    failing = _script(tmp_path / "failing-client", f"""
+case " $* " in
+  *" --binary-mode "*) sed 's/^-- Dump completed.*/SELECT * FROM no_such_table_x;/' \\
+      | {CLIENT} "$@" ;;
+  *) exec {CLIENT} "$@" ;;
+esac
+""")
+    setup = _setup(tmp_path, mariadb_db, job_extra={"client_tool": failing})
+    setup.run("backup", "orders", check=True)
+    if existing:
+        server.sql(f"CREATE DATABASE `{mariadb_db_name}` COLLATE utf8mb4_swedish_ci")
+    proc = _restore(setup, server.url(mariadb_db_name))
+    assert proc.returncode == 7, proc.stderr
+    assert "no_such_table_x" in proc.stderr
+    assert server.database_exists(mariadb_db_name) is existing
+    if existing:
+        assert MyDatabase(server, mariadb_db_name).checksums() == {}
+        rows = server.sql("SELECT DEFAULT_COLLATION_NAME FROM information_schema.SCHEMATA "
+                          f"WHERE SCHEMA_NAME = '{mariadb_db_name}'")
+        assert rows == [["utf8mb4_swedish_ci"]]
+
+
+# -- faults ------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def big_db(mariadb_db: MyDatabase) -> MyDatabase:
+    """The sample plus ~30 MiB of poorly compressible rows: the dump takes a while."""
+    mariadb_db.sql("CREATE TABLE filler (i INT PRIMARY KEY, t TEXT) ENGINE=InnoDB;"
+                   "INSERT INTO filler SELECT seq, CONCAT(MD5(seq), REPEAT(MD5(seq * 7), 6))"
+                   " FROM seq_1_to_130000")
+    return mariadb_db
+
+
+class KillMariadbDump(KillDumpOnFirstBytes):
+    def update(self, source_bytes: int, stored_bytes: int) -> None:
+        if not self.killed:
+            for pid in _children("mariadb-dump"):
+                os.kill(pid, signal.SIGKILL)
+                self.killed.append(pid)
+
+
+def test_dump_tool_killed_mid_stream(tmp_path: Path, big_db: MyDatabase) -> None:
+    setup = _setup(tmp_path, big_db, compression="none")
+    cfg = config_mod.load(setup.config)
+    progress = KillMariadbDump()
+    with pytest.raises(DumpFailed) as caught:
+        run_backup(cfg, cfg.job("orders"), progress)
+    assert progress.killed, "mariadb-dump was never seen running"
+    assert "mariadb-dump was killed by SIGKILL" in caught.value.message
+    assert caught.value.exit_code == 3
+    assert files_under(tmp_path / "backups") == []
+    assert setup.list_json("orders") == []
+
+
+def test_dump_without_completion_trailer_fails(tmp_path: Path, mariadb_db: MyDatabase) -> None:
+    """A dump tool that exits 0 with its trailer cut off (stand-in for a tool failure)."""
+    truncating = _script(tmp_path / "truncating-dump", f"""
+case "$1" in --version) exec {DUMP} --version ;; esac
+{DUMP} "$@" | head -c -200
+""")
+    setup = _setup(tmp_path, mariadb_db, job_extra={"dump_tool": truncating})
+    proc = setup.run("backup", "orders")
+    assert proc.returncode == 3, proc.stderr
+    assert "completion trailer" in proc.stderr and "Traceback" not in proc.stderr
+    assert files_under(tmp_path / "backups") == []
+    assert setup.list_json("orders") == []
+
+
+@pytest.mark.parametrize("fault", ["wrong password", "unreachable", "missing database"])
+def test_database_faults(tmp_path: Path, mariadb_db: MyDatabase, fault: str) -> None:
+    url, password = mariadb_db.url, mariadb_db.password
+    if fault == "wrong password":
+        password = WRONG
+    elif fault == "unreachable":
+        url = "mysql://root@127.0.0.1:9/nothing"
+    else:
+        url = mariadb_db.server.url("no_such_database")
+    setup = make_setup(tmp_path, url=url, password=password, engine="mysql",
+                       targets=[local_target(tmp_path / "backups")])
+    proc = setup.run("backup", "orders")
+    assert proc.returncode == 8, proc.stderr
+    expected = {"wrong password": "access denied", "unreachable": "cannot connect",
+                "missing database": "no_such_database does not exist"}[fault]
+    assert expected in proc.stderr.lower()
+    assert WRONG not in proc.stderr + proc.stdout
+    assert "Traceback" not in proc.stderr
+    assert files_under(tmp_path / "backups") == []
+
+
+# -- secrets -----------------------------------------------------------------------------------
+
+
+def _private_dirs() -> set[str]:
+    found = set()
+    for base in ("/dev/shm", "/tmp", os.environ.get("XDG_RUNTIME_DIR") or "/tmp"):
+        for p in Path(base).glob("dbcrate-mysql-*"):
+            found.add(str(p))
+    return found
+
+
+def test_password_never_in_argv_and_defaults_file_removed(
+    tmp_path: Path, big_db: MyDatabase, mariadb_db_name: str
+) -> None:
+    server = big_db.server
+    quoted = CANARY.replace("\\", "\\\\").replace("'", "\\'")
+    server.sql(f"CREATE USER 'canary'@'127.0.0.1' IDENTIFIED BY '{quoted}';"
+               "GRANT ALL ON *.* TO 'canary'@'127.0.0.1'")
+    try:
+        before = _private_dirs()
+        url = server.url(big_db.name, user="canary")
+        setup = make_setup(tmp_path / "ok", url=url, password=CANARY, engine="mysql",
+                           compression="none", targets=[local_target(tmp_path / "backups")])
+        bad = make_setup(tmp_path / "bad", url=url, password=WRONG, engine="mysql",
+                         targets=[local_target(tmp_path / "backups")])
+        with ArgvWatcher() as watcher:
+            outputs = [setup.run("-vv", "backup", "orders", check=True),
+                       _restore(setup, server.url(mariadb_db_name, user="canary")),
+                       bad.run("-vv", "backup", "orders")]
+        assert outputs[1].returncode == 0, outputs[1].stderr
+        assert outputs[2].returncode == 8
+        assert server.database_exists(mariadb_db_name)
+        tools = [c for c in watcher.seen if b"--defaults-file=" in c]
+        assert any(c.startswith(DUMP.encode()) for c in tools), "never saw mariadb-dump"
+        assert any(b"--binary-mode" in c for c in tools), "never saw the restore client"
+        for cmd in watcher.seen:
+            assert CANARY.encode() not in cmd and WRONG.encode() not in cmd, cmd
+        for proc in outputs:
+            assert CANARY not in proc.stdout + proc.stderr
+            assert WRONG not in proc.stdout + proc.stderr
+        assert _private_dirs() == before
+    finally:
+        server.sql("DROP USER 'canary'@'127.0.0.1'")
+
+
+def test_defaults_file_is_private_and_removed() -> None:
+    target = MyTarget.parse("mysql://u%40x@db.example:3307/odd%2Fname?ssl-ca=/ca.pem", CANARY)
+    assert (target.user, target.host, target.port, target.database) == (
+        "u@x", "db.example", 3307, "odd/name")
+    with target.defaults_file() as path:
+        p = Path(path)
+        assert stat.S_IMODE(p.stat().st_mode) == 0o600
+        assert stat.S_IMODE(p.parent.stat().st_mode) == 0o700
+        text = p.read_text()
+        assert "loose-ssl-ca=" in text and "port=3307" in text
+    assert not p.exists() and not p.parent.exists()
+
+
+def test_odd_password_reaches_the_server(mariadb_server: TempMariaDB) -> None:
+    """Quotes, #, backslash and spaces survive the defaults file."""
+    quoted = CANARY.replace("\\", "\\\\").replace("'", "\\'")
+    mariadb_server.sql(f"CREATE USER 'odd'@'127.0.0.1' IDENTIFIED BY '{quoted}'")
+    try:
+        engine = MySQLEngine(Connection(mariadb_server.url("mysql", user="odd"), CANARY))
+        assert engine._query("SELECT CURRENT_USER()") == [["odd@127.0.0.1"]]
+    finally:
+        mariadb_server.sql("DROP USER 'odd'@'127.0.0.1'")
+
+
+@pytest.mark.parametrize("url", ["postgresql://x@h/db", "mysql://h:3306/", "mysql://h/a/b",
+                                 "mysql://h/db?sslmode=require"])
+def test_bad_urls(url: str) -> None:
+    with pytest.raises(ConfigError):
+        MyTarget.parse(url)
+
+
+@pytest.mark.parametrize("opts", [["--password=x"], ["-pxyz"], ["--databases"], ["--compact"],
+                                  ["--skip-comments"], ["--comments=0"], ["--result-file=/tmp/x"],
+                                  ["quick"]])
+def test_dump_options_rejected(opts: list[str]) -> None:
+    with pytest.raises(ConfigError):
+        dump_options(opts)
+    ok = ["--single-transaction", "--skip-triggers", "--skip-dump-date", "--comments"]
+    assert dump_options(ok) == tuple(ok)
+
+
+def test_forbidden_dump_option_is_a_config_error(tmp_path: Path) -> None:
+    setup = make_setup(tmp_path, url="mysql://root@127.0.0.1:9/db", password="x",
+                       engine="mysql", targets=[local_target(tmp_path / "backups")],
+                       job_extra={"dump_options": ["--single-transaction", "--compact"]})
+    proc = setup.run("backup", "orders")
+    assert proc.returncode == 2, proc.stderr
+    assert "dump_options" in proc.stderr and "--compact" in proc.stderr
