@@ -112,11 +112,13 @@ EngineFactory = Callable[[Connection], Engine]
 
 
 def _registry() -> dict[str, EngineFactory]:
+    from dbcrate.engines.mongodb import MongoEngine
     from dbcrate.engines.mysql import MySQLEngine
     from dbcrate.engines.postgres import PostgresEngine
     from dbcrate.engines.redis import RedisEngine
 
-    return {"postgres": PostgresEngine, "mysql": MySQLEngine, "redis": RedisEngine}
+    return {"postgres": PostgresEngine, "mysql": MySQLEngine, "redis": RedisEngine,
+            "mongodb": MongoEngine}
 
 
 def engine_names() -> list[str]:
