@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Install the Debian packages dbcrate's tests use, only if something is missing.
 # age, zstd: format interop checks; util-linux (setpriv/runuser): drop root for PostgreSQL;
+# redis-server/redis-tools: the Redis engine's tests;
 # nodejs/npm: fetch the C2SP age test vectors (npm package cctv-age); mariadb-server/-client:
 # the MySQL engine's tests (a private mariadbd) and its dump/restore tools.
 set -euo pipefail
@@ -11,6 +12,8 @@ command -v zstd >/dev/null || need+=(zstd)
 command -v gzip >/dev/null || need+=(gzip)
 command -v setpriv >/dev/null || command -v runuser >/dev/null || need+=(util-linux)
 command -v npm >/dev/null || need+=(npm)
+command -v redis-server >/dev/null || need+=(redis-server)
+command -v redis-cli >/dev/null || need+=(redis-tools)
 command -v mariadbd >/dev/null || [ -x /usr/sbin/mariadbd ] || need+=(mariadb-server)
 command -v mariadb-dump >/dev/null || need+=(mariadb-client)
 if [ ${#need[@]} -eq 0 ]; then
