@@ -131,6 +131,23 @@ esac
         assert rows == [["utf8mb4_swedish_ci"]]
 
 
+def test_damaged_backup_leaves_no_database(tmp_path: Path, mariadb_db: MyDatabase,
+                                           mariadb_db_name: str) -> None:
+    """The digest check fails at the end of the stream: the database created for the
+    restore is dropped again."""
+    setup = _setup(tmp_path, mariadb_db, compression="none", encryption="none")
+    setup.run("backup", "orders", check=True)
+    [b] = setup.list_json("orders")
+    data = tmp_path / "backups" / b["key"]
+    raw = bytearray(data.read_bytes())
+    at = raw.index(b"Zo")
+    raw[at : at + 2] = b"Xo"
+    data.write_bytes(bytes(raw))
+    proc = _restore(setup, mariadb_db.server.url(mariadb_db_name))
+    assert proc.returncode == 5, proc.stderr
+    assert not mariadb_db.server.database_exists(mariadb_db_name)
+
+
 # -- faults ------------------------------------------------------------------------------------
 
 

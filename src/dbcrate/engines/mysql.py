@@ -197,7 +197,7 @@ class MySQLEngine(SinglePart):
         if not state.exists:
             raise DatabaseError(
                 f"database {self._target.database} does not exist on mysql at "
-                f"{self._target.where}",
+                f"{self._target.where} (or user {self._target.user!r} may not see it)",
                 hint="check the database name in the job's url (percent-encode odd names)",
             )
         dump = self._dump_tool = tools.dump_tool(self._flavour(), self._options)
