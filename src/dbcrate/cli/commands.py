@@ -245,6 +245,46 @@ def cat(args: argparse.Namespace) -> int:
     return 0
 
 
+# -- prune ------------------------------------------------------------------------------------
+
+
+def prune(args: argparse.Namespace) -> int:
+    """Apply retention to the named job (all jobs by default), saying why each is kept."""
+    from dbcrate.operations.prune import run_prune
+
+    cfg = _config(args)
+    jobs = [cfg.job(args.job)] if args.job else list(cfg.jobs.values())
+    exit_code = 0
+    out: list[dict[str, Any]] = []
+    for job in jobs:
+        for report in run_prune(cfg, job, target=args.target, dry_run=args.dry_run):
+            for err in report.errors:
+                print_error(_in_job(err, f"{job.name} on target {report.target}"))
+                exit_code = exit_code or err.exit_code
+            out.append({
+                "job": job.name, "target": report.target, "dry_run": args.dry_run,
+                "kept": [{"id": d.manifest.id, "reasons": list(d.reasons)}
+                         for d in report.decisions if d.keep],
+                "deleted": [d.manifest.id for d in report.decisions if not d.keep
+                            and (args.dry_run or d.manifest.id in report.deleted)],
+                "aborted_uploads": report.aborted_uploads,
+            })
+            if args.json:
+                continue
+            verb = "would delete" if args.dry_run else "deleted"
+            sys.stdout.write(f"{job.name} on {report.target}:\n")
+            for d in report.decisions:
+                when = catalog.encode_time(d.manifest.started_at)
+                if d.keep:
+                    sys.stdout.write(f"  keep    {d.manifest.id}  {when}  "
+                                     f"({', '.join(d.reasons)})\n")
+                elif args.dry_run or d.manifest.id in report.deleted:
+                    sys.stdout.write(f"  {verb:<7} {d.manifest.id}  {when}\n")
+    if args.json:
+        print_json(out)
+    return exit_code
+
+
 # -- target -----------------------------------------------------------------------------------
 
 

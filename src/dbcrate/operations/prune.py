@@ -1,0 +1,92 @@
+"""Apply a job's retention policy to each of its targets."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+
+from dbcrate import catalog, retention
+from dbcrate.config import Config, JobConfig
+from dbcrate.errors import DbcrateError
+from dbcrate.model import Manifest
+from dbcrate.operations.listing import manifests
+from dbcrate.storage import Storage, open_target
+
+log = logging.getLogger("dbcrate.prune")
+
+#: multipart uploads older than this are leftovers of crashed runs
+STALE_UPLOADS = timedelta(days=1)
+
+
+@dataclass
+class PruneReport:
+    """What prune decided (and, unless dry-run, did) on one target for one job."""
+
+    job: str
+    target: str
+    decisions: list[retention.Decision] = field(default_factory=list)
+    deleted: list[str] = field(default_factory=list)
+    errors: list[DbcrateError] = field(default_factory=list)
+    aborted_uploads: int = 0
+
+
+def run_prune(
+    config: Config,
+    job: JobConfig,
+    *,
+    target: str | None = None,
+    dry_run: bool = False,
+    now: datetime | None = None,
+) -> list[PruneReport]:
+    """Delete the backups of ``job`` its retention policy does not keep, per target.
+
+    A backup is removed manifest first (so it leaves the catalog at once), then its data
+    objects; an object that cannot be deleted is reported and left as an orphan, which
+    is never listed. ``dry_run`` decides and reports but deletes nothing. A target that
+    cannot be read is reported in its ``errors``; other targets go on.
+    """
+    now = now or datetime.now(UTC)
+    reports = []
+    for name in [target] if target else job.targets:
+        report = PruneReport(job=job.name, target=name)
+        reports.append(report)
+        try:
+            storage = open_target(config.target(name))
+            report.decisions = retention.plan(list(manifests(storage, job.name)),
+                                              job.retention, now)
+        except DbcrateError as exc:
+            report.errors.append(exc)
+            continue
+        if dry_run:
+            continue
+        for decision in report.decisions:
+            if not decision.keep:
+                _delete(storage, decision.manifest, report)
+        report.aborted_uploads = _abort_stale(storage, job.name, report)
+    return reports
+
+
+def _delete(storage: Storage, m: Manifest, report: PruneReport) -> None:
+    keys = [catalog.manifest_key(m.data_key), m.data_key, *(p.key for p in m.parts)]
+    for key in keys:
+        try:
+            storage.delete(key)
+        except DbcrateError as exc:
+            report.errors.append(exc)
+            if key == keys[0]:
+                return  # the manifest is still there: the backup stays whole
+            log.warning("%s: %s left as an orphan: %s", report.target, key, exc)
+    report.deleted.append(m.id)
+
+
+def _abort_stale(storage: Storage, job: str, report: PruneReport) -> int:
+    """Abort multipart uploads a crashed run left behind (storages that have them)."""
+    abort = getattr(storage, "abort_incomplete", None)
+    if abort is None:
+        return 0
+    try:
+        return int(abort(f"{job}/", STALE_UPLOADS))
+    except DbcrateError as exc:
+        report.errors.append(exc)
+        return 0
