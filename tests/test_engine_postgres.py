@@ -150,7 +150,7 @@ def test_no_tools_and_fetching_disabled_says_how_to_fix(pg_db: PgDatabase, tmp_p
     with pytest.raises(ToolNotFound) as info:
         e.probe()
     assert pg_db.server.version in str(info.value)
-    assert "python -m dbcrate.pgbin 17" in info.value.hint
+    assert "dbcrate tools fetch 17" in info.value.hint
 
 
 # -- dump and restore ----------------------------------------------------------------------

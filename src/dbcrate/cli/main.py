@@ -10,7 +10,7 @@ import sys
 from collections.abc import Callable, Sequence
 
 from dbcrate import __version__
-from dbcrate.cli import commands
+from dbcrate.cli import commands, tools
 from dbcrate.cli.output import print_error
 from dbcrate.errors import DbcrateError, UsageError
 
@@ -114,6 +114,13 @@ def build_parser() -> argparse.ArgumentParser:
                    "(default: $DBCRATE_IDENTITY_FILE)")
     p.set_defaults(handler=commands.cat)
 
+    p = add("prune", help="apply retention, saying why each backup is kept")
+    p.add_argument("job", nargs="?", metavar="JOB", help="only this job (default: all)")
+    p.add_argument("--target", metavar="T", help="only this target")
+    p.add_argument("--dry-run", action="store_true", help="decide and report, delete nothing")
+    p.add_argument("--json", action="store_true", help="print the decisions as JSON")
+    p.set_defaults(handler=commands.prune)
+
     p = add("target", help="storage targets")
     tsub = p.add_subparsers(dest="target_command", metavar="SUBCOMMAND", parser_class=_Parser)
     tsub.required = True
@@ -121,6 +128,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="write/read/list/delete probe of a target")
     c.add_argument("name", metavar="NAME")
     c.set_defaults(handler=commands.target_check)
+
+    tools.register(sub, common)
     return parser
 
 

@@ -1,12 +1,24 @@
-"""Find pg_dump/pg_restore of the same major as the server.
+"""Find pg_dump/pg_restore (and pg_dumpall/psql) of the same major as the server.
 
-Order: ``options["pg_bin_dir"]`` (an error if its major differs), dbcrate's pgbin cache,
-``PATH`` and ``/usr/lib/postgresql/N/bin`` when the major matches, then a verified download
-by :func:`dbcrate.pgbin.ensure` unless ``options["fetch_tools"]`` is false.
+Order, first match wins:
+
+1. ``options["pg_bin_dir"]``: used as configured; an error if its major differs.
+2. The standard install locations of that major (``/usr/lib/postgresql/N/bin``,
+   ``/usr/pgsql-N/bin``, Homebrew's ``postgresql@N``, Postgres.app), then the directory of
+   the ``pg_dump`` on ``PATH``, each only when its version's major matches. A version
+   dispatcher (Debian's ``pg_wrapper``) on ``PATH`` is skipped: the tool it runs can depend
+   on the environment, the real directories are checked instead.
+3. dbcrate's cache (:mod:`dbcrate.pgbin`; ``options["cache_dir"]`` or the default), after
+   checking the cached binaries' digests.
+4. A verified download into that cache, unless ``options["fetch_tools"]`` is false.
+
+If none is found, ``ToolNotFound`` names the server version, every place looked at and
+the command that fixes it. There is never a fallback to another major.
 """
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import subprocess
@@ -24,10 +36,12 @@ _VERSION_RE = re.compile(r"\(PostgreSQL\)\s+(\d+(?:\.\d+)*)")
 
 @dataclass(frozen=True)
 class PgTools:
-    """A directory holding pg_dump and pg_restore of one version."""
+    """A directory holding pg_dump and pg_restore (and usually pg_dumpall, psql) of one
+    version, and where it was found (``pg_bin_dir``, ``system``, ``PATH``, ``cache``)."""
 
     bin_dir: Path
     version: str
+    source: str = ""
 
     @property
     def major(self) -> int:
@@ -41,8 +55,20 @@ class PgTools:
     def pg_restore(self) -> str:
         return str(self.bin_dir / "pg_restore")
 
+    def tool(self, name: str) -> str:
+        """The path of another tool of this version (``pg_dumpall``, ``psql``).
+        Raises ``ToolNotFound`` if it is not in ``bin_dir``."""
+        path = self.bin_dir / name
+        if not os.access(path, os.X_OK):
+            raise ToolNotFound(
+                f"{name} is not in {self.bin_dir} (where pg_dump {self.version} was found)",
+                hint=f"install the PostgreSQL {self.major} client tools there, or set "
+                "pg_bin_dir to a complete bin directory",
+            )
+        return str(path)
 
-@lru_cache(maxsize=32)
+
+@lru_cache(maxsize=64)
 def tool_version(exe: Path) -> str | None:
     """``17.11`` from ``exe --version``, or None if it cannot be run."""
     try:
@@ -55,21 +81,47 @@ def tool_version(exe: Path) -> str | None:
     return m.group(1) if m else None
 
 
-def tools_in(bin_dir: Path) -> PgTools | None:
-    """The tools in ``bin_dir`` if both pg_dump and pg_restore run there."""
+def tools_in(bin_dir: Path, source: str = "") -> PgTools | None:
+    """The tools in ``bin_dir`` if both pg_dump and pg_restore run there, same version."""
     dump_v = tool_version(bin_dir / "pg_dump")
     restore_v = tool_version(bin_dir / "pg_restore")
     if dump_v is None or restore_v is None or dump_v != restore_v:
         return None
-    return PgTools(bin_dir, dump_v)
+    return PgTools(bin_dir, dump_v, source)
+
+
+def standard_dirs(major: int) -> list[Path]:
+    """Where distributions and installers put PostgreSQL ``major``'s binaries."""
+    return [
+        Path(f"/usr/lib/postgresql/{major}/bin"),
+        Path(f"/usr/pgsql-{major}/bin"),
+        Path(f"/opt/homebrew/opt/postgresql@{major}/bin"),
+        Path(f"/usr/local/opt/postgresql@{major}/bin"),
+        Path(f"/Applications/Postgres.app/Contents/Versions/{major}/bin"),
+    ]
+
+
+def _path_dir(looked: list[str]) -> Path | None:
+    """The directory of the pg_dump on PATH, unless it is missing or a dispatcher."""
+    exe = shutil.which("pg_dump")
+    if exe is None:
+        looked.append("PATH (no pg_dump)")
+        return None
+    if Path(exe).resolve().name != "pg_dump":
+        looked.append(f"PATH ({exe} is a version dispatcher, skipped)")
+        return None
+    version = tool_version(Path(exe))
+    looked.append(f"PATH ({exe}: {version or 'does not run'})")
+    return Path(exe).parent
 
 
 def resolve(server_major: int, server_version: str, options: Mapping[str, Any]) -> PgTools:
-    """The tools to dump and restore a server of ``server_major``.
-    Raises ``ToolNotFound`` (or ``DigestMismatch`` from a refused download)."""
+    """The tools for a server of ``server_major`` (see the module docstring for the order).
+    Raises ``ToolNotFound``, or ``DigestMismatch`` when a download or a cached binary
+    fails verification (a hard error: no other copy is tried)."""
     explicit = options.get("pg_bin_dir")
     if explicit:
-        found = tools_in(Path(explicit))
+        found = tools_in(Path(explicit), "pg_bin_dir")
         if found is None:
             raise ToolNotFound(
                 f"pg_bin_dir {explicit} holds no runnable pg_dump and pg_restore",
@@ -82,33 +134,38 @@ def resolve(server_major: int, server_version: str, options: Mapping[str, Any]) 
                 hint=f"point pg_bin_dir at PostgreSQL {server_major} tools, or remove it",
             )
         return found
-    cache_dir = Path(options["cache_dir"]) if options.get("cache_dir") else None
     looked: list[str] = []
-    hit = pgbin.find_cached(server_major, cache_dir)
-    looked.append(f"{pgbin.cache_root(cache_dir) / 'pg'}")
-    candidates: list[Path] = [hit.bin_dir] if hit else []
-    on_path = shutil.which("pg_dump")
-    looked.append("PATH")
-    if on_path:
-        candidates.append(Path(on_path).resolve().parent)
-    system = Path(f"/usr/lib/postgresql/{server_major}/bin")
-    candidates.append(system)
-    looked.append(str(system))
-    for bin_dir in candidates:
-        found = tools_in(bin_dir)
+    for bin_dir in standard_dirs(server_major):
+        found = tools_in(bin_dir, "system") if bin_dir.is_dir() else None
         if found is not None and found.major == server_major:
             return found
+    looked.append(", ".join(str(d) for d in standard_dirs(server_major)))
+    on_path = _path_dir(looked)
+    if on_path is not None:
+        found = tools_in(on_path, "PATH")
+        if found is not None and found.major == server_major:
+            return found
+    cache_dir = Path(options["cache_dir"]) if options.get("cache_dir") else None
+    hit = pgbin.find_cached(server_major, cache_dir)
+    looked.append(f"the dbcrate cache {pgbin.pg_dir(cache_dir)}")
+    if hit is not None:
+        hit = pgbin.verify(hit, pgbin.CLIENT_FILES)
+        found = tools_in(hit.bin_dir, "cache")
+        if found is not None and found.major == server_major:
+            return found
+    fix = f"dbcrate tools fetch {server_major}" + (f" --cache-dir {cache_dir}" if cache_dir else "")
+    what = f"no pg_dump/pg_restore {server_major} for the server's PostgreSQL {server_version}"
+    hint = (f"run `{fix}` (on a host without network access, copy a cache that has it), "
+            f"install the PostgreSQL {server_major} client tools, or set pg_bin_dir")
     if options.get("fetch_tools", True) is False:
-        raise ToolNotFound(
-            f"no pg_dump/pg_restore {server_major} found for the server's PostgreSQL "
-            f"{server_version}; looked in: {', '.join(looked)}",
-            hint=(
-                f"run `python -m dbcrate.pgbin {server_major}` to fetch verified binaries, "
-                f"install postgresql-client-{server_major}, or set pg_bin_dir"
-            ),
-        )
-    root = pgbin.ensure(server_major, cache_dir)
-    found = tools_in(root / "bin")
+        raise ToolNotFound(f"{what}; looked in: {'; '.join(looked)}; fetching is disabled "
+                           "(fetch_tools = false)", hint=hint)
+    try:
+        root = pgbin.ensure(server_major, cache_dir, check=pgbin.CLIENT_FILES)
+    except ToolNotFound as e:
+        raise ToolNotFound(f"{what}; looked in: {'; '.join(looked)}; and the download "
+                           f"failed: {e.message}", hint=hint) from e
+    found = tools_in(root / "bin", "cache")
     if found is None or found.major != server_major:
         raise ToolNotFound(f"the PostgreSQL {server_major} build in {root} does not run here")
     return found

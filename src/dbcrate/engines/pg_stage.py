@@ -1,0 +1,50 @@
+"""Stage a decrypted dump in a private temporary file, for ``pg_restore -j`` (which needs
+a seekable file). This is the only place where dbcrate writes a decrypted dump to disk:
+a fresh 0700 directory under ``$TMPDIR`` (default ``/tmp``) holding one 0600 file, removed
+when the restore ends, whether it succeeded or not."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import tempfile
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import BinaryIO
+
+from dbcrate.errors import RestoreFailed
+
+PREFIX = "dbcrate-restore-"
+
+
+@contextlib.contextmanager
+def staged(chunks: Iterable[bytes], name: str = "dump.pgdump") -> Iterator[Path]:
+    """Write every chunk to a private temp file and yield its path; the directory is
+    removed on exit (also if ``chunks`` or the body raises). Errors from ``chunks``
+    propagate unchanged; a write failure (disk full) raises ``RestoreFailed``."""
+    tmp = Path(tempfile.mkdtemp(prefix=PREFIX))  # mode 0700
+    try:
+        path = tmp / name
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+        with os.fdopen(fd, "wb") as f:
+            for chunk in chunks:  # an error of the source propagates as it is
+                _write(f, chunk, tmp)
+            _write(f, b"", tmp, flush=True)
+        yield path
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _write(f: BinaryIO, chunk: bytes, tmp: Path, *, flush: bool = False) -> None:
+    try:
+        f.write(chunk)
+        if flush:
+            f.flush()
+    except OSError as e:
+        raise RestoreFailed(
+            f"cannot stage the dump for a parallel restore in {tmp}: {e.strerror or e}; "
+            "the target was not touched",
+            hint="set TMPDIR to a private filesystem with room for the decrypted dump, "
+            "or restore without --jobs (streams, writes nothing to disk)",
+        ) from None

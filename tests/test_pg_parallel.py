@@ -1,0 +1,121 @@
+"""``restore --jobs N``: pg_restore -j from a private temp file that is always removed."""
+
+from __future__ import annotations
+
+import stat
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from dbcrate.engines import RestoreOptions, open_engine
+from dbcrate.engines.pg_stage import PREFIX
+from dbcrate.errors import RestoreFailed
+from tests.e2e import local_target, make_setup
+from tests.servers.postgres import PgDatabase, new_db_name
+
+
+@pytest.fixture
+def private_tmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    d = tmp_path / "tmp"
+    d.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(d))
+    return d
+
+
+def test_jobs_round_trip_and_no_temp_file_left(tmp_path: Path, pg_db: PgDatabase) -> None:
+    tmp = tmp_path / "tmp"
+    tmp.mkdir()
+    setup = make_setup(tmp_path / "cfg", url=pg_db.url, password=pg_db.password,
+                       targets=[local_target(tmp_path / "backups")])
+    setup.run("backup", check=True)
+    name = new_db_name("par")
+    try:
+        setup.run("restore", "orders", "--latest", "--jobs", "2", "--to",
+                  pg_db.server.url(name), "--identity", str(setup.identity),
+                  env={"TMPDIR": str(tmp)}, check=True)
+        assert PgDatabase(pg_db.server, name).checksums() == pg_db.checksums()
+        assert list(tmp.iterdir()) == []
+    finally:
+        pg_db.server.drop_database(name)
+
+    # a flipped byte in the stored object: refused, nothing created, nothing left in TMPDIR
+    [b] = setup.list_json("orders")
+    obj = tmp_path / "backups" / b["key"]
+    data = bytearray(obj.read_bytes())
+    data[len(data) // 2] ^= 0x01
+    obj.write_bytes(bytes(data))
+    proc = setup.run("restore", "orders", "--latest", "--jobs", "2", "--to",
+                     pg_db.server.url(name), "--identity", str(setup.identity),
+                     env={"TMPDIR": str(tmp)})
+    assert proc.returncode == 5, proc.stderr
+    assert not pg_db.server.database_exists(name)
+    assert list(tmp.iterdir()) == []
+
+
+def _dump(db: PgDatabase) -> bytes:
+    return b"".join(open_engine("postgres", db.connection()).dump())
+
+
+def test_staged_file_is_private_while_it_exists(
+    pg_db: PgDatabase, pg_db_name: str, private_tmp: Path
+) -> None:
+    data = _dump(pg_db)
+    seen: list[tuple[int, int]] = []
+
+    def chunks() -> Iterator[bytes]:
+        yield data[:1000]
+        [d] = private_tmp.iterdir()
+        [f] = d.iterdir()
+        assert d.name.startswith(PREFIX)
+        seen.append((stat.S_IMODE(d.stat().st_mode), stat.S_IMODE(f.stat().st_mode)))
+        yield data[1000:]
+
+    target = PgDatabase(pg_db.server, pg_db_name)
+    open_engine("postgres", target.connection()).restore(chunks(), RestoreOptions(jobs=2))
+    assert seen == [(0o700, 0o600)]
+    assert target.checksums() == pg_db.checksums()
+    assert list(private_tmp.iterdir()) == []
+
+
+def test_failing_pg_restore_drops_the_created_database_and_the_temp_file(
+    pg_db: PgDatabase, pg_db_name: str, private_tmp: Path
+) -> None:
+    data = _dump(pg_db)[:20_000]  # a truncated archive: pg_restore fails midway
+    target = PgDatabase(pg_db.server, pg_db_name)
+    with pytest.raises(RestoreFailed):
+        open_engine("postgres", target.connection()).restore([data],
+                                                             RestoreOptions(jobs=2))
+    assert not target.exists()
+    assert list(private_tmp.iterdir()) == []
+
+
+def test_failing_source_touches_nothing_and_leaves_no_temp_file(
+    pg_db: PgDatabase, pg_db_name: str, private_tmp: Path
+) -> None:
+    data = _dump(pg_db)
+
+    def chunks() -> Iterator[bytes]:
+        yield data[: len(data) // 2]
+        raise OSError("source cut")
+
+    target = PgDatabase(pg_db.server, pg_db_name)
+    with pytest.raises(OSError, match="source cut"):
+        open_engine("postgres", target.connection()).restore(chunks(), RestoreOptions(jobs=2))
+    assert not target.exists()
+    assert list(private_tmp.iterdir()) == []
+
+
+def test_failure_into_an_existing_database_says_what_remains(
+    pg_db: PgDatabase, pg_db_name: str, private_tmp: Path
+) -> None:
+    pg_db.server.create_database(pg_db_name)
+    data = _dump(pg_db)[:20_000]
+    target = PgDatabase(pg_db.server, pg_db_name)
+    with pytest.raises(RestoreFailed, match="cannot run in one transaction") as info:
+        open_engine("postgres", target.connection()).restore([data],
+                                                             RestoreOptions(jobs=2))
+    assert pg_db.password not in str(info.value)
+    assert target.exists()
+    assert list(private_tmp.iterdir()) == []
