@@ -5,7 +5,6 @@ and secrets (never in argv; the private defaults file is 0600 in a 0700 dir and 
 from __future__ import annotations
 
 import os
-import signal
 import stat
 import subprocess
 from pathlib import Path
@@ -19,8 +18,8 @@ from dbcrate.engines.mysql_url import MyTarget
 from dbcrate.errors import ConfigError, DumpFailed
 from dbcrate.operations.backup import run_backup
 from tests.e2e import Setup, local_target, make_setup
+from tests.procs import KillOnFirstBytes, files_under
 from tests.servers.mariadb import ALL_BYTES, CLIENT, MyDatabase, TempMariaDB, new_db_name
-from tests.test_faults import KillDumpOnFirstBytes, _children, files_under
 from tests.test_secrets import ArgvWatcher
 
 DUMP = "/usr/bin/mariadb-dump"
@@ -160,18 +159,10 @@ def big_db(mariadb_db: MyDatabase) -> MyDatabase:
     return mariadb_db
 
 
-class KillMariadbDump(KillDumpOnFirstBytes):
-    def update(self, source_bytes: int, stored_bytes: int) -> None:
-        if not self.killed:
-            for pid in _children("mariadb-dump"):
-                os.kill(pid, signal.SIGKILL)
-                self.killed.append(pid)
-
-
 def test_dump_tool_killed_mid_stream(tmp_path: Path, big_db: MyDatabase) -> None:
     setup = _setup(tmp_path, big_db, compression="none")
     cfg = config_mod.load(setup.config)
-    progress = KillMariadbDump()
+    progress = KillOnFirstBytes("mariadb-dump")
     with pytest.raises(DumpFailed) as caught:
         run_backup(cfg, cfg.job("orders"), progress)
     assert progress.killed, "mariadb-dump was never seen running"

@@ -5,8 +5,6 @@ password, unreachable server, non-empty target)."""
 from __future__ import annotations
 
 import json
-import os
-import signal
 import subprocess
 from collections.abc import Callable
 from pathlib import Path
@@ -18,8 +16,8 @@ from dbcrate.engines.redis_rdb import checked_rdb
 from dbcrate.errors import DumpFailed
 from dbcrate.operations.backup import run_backup
 from tests.e2e import Setup, local_target, make_setup
+from tests.procs import KillOnFirstBytes, files_under
 from tests.servers.redis import REDIS_CLI, RedisServer, checksums, load_sample
-from tests.test_faults import _children, files_under
 
 STANDINS = Path(__file__).parent / "standins"
 Factory = Callable[..., RedisServer]
@@ -128,28 +126,11 @@ def test_non_empty_target_refused_without_clean(tmp_path: Path, redis_factory: F
     assert checksums(target) == expected
 
 
-class KillOnFirstBytes:
-    def __init__(self) -> None:
-        self.killed: list[int] = []
-
-    def start(self, what: str) -> None:
-        pass
-
-    def update(self, source_bytes: int, stored_bytes: int) -> None:
-        if not self.killed:
-            for pid in _children("redis-cli"):
-                os.kill(pid, signal.SIGKILL)
-                self.killed.append(pid)
-
-    def finish(self) -> None:
-        pass
-
-
 def test_redis_cli_killed_mid_stream(tmp_path: Path, redis_server: RedisServer) -> None:
     load_sample(redis_server, big_mib=24)
     setup = redis_setup(tmp_path, redis_server, compression="none")
     cfg = config_mod.load(setup.config)
-    progress = KillOnFirstBytes()
+    progress = KillOnFirstBytes("redis-cli")
     with pytest.raises(DumpFailed) as caught:
         run_backup(cfg, cfg.job("orders"), progress)
     assert progress.killed, "redis-cli was never seen running"

@@ -6,7 +6,6 @@ from __future__ import annotations
 import base64
 import dataclasses
 import os
-import signal
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,6 +15,7 @@ from dbcrate import config as config_mod
 from dbcrate.errors import DumpFailed
 from dbcrate.operations.backup import run_backup
 from tests.e2e import Setup, local_target, make_setup
+from tests.procs import KillOnFirstBytes, files_under
 from tests.servers.postgres import PgDatabase, new_db_name
 from tests.servers.s3 import S3Server, TcpProxy
 
@@ -34,50 +34,11 @@ def big_db(pg_db: PgDatabase) -> PgDatabase:
     return pg_db
 
 
-def files_under(path: Path) -> list[str]:
-    return sorted(str(p.relative_to(path)) for p in path.rglob("*") if p.is_file())
-
-
 def s3_state(server: S3Server, bucket: str) -> tuple[list[str], list[str]]:
     client = server.client()
     objects = [o["Key"] for o in client.list_objects_v2(Bucket=bucket).get("Contents", [])]
     uploads = [u["Key"] for u in client.list_multipart_uploads(Bucket=bucket).get("Uploads", [])]
     return objects, uploads
-
-
-def _children(name: str) -> list[int]:
-    pids = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            stat = Path(f"/proc/{entry}/stat").read_text()
-        except OSError:
-            continue
-        comm = stat[stat.index("(") + 1 : stat.rindex(")")]
-        ppid = int(stat[stat.rindex(")") + 2 :].split()[1])
-        if comm == name and ppid == os.getpid():
-            pids.append(int(entry))
-    return pids
-
-
-class KillDumpOnFirstBytes:
-    """A Progress that SIGKILLs our pg_dump child as soon as the first bytes arrive."""
-
-    def __init__(self) -> None:
-        self.killed: list[int] = []
-
-    def start(self, what: str) -> None:
-        pass
-
-    def update(self, source_bytes: int, stored_bytes: int) -> None:
-        if not self.killed:
-            for pid in _children("pg_dump"):
-                os.kill(pid, signal.SIGKILL)
-                self.killed.append(pid)
-
-    def finish(self) -> None:
-        pass
 
 
 def test_pg_dump_killed_mid_stream(tmp_path: Path, big_db: PgDatabase, s3_server: S3Server) -> None:
@@ -86,7 +47,7 @@ def test_pg_dump_killed_mid_stream(tmp_path: Path, big_db: PgDatabase, s3_server
     setup = make_setup(tmp_path, url=big_db.url, password=big_db.password,
                        targets=[local_target(tmp_path / "backups"), s3], compression="none")
     cfg = config_mod.load(setup.config)
-    progress = KillDumpOnFirstBytes()
+    progress = KillOnFirstBytes("pg_dump")
     with pytest.raises(DumpFailed) as caught:
         run_backup(cfg, cfg.job("orders"), progress)
     assert progress.killed, "pg_dump was never seen running"

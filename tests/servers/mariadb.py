@@ -16,7 +16,6 @@ from __future__ import annotations
 import os
 import pwd
 import shutil
-import socket
 import subprocess
 import tempfile
 import time
@@ -27,6 +26,8 @@ from pathlib import Path
 from urllib.parse import quote
 
 import pytest
+
+from dbcrate.sandbox import free_port
 
 MARIADB_PASSWORD = "test-Root-pw-4b7e"
 MARIADBD = shutil.which("mariadbd") or "/usr/sbin/mariadbd"
@@ -59,11 +60,6 @@ CREATE EVENT nightly ON SCHEDULE EVERY 1 DAY STARTS '2037-01-01 00:00:00' DISABL
 INSERT INTO customers (name) VALUES ('via trigger');
 """
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _user_prefix() -> tuple[list[str], pwd.struct_passwd | None]:

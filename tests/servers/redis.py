@@ -17,7 +17,6 @@ import contextlib
 import hashlib
 import os
 import shutil
-import socket
 import subprocess
 import time
 import uuid
@@ -30,15 +29,11 @@ import pytest
 
 from dbcrate.engines.redis_resp import RespClient
 from dbcrate.engines.redis_url import RedisTarget
+from dbcrate.sandbox import free_port
 
 REDIS_SERVER = shutil.which("redis-server") or "/usr/bin/redis-server"
 REDIS_CLI = shutil.which("redis-cli") or "/usr/bin/redis-cli"
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @dataclass

@@ -29,6 +29,7 @@ import pytest
 from botocore.config import Config
 
 from dbcrate.config import TargetConfig
+from dbcrate.sandbox import free_port
 
 if TYPE_CHECKING:
     from mypy_boto3_s3.client import S3Client
@@ -36,11 +37,6 @@ if TYPE_CHECKING:
 REGION = "us-east-1"
 _bucket_ids = itertools.count(1)
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @dataclass
