@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import stat
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from dbcrate.engines import RestoreOptions, open_engine
+from dbcrate.engines import Engine, RestoreOptions, open_engine
 from dbcrate.engines.pg_stage import PREFIX
 from dbcrate.errors import RestoreFailed
 from tests.e2e import local_target, make_setup
@@ -17,10 +16,10 @@ from tests.servers.postgres import PgDatabase, new_db_name
 
 
 @pytest.fixture
-def private_tmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+def private_tmp(tmp_path: Path) -> Path:
+    """A directory given to the engine as its ``staging_dir``."""
     d = tmp_path / "tmp"
     d.mkdir()
-    monkeypatch.setattr(tempfile, "tempdir", str(d))
     return d
 
 
@@ -54,6 +53,11 @@ def test_jobs_round_trip_and_no_temp_file_left(tmp_path: Path, pg_db: PgDatabase
     assert list(tmp.iterdir()) == []
 
 
+def staging_engine(db: PgDatabase, staging: Path) -> Engine:
+    """An engine for ``db`` that stages ``--jobs`` restores under ``staging``."""
+    return open_engine("postgres", db.connection(staging_dir=str(staging)))
+
+
 def _dump(db: PgDatabase) -> bytes:
     return b"".join(open_engine("postgres", db.connection()).dump())
 
@@ -73,7 +77,7 @@ def test_staged_file_is_private_while_it_exists(
         yield data[1000:]
 
     target = PgDatabase(pg_db.server, pg_db_name)
-    open_engine("postgres", target.connection()).restore(chunks(), RestoreOptions(jobs=2))
+    staging_engine(target, private_tmp).restore(chunks(), RestoreOptions(jobs=2))
     assert seen == [(0o700, 0o600)]
     assert target.checksums() == pg_db.checksums()
     assert list(private_tmp.iterdir()) == []
@@ -85,7 +89,7 @@ def test_failing_pg_restore_drops_the_created_database_and_the_temp_file(
     data = _dump(pg_db)[:20_000]  # a truncated archive: pg_restore fails midway
     target = PgDatabase(pg_db.server, pg_db_name)
     with pytest.raises(RestoreFailed):
-        open_engine("postgres", target.connection()).restore([data],
+        staging_engine(target, private_tmp).restore([data],
                                                              RestoreOptions(jobs=2))
     assert not target.exists()
     assert list(private_tmp.iterdir()) == []
@@ -102,7 +106,7 @@ def test_failing_source_touches_nothing_and_leaves_no_temp_file(
 
     target = PgDatabase(pg_db.server, pg_db_name)
     with pytest.raises(OSError, match="source cut"):
-        open_engine("postgres", target.connection()).restore(chunks(), RestoreOptions(jobs=2))
+        staging_engine(target, private_tmp).restore(chunks(), RestoreOptions(jobs=2))
     assert not target.exists()
     assert list(private_tmp.iterdir()) == []
 
@@ -114,7 +118,7 @@ def test_failure_into_an_existing_database_says_what_remains(
     data = _dump(pg_db)[:20_000]
     target = PgDatabase(pg_db.server, pg_db_name)
     with pytest.raises(RestoreFailed, match="cannot run in one transaction") as info:
-        open_engine("postgres", target.connection()).restore([data],
+        staging_engine(target, private_tmp).restore([data],
                                                              RestoreOptions(jobs=2))
     assert pg_db.password not in str(info.value)
     assert target.exists()

@@ -30,7 +30,7 @@ _BACKUP_KEYS = _SHARED_KEYS | {"targets", "jobs"}
 #: module documents and validates its own; docs/config.md lists them)
 ENGINE_OPTION_KEYS = {
     # postgres
-    "pg_bin_dir", "fetch_tools", "cache_dir", "globals",
+    "pg_bin_dir", "fetch_tools", "cache_dir", "globals", "staging_dir",
     "schemas", "exclude_schemas", "tables", "exclude_tables", "maintenance_db",
     # mysql
     "dump_options", "dump_tool", "client_tool",

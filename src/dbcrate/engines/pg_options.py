@@ -55,6 +55,8 @@ class PgOptions:
     pg_bin_dir: str | None = None
     cache_dir: str | None = None
     maintenance_db: str = "postgres"
+    #: where ``restore --jobs`` stages the decrypted dump (default: ``$TMPDIR``)
+    staging_dir: str | None = None
 
     @classmethod
     def parse(cls, options: Mapping[str, Any]) -> PgOptions:
@@ -69,6 +71,7 @@ class PgOptions:
             pg_bin_dir=_path(options, "pg_bin_dir"),
             cache_dir=_path(options, "cache_dir"),
             maintenance_db=_path(options, "maintenance_db") or "postgres",
+            staging_dir=_path(options, "staging_dir"),
         )
 
     def tool_options(self) -> dict[str, Any]:

@@ -1,6 +1,7 @@
 """Stage a decrypted dump in a private temporary file, for ``pg_restore -j`` (which needs
 a seekable file). This is the only place where dbcrate writes a decrypted dump to disk:
-a fresh 0700 directory under ``$TMPDIR`` (default ``/tmp``) holding one 0600 file, removed
+a fresh 0700 directory under the job's ``staging_dir`` (default ``$TMPDIR``, else ``/tmp``)
+holding one 0600 file, removed
 when the restore ends, whether it succeeded or not."""
 
 from __future__ import annotations
@@ -19,11 +20,21 @@ PREFIX = "dbcrate-restore-"
 
 
 @contextlib.contextmanager
-def staged(chunks: Iterable[bytes], name: str = "dump.pgdump") -> Iterator[Path]:
+def staged(
+    chunks: Iterable[bytes], name: str = "dump.pgdump", *, under: str | None = None
+) -> Iterator[Path]:
     """Write every chunk to a private temp file and yield its path; the directory is
     removed on exit (also if ``chunks`` or the body raises). Errors from ``chunks``
-    propagate unchanged; a write failure (disk full) raises ``RestoreFailed``."""
-    tmp = Path(tempfile.mkdtemp(prefix=PREFIX))  # mode 0700
+    propagate unchanged; a write failure (disk full, missing ``under``) raises
+    ``RestoreFailed``."""
+    try:
+        tmp = Path(tempfile.mkdtemp(prefix=PREFIX, dir=under))  # mode 0700
+    except OSError as e:
+        raise RestoreFailed(
+            f"cannot create a private staging directory under {under or tempfile.gettempdir()}:"
+            f" {e.strerror or e}",
+            hint="set staging_dir to a writable directory with room for the decrypted dump",
+        ) from None
     try:
         path = tmp / name
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)

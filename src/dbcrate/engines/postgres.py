@@ -334,7 +334,7 @@ class PostgresEngine:
         failure) before the target is touched. A database this restore creates is dropped
         on failure, so the target is left as it was; an existing (empty, or ``clean``)
         database keeps what was restored before the failure, and the error says so."""
-        with staged(chunks) as path:
+        with staged(chunks, under=self._opts.staging_dir) as path:
             created = self._prepare_target(options.clean)
             argv = [tools.pg_restore, f"--jobs={options.jobs}", *self._restore_args(options),
                     "-d", self._target.tool_conninfo(), str(path)]
