@@ -32,6 +32,16 @@ ENGINE_OPTIONS: dict[str, frozenset[str]] = {
 #: every engine option of any engine
 ALL_ENGINE_OPTIONS: frozenset[str] = frozenset().union(*ENGINE_OPTIONS.values())
 
+#: restore flag -> the engines it applies to (other engines refuse it, naming the engine)
+RESTORE_FLAGS: dict[str, tuple[str, ...]] = {
+    "--mode": ("redis",),
+    "--path": ("redis",),
+    "--jobs": ("postgres",),
+    "--globals": ("postgres",),
+    "--no-owner": ("postgres",),
+    "--no-privileges": ("postgres",),
+}
+
 #: target type -> the keys its storage module reads (besides ``type``). sftp, gcs and
 #: azure are not built yet; their lists are the ones they will read (issue 11).
 TARGET_KEYS: dict[str, frozenset[str]] = {

@@ -45,8 +45,10 @@ def locate(config: Config, job: JobConfig, selector: Selector, target: str | Non
     """Find the backup ``selector`` names on ``target`` or, by default, on the job's
     targets in order (an unreachable target is skipped with a warning).
 
-    Raises ``BackupNotFound``, ``UsageError``, or the target's error when only one target
-    was asked for.
+    Raises ``BackupNotFound``, ``UsageError``, or the target's error (e.g. a
+    ``StorageError`` naming rejected credentials, exit 4) when only one target was asked
+    for or no target holding backups could be read: a target that cannot be read is
+    never reported as "no backups".
     """
     names = [target] if target else list(job.targets)
     found: list[tuple[str, Storage, list[Manifest]]] = []
@@ -62,10 +64,11 @@ def locate(config: Config, job: JobConfig, selector: Selector, target: str | Non
             last_error = exc
     every = [m for _, _, ms in found for m in ms]
     if not every and last_error is not None:
-        raise BackupNotFound(
-            f"no backups of job {job.name!r} could be read: {last_error.message}",
-            hint=last_error.hint,
-        )
+        err = type(last_error).__new__(type(last_error))
+        err.__dict__.update(last_error.__dict__)
+        err.args = last_error.args
+        err.message = f"no backups of job {job.name!r} could be read: {last_error.message}"
+        raise err
     chosen = catalog.select(
         every, job.name, latest=selector.latest, at=selector.at, backup_id=selector.backup_id
     )
