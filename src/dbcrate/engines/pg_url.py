@@ -3,8 +3,8 @@
 Accepts ``postgresql://user@host:port/dbname?sslmode=...`` and ``postgres://...`` (and a
 libpq ``key=value`` string). The database name is required (libpq's default, the user
 name, is never assumed) unless a ``service`` names it. Query parameters with a libpq
-environment variable reach the tools through that variable; the password only ever through ``PGPASSWORD`` in the child's
-environment, never argv, and never in a message.
+environment variable reach the tools through that variable; the password only ever
+through ``PGPASSWORD`` in the child's environment, never argv, and never in a message.
 """
 
 from __future__ import annotations
