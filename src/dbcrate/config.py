@@ -125,7 +125,8 @@ class JobConfig:
         """
         problem = job_name_problem(self.name)
         if problem:
-            raise self.error("name", f"job name {self.name!r} {problem}")
+            raise ConfigError(f"job name {self.name!r} {problem}", file=self.source,
+                              key="jobs.name")
         if self.engine not in ENGINES:
             raise self.error("engine", f"unknown engine {self.engine!r}",
                              hint=f"expected one of: {', '.join(ENGINES)}")
