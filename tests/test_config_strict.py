@@ -234,7 +234,7 @@ TYPOS = {
     "job retention": (LOCAL + JOB + "retention = { daly = 3 }\n",
                       "backup.jobs[0].retention.daly", "unknown key"),
     "[backup] retention": ("[backup]\nretention = { weekley = 3 }\n" + LOCAL + JOB,
-                           "backup.jobs[0].retention.weekley", "unknown key"),
+                           "backup.retention.weekley", "unknown key"),
 }
 
 

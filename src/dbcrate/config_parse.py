@@ -86,6 +86,7 @@ class Parser:
         backup = dict(self.table(raw.get("backup", {}), "backup"))
         self.unknown(backup, _BACKUP_KEYS, "backup")
         self.encryption_setting(backup, "backup")
+        self.retention(backup, "backup")  # so a typo in it is named where it is
         targets_raw = self.table(backup.pop("targets", {}), "backup.targets")
         targets = {n: self.target(n, t) for n, t in targets_raw.items()}
         jobs_raw = backup.pop("jobs", [])
