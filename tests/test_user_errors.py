@@ -133,3 +133,18 @@ def test_wrong_s3_secret_on_restore_is_a_storage_error_naming_the_credential(
                           "-i", str(setup.identity)), 4)
     assert "credentials" in err
     assert not PgDatabase(pg_db.server, pg_db_name).exists()
+
+
+@pytest.mark.parametrize("under", [None, "/srv/staging"])
+def test_staging_write_failure_hint_names_staging_dir(tmp_path: Path, under: str | None) -> None:
+    """The staging file's write fails on a real full device; the hint names the job's
+    staging_dir (its value when set)."""
+    from dbcrate.engines.pg_stage import _write
+    from dbcrate.errors import RestoreFailed
+
+    with open("/dev/full", "wb") as full, pytest.raises(RestoreFailed) as info:
+        _write(full, b"x" * 100_000, tmp_path, under, flush=True)
+    assert "No space left on device" in info.value.message
+    assert "staging_dir" in info.value.hint
+    if under:
+        assert f"staging_dir ({under})" in info.value.hint
