@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import shutil
 import subprocess
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -77,7 +78,7 @@ def _armored(plain: bytes = b"hello\n") -> bytes:
     return ARMOR_BEGIN + b"\n" + b"\n".join(lines) + b"\n-----END AGE ENCRYPTED FILE-----\n"
 
 
-ARMOR_CASES = {
+ARMOR_CASES: dict[str, tuple[Callable[[bytes], bytes], bool]] = {
     "plain": (lambda a: a, True),
     "crlf begin": (lambda a: a.replace(ARMOR_BEGIN + b"\n", ARMOR_BEGIN + b"\r\n", 1), True),
     "trailing whitespace lines": (lambda a: a + b"  \n\n", True),

@@ -226,6 +226,7 @@ def _explain(err: DbcrateError, args: argparse.Namespace) -> None:
 
 
 def _check_restore_flags(args: argparse.Namespace, engine: str) -> None:
+    """Raise ``UsageError`` naming the engine for a restore flag it does not read."""
     given = {
         "--mode": args.mode is not None, "--path": args.path is not None,
         "--jobs": args.jobs != 1, "--globals": bool(args.globals),

@@ -244,7 +244,8 @@ class ArmorDecoder:
         """Drop leading whitespace-only lines; True once the begin line has started.
 
         Like the reference age, whitespace is skipped only as whole lines: a begin line
-        with whitespace before or after the marker is rejected by ``_line``.
+        with whitespace before or after the marker is rejected by ``_line``. Raises
+        ``CorruptedData`` past 1 KiB of leading whitespace.
         """
         buf = self._buf
         while True:
