@@ -419,3 +419,18 @@ def test_in_memory_target_configs_are_validated() -> None:
         TargetConfig(name="l", type="local", options={"pth": "/x"})
     with pytest.raises(ConfigError, match=r"backup.targets.l.type: unknown target type"):
         TargetConfig(name="l", type="ftp", options={})
+
+
+@pytest.mark.parametrize("table", ['type = "s3"\nbucket = "b"\nprefx = "prod"',
+                                   'type = "local"\npth = "/tmp/x"'])
+def test_a_target_typo_stops_the_backup_before_anything_runs(tmp_path: Path, table: str) -> None:
+    """The issue's case: a typo in a target table used to send the backup elsewhere with
+    exit 0; now the CLI refuses the config (exit 2) and nothing is written."""
+    path = write(tmp_path, f"[backup.targets.t]\n{table}\n" + JOB)
+    proc = subprocess.run([DBCRATE, "--config", str(path), "backup"], capture_output=True,
+                          text=True, timeout=60, check=False, cwd=tmp_path)
+    assert proc.returncode == 2, proc.stderr
+    key = table.rsplit("\n", 1)[1].split(" ")[0]
+    assert f"{path}: backup.targets.t.{key}: unknown key" in proc.stderr
+    assert "did you mean" in proc.stderr and "Traceback" not in proc.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["dbcrate.toml"]
