@@ -17,6 +17,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from dbcrate.config_keys import (
+    ENGINE_OPTIONS,
+    SECRET_KEYS,
+    TARGET_KEYS,
+    engines_reading,
+    job_name_problem,
+)
 from dbcrate.errors import ConfigError, UsageError
 from dbcrate.secrets import expand, read_secret_file
 
@@ -29,7 +36,7 @@ ENGINES = ("postgres", "mysql", "redis", "mongodb")
 #: target types the config accepts; the storage registry says which this build can open
 TARGET_TYPES = ("local", "s3", "sftp", "gcs", "azure")
 
-_SECRET_KEYS = ("password", "secret_key", "access_key", "encryption_key", "session_token")
+_SECRET_KEYS = SECRET_KEYS
 
 
 @dataclass(frozen=True)
@@ -40,6 +47,18 @@ class TargetConfig:
     type: str
     options: Mapping[str, Any] = field(default_factory=dict, repr=False)
     source: str = "<memory>"
+
+    def __post_init__(self) -> None:
+        """Raises ``ConfigError`` for an unknown type or a key the type does not read,
+        for configs built in memory as for files."""
+        if self.type not in TARGET_TYPES:
+            raise self.error("type", f"unknown target type {self.type!r}",
+                             hint=f"expected one of: {', '.join(TARGET_TYPES)}")
+        allowed = TARGET_KEYS[self.type]
+        for key in self.options:
+            if key not in allowed:
+                raise self.error(key, f"unknown key for a {self.type} target",
+                                 hint=f"allowed here: type, {', '.join(sorted(allowed))}")
 
     def error(self, key: str, message: str, hint: str | None = None) -> ConfigError:
         return ConfigError(message, hint, file=self.source, key=f"backup.targets.{self.name}.{key}")
@@ -98,6 +117,53 @@ class JobConfig:
     options: Mapping[str, Any] = field(default_factory=dict)
     source: str = "<memory>"
 
+    def __post_init__(self) -> None:
+        """Validate what the file parser validates, so a config built in memory cannot
+        select an unknown codec or encrypt without key material (never silently none).
+
+        Raises ``ConfigError`` naming the job and the key.
+        """
+        problem = job_name_problem(self.name)
+        if problem:
+            raise ConfigError(f"job name {self.name!r} {problem}", file=self.source,
+                              key="jobs.name")
+        if self.engine not in ENGINES:
+            raise self.error("engine", f"unknown engine {self.engine!r}",
+                             hint=f"expected one of: {', '.join(ENGINES)}")
+        if self.compression not in COMPRESSIONS:
+            raise self.error("compression", f"unknown compression {self.compression!r}",
+                             hint=f"expected one of: {', '.join(COMPRESSIONS)}")
+        if self.encryption not in ENCRYPTIONS:
+            raise self.error("encryption", f"unknown encryption {self.encryption!r}",
+                             hint=f"expected one of: {', '.join(ENCRYPTIONS)}")
+        if self.encryption == "age" and not self.recipients:
+            raise self.error("recipients", 'encryption = "age" needs at least one recipient',
+                             hint="put the age1... line of `dbcrate keygen` in recipients")
+        if self.encryption == "aes-256-gcm" and (
+            not isinstance(self.encryption_key, bytes) or len(self.encryption_key) != 32
+        ):
+            raise self.error("encryption_key",
+                             'encryption = "aes-256-gcm" needs a 256-bit encryption_key',
+                             hint="set encryption_key or encryption_key_file "
+                             "(head -c 32 /dev/urandom | base64)")
+        for key in self.options:
+            if key not in ENGINE_OPTIONS[self.engine]:
+                raise self.error(f"options.{key}", option_problem(key, self.engine),
+                                 hint=f"{self.engine} options: "
+                                 f"{', '.join(sorted(ENGINE_OPTIONS[self.engine]))}")
+
+    def error(self, key: str, message: str, hint: str | None = None) -> ConfigError:
+        """A ``ConfigError`` about ``key`` of this job (``jobs.NAME.KEY``)."""
+        return ConfigError(message, hint, file=self.source, key=f"jobs.{self.name}.{key}")
+
+
+def option_problem(key: str, engine: str) -> str:
+    """The message for job option ``key`` that ``engine`` does not read."""
+    others = engines_reading(key)
+    if others:
+        return f"{key} is a {' and '.join(others)} option; it does not apply to {engine} jobs"
+    return "unknown key"
+
 
 @dataclass(frozen=True)
 class Config:
@@ -154,6 +220,12 @@ def load(path: str | Path) -> Config:
         raw = tomllib.loads(p.read_text(encoding="utf-8"))
     except OSError as exc:
         raise ConfigError(f"cannot read config: {exc.strerror or exc}", file=str(p)) from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(
+            f"is not UTF-8 text (invalid byte at offset {exc.start})",
+            hint="TOML files must be UTF-8; re-save the file as UTF-8 (e.g. with iconv)",
+            file=str(p),
+        ) from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"invalid TOML: {exc}", file=str(p)) from None
     return parse(raw, source=str(p))

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Mapping
+from collections.abc import Set as AbstractSet
 from typing import Any
 from urllib.parse import quote
 
@@ -16,7 +18,15 @@ from dbcrate.config import (
     Retention,
     TargetConfig,
     decode_key,
+    option_problem,
     resolve_secrets,
+)
+from dbcrate.config_keys import (
+    ALL_ENGINE_OPTIONS,
+    ENGINE_OPTIONS,
+    TARGET_KEYS,
+    job_name_problem,
+    with_file_variants,
 )
 from dbcrate.errors import ConfigError
 
@@ -26,21 +36,9 @@ _SHARED_KEYS = {
     "recipients", "encryption_key", "encryption_key_file", "retention", "retention_days",
 }
 _BACKUP_KEYS = _SHARED_KEYS | {"targets", "jobs"}
-#: engine-specific job keys, passed to the engine in ``JobConfig.options`` (each engine
-#: module documents and validates its own; docs/config.md lists them)
-ENGINE_OPTION_KEYS = {
-    # postgres
-    "pg_bin_dir", "fetch_tools", "cache_dir", "globals", "staging_dir",
-    "schemas", "exclude_schemas", "tables", "exclude_tables", "maintenance_db",
-    # mysql
-    "dump_options", "dump_tool", "client_tool",
-    # redis
-    "redis_cli_path", "redis_server_path", "tls", "tls_cacert", "tls_cert", "tls_key",
-    "tls_sni", "tls_insecure", "stop_command", "start_command", "rdb_path", "start_timeout",
-    "temp_dir", "zero_sync_delay",
-    # mongodb
-    "mongodump_path", "mongorestore_path", "mongosh_path", "version_probe",
-}
+#: engine-specific job keys (any engine's), passed in ``JobConfig.options``; which engine
+#: reads which is in ``config_keys.ENGINE_OPTIONS`` (docs/engines/*.md)
+ENGINE_OPTION_KEYS = set(ALL_ENGINE_OPTIONS)
 _JOB_KEYS = _SHARED_KEYS | ENGINE_OPTION_KEYS | {
     "name", "database", "engine", "url", "password", "password_file", "schedule",
     "target", "targets", "options",
@@ -69,13 +67,16 @@ class Parser:
             raise self.err(key, f"expected a table, got {type(value).__name__}")
         return value
 
-    def unknown(self, table: Mapping[str, Any], allowed: set[str], where: str) -> None:
+    def unknown(self, table: Mapping[str, Any], allowed: AbstractSet[str], where: str) -> None:
+        """Raise ``ConfigError`` naming the first key of ``table`` not in ``allowed``."""
         for k in table:
             if k not in allowed:
+                close = difflib.get_close_matches(k, allowed, n=1)
+                guess = f"did you mean {close[0]}? " if close else ""
                 raise self.err(
                     f"{where}.{k}" if where else k,
                     "unknown key",
-                    hint=f"allowed here: {', '.join(sorted(allowed))}",
+                    hint=f"{guess}allowed here: {', '.join(sorted(allowed))}",
                 )
 
     # -- whole file -------------------------------------------------------------------
@@ -84,6 +85,8 @@ class Parser:
         self.unknown(raw, {"backup"}, "")
         backup = dict(self.table(raw.get("backup", {}), "backup"))
         self.unknown(backup, _BACKUP_KEYS, "backup")
+        self.encryption_setting(backup, "backup")
+        self.retention(backup, "backup")  # so a typo in it is named where it is
         targets_raw = self.table(backup.pop("targets", {}), "backup.targets")
         targets = {n: self.target(n, t) for n, t in targets_raw.items()}
         jobs_raw = backup.pop("jobs", [])
@@ -102,12 +105,18 @@ class Parser:
 
     def target(self, name: str, raw: Any) -> TargetConfig:
         where = f"backup.targets.{name}"
-        options = resolve_secrets(self.table(raw, where), file=self.source, where=where)
-        kind = options.pop("type", None)
+        table = self.table(raw, where)
+        kind = table.get("type")
         if kind is None:
-            kind = self.infer_type(name, options)
+            kind = self.infer_type(name, table)
         if not isinstance(kind, str):
             raise self.err(f"{where}.type", "expected a string")
+        if kind not in TARGET_TYPES:
+            raise self.err(f"{where}.type", f"unknown target type {kind!r}",
+                           hint=f"expected one of: {', '.join(TARGET_TYPES)}")
+        self.unknown(table, {"type"} | with_file_variants(TARGET_KEYS[kind]), where)
+        options = resolve_secrets(table, file=self.source, where=where)
+        options.pop("type", None)
         return TargetConfig(name=name, type=kind, options=options, source=self.source)
 
     def infer_type(self, name: str, options: Mapping[str, Any]) -> str:
@@ -137,17 +146,24 @@ class Parser:
     ) -> JobConfig:
         where = f"backup.jobs[{i}]"
         self.unknown(raw, _JOB_KEYS, where)
-        job = resolve_secrets(raw, file=self.source, where=where)
-        merged = {**defaults, **job}
-
-        engine = self.str_key(job, "engine", where, default="postgres")
+        engine = self.str_key(raw, "engine", where, default="postgres")
         if engine not in ENGINES:
             raise self.err(f"{where}.engine", f"unknown engine {engine!r}",
                            hint=f"expected one of: {', '.join(ENGINES)}")
+        self.engine_keys(raw, engine, where)
+        job = resolve_secrets(raw, file=self.source, where=where)
+        merged = {**defaults, **job}
+
         database = self.str_key(job, "database", where, default=None)
         name = self.str_key(job, "name", where, default=database)
         if not name:
             raise self.err(f"{where}.name", "is required (or set database)")
+        problem = job_name_problem(name)
+        if problem:
+            key = "name" if "name" in job else "database"
+            raise self.err(f"{where}.{key}", f"job name {name!r} {problem}",
+                           hint="job names are used in object keys: use letters, digits, "
+                           "'-', '_' and '.' (set name = ... if the database name has others)")
         url = self.str_key(job, "url", where, default=None)
         if url is None:
             if database is None and engine != "redis":
@@ -163,13 +179,29 @@ class Parser:
             schedule=self.str_key(job, "schedule", where, default=None),
             compression=self.compression(merged, where),
             compression_level=self.int_key(merged, "compression_level", where),
-            encryption=self.encryption(merged, where),
+            encryption=self.encryption(job, defaults, merged, where),
             recipients=self.recipients(merged, where),
             encryption_key=self.key(merged, where),
             retention=self.retention(merged, where),
             options=self.options(job, where),
             source=self.source,
         )
+
+    def engine_keys(self, raw: Mapping[str, Any], engine: str, where: str) -> None:
+        """Raise ``ConfigError`` for a job option (a job key or in ``options``) that
+        ``engine`` does not read, naming the engine."""
+        allowed = ENGINE_OPTIONS[engine]
+        for k in raw:
+            if k in ALL_ENGINE_OPTIONS and k not in allowed:
+                raise self.err(f"{where}.{k}", option_problem(k, engine),
+                               hint=f"{engine} options: {', '.join(sorted(allowed))}")
+        options = self.table(raw.get("options", {}), f"{where}.options")
+        for k in options:
+            if k not in allowed:
+                close = difflib.get_close_matches(k, allowed, n=1)
+                guess = f"did you mean {close[0]}? " if close else ""
+                raise self.err(f"{where}.options.{k}", option_problem(k, engine),
+                               hint=f"{guess}{engine} options: {', '.join(sorted(allowed))}")
 
     def str_key(
         self, table: Mapping[str, Any], key: str, where: str, *, default: str | None
@@ -219,14 +251,52 @@ class Parser:
                            hint=f"expected one of: {', '.join(COMPRESSIONS)}")
         return str(value) if compress else "none"
 
-    def encryption(self, merged: Mapping[str, Any], where: str) -> str:
-        encrypt = merged.get("encrypt", True)
-        if not isinstance(encrypt, bool):
+    def encryption_setting(self, table: Mapping[str, Any], where: str) -> str | None:
+        """What one table says about encryption: a mode, ``"auto"`` (``encrypt = true``
+        alone: infer from the key material), or None (nothing). Raises ``ConfigError``
+        for an unknown mode or ``encrypt`` contradicting ``encryption`` in the table."""
+        encrypt = table.get("encrypt")
+        if encrypt is not None and not isinstance(encrypt, bool):
             raise self.err(f"{where}.encrypt", "expected true or false")
+        mode = table.get("encryption")
+        if mode is not None and mode not in ENCRYPTIONS:
+            raise self.err(f"{where}.encryption", f"unknown encryption {mode!r}",
+                           hint=f"expected one of: {', '.join(ENCRYPTIONS)}")
+        if encrypt is None:
+            return None if mode is None else str(mode)
+        if mode is not None and (mode == "none") == encrypt:
+            raise self.err(
+                f"{where}.encrypt",
+                f"encrypt = {str(encrypt).lower()} contradicts encryption = {mode!r}",
+                hint="keep one of them (encryption = \"none\" is the same as encrypt = false)",
+            )
         if not encrypt:
             return "none"
-        value = merged.get("encryption")
-        if value is None:
+        return str(mode) if mode is not None else "auto"
+
+    def encryption(
+        self,
+        job: Mapping[str, Any],
+        defaults: Mapping[str, Any],
+        merged: Mapping[str, Any],
+        where: str,
+    ) -> str:
+        """The job's effective encryption: the job's own setting, else [backup]'s, else
+        inferred from the key material. Encryption is off only when that says none.
+        Raises ``ConfigError`` (file and key) when the mode lacks its key material."""
+        backup = self.encryption_setting(defaults, "backup")
+        own = self.encryption_setting(job, where)
+        if own is None and backup == "none":
+            for key in ("recipients", "encryption_key"):
+                if job.get(key):
+                    raise self.err(
+                        f"{where}.{key}",
+                        f"the job sets {key} but [backup] turns encryption off",
+                        hint="say what this job wants: set encryption (or encrypt) in the job",
+                    )
+        setting = own or backup or "auto"
+        source = where if own is not None else "backup" if backup is not None else where
+        if setting == "auto":
             if merged.get("recipients"):
                 return "age"
             if merged.get("encryption_key"):
@@ -237,10 +307,17 @@ class Parser:
                 hint="run `dbcrate keygen -o identity.txt` and put the printed age1... "
                 "recipient in [backup] recipients, or set encrypt = false",
             )
-        if value not in ENCRYPTIONS:
-            raise self.err(f"{where}.encryption", f"unknown encryption {value!r}",
-                           hint=f"expected one of: {', '.join(ENCRYPTIONS)}")
-        return str(value)
+        if setting == "age" and not merged.get("recipients"):
+            raise self.err(f"{where}.recipients",
+                           f'{source}.encryption = "age" but no recipients are configured',
+                           hint="put the age1... line printed by `dbcrate keygen` in "
+                           "recipients (in [backup] or the job)")
+        if setting == "aes-256-gcm" and not merged.get("encryption_key"):
+            raise self.err(f"{where}.encryption_key",
+                           f'{source}.encryption = "aes-256-gcm" but no encryption_key is set',
+                           hint="set encryption_key or encryption_key_file "
+                           "(head -c 32 /dev/urandom | base64)")
+        return setting
 
     def recipients(self, merged: Mapping[str, Any], where: str) -> tuple[str, ...]:
         value = merged.get("recipients", [])
@@ -275,8 +352,10 @@ class Parser:
         return Retention(**counts)
 
     def options(self, job: Mapping[str, Any], where: str) -> dict[str, Any]:
+        """The job's engine options: its ``options`` table, then its option keys (checked
+        against the engine by ``engine_keys``)."""
         opts: dict[str, Any] = dict(self.table(job.get("options", {}), f"{where}.options"))
-        for k in ENGINE_OPTION_KEYS:
+        for k in ALL_ENGINE_OPTIONS:
             if k in job:
                 opts[k] = job[k]
         return opts

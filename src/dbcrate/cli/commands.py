@@ -12,8 +12,9 @@ from typing import Any
 
 from dbcrate import catalog, config
 from dbcrate.cli.output import TerminalProgress, human, print_error, print_json
+from dbcrate.config_keys import RESTORE_FLAGS
 from dbcrate.engines import RestoreOptions
-from dbcrate.errors import DbcrateError, UsageError
+from dbcrate.errors import DbcrateError, InvalidKey, NoMatchingIdentity, OutputError, UsageError
 from dbcrate.operations.backup import BackupResult, run_backup
 from dbcrate.operations.listing import Listed, list_backups
 from dbcrate.operations.pipeline import KeyMaterial
@@ -183,19 +184,59 @@ def _selector(args: argparse.Namespace) -> Selector:
     return Selector(latest=args.latest, at=at, backup_id=args.backup_id)
 
 
+def _identity_path(args: argparse.Namespace) -> str | None:
+    return args.identity or os.environ.get("DBCRATE_IDENTITY_FILE") or None
+
+
 def _keys(args: argparse.Namespace, aes_key: bytes | None) -> KeyMaterial:
-    path = args.identity or os.environ.get("DBCRATE_IDENTITY_FILE")
-    identities: tuple[str, ...] = ()
+    """Key material from ``--identity``/``$DBCRATE_IDENTITY_FILE`` and the job's key.
+    Raises ``SecretError``/``UsageError``/``InvalidKey`` naming the identity file (and
+    the line, never its content)."""
+    from dbcrate.codecs.age import recipient_of
+
+    path = _identity_path(args)
+    identities: list[str] = []
     if path:
         text = read_secret_file(path, file=path, key="identity")
-        identities = tuple(
-            line.strip() for line in text.splitlines()
-            if line.strip() and not line.lstrip().startswith("#")
-        )
+        for n, raw in enumerate(text.splitlines(), 1):
+            line = raw.strip()
+            if not line or line.startswith("#"):
+                continue
+            try:
+                recipient_of(line)
+            except InvalidKey as err:
+                raise InvalidKey(f"identity file {path}: line {n} is not an age identity",
+                                 hint=err.hint) from None
+            identities.append(line)
         if not identities:
             raise UsageError(f"identity file {path} holds no identity",
                              hint="it should contain an AGE-SECRET-KEY-1... line")
-    return KeyMaterial(identities=identities, aes_key=aes_key)
+    return KeyMaterial(identities=tuple(identities), aes_key=aes_key)
+
+
+def _explain(err: DbcrateError, args: argparse.Namespace) -> None:
+    """Name the identity file in a no-matching-identity error; give every error a hint."""
+    path = _identity_path(args)
+    if isinstance(err, NoMatchingIdentity) and path and path not in err.message:
+        err.message = f"{err.message} (identity file {path})"
+        err.args = (err.message,)
+    if not err.hint:
+        err.hint = ("read the error above; `dbcrate list JOB` shows the other backups and "
+                    "docs/restore-by-hand.md restores with the stock tools")
+
+
+def _check_restore_flags(args: argparse.Namespace, engine: str) -> None:
+    """Raise ``UsageError`` naming the engine for a restore flag it does not read."""
+    given = {
+        "--mode": args.mode is not None, "--path": args.path is not None,
+        "--jobs": args.jobs != 1, "--globals": bool(args.globals),
+        "--no-owner": bool(args.no_owner), "--no-privileges": bool(args.no_privileges),
+    }
+    for flag, engines in RESTORE_FLAGS.items():
+        if given.get(flag) and engine not in engines:
+            raise UsageError(f"{flag} does not apply to {engine} restores "
+                             f"(it is a {' and '.join(engines)} flag)",
+                             hint=f"see docs/engines/{engine}.md for the {engine} restore flags")
 
 
 def restore(args: argparse.Namespace) -> int:
@@ -216,10 +257,16 @@ def restore(args: argparse.Namespace) -> int:
     )
     if options.jobs < 1:
         raise UsageError("--jobs must be at least 1")
-    located = run_restore(
-        cfg, job, _selector(args), keys=_keys(args, job.encryption_key), options=options,
-        target=args.target, to_url=args.to, to_password=password, progress=_progress(args),
-    )
+    _check_restore_flags(args, job.engine)
+    try:
+        located = run_restore(
+            cfg, job, _selector(args), keys=_keys(args, job.encryption_key), options=options,
+            target=args.target, to_url=args.to, to_password=password,
+            progress=_progress(args),
+        )
+    except DbcrateError as err:
+        _explain(err, args)
+        raise
     m = located.manifest
     sys.stdout.write(
         f"{job.name}: restored backup {m.id} (started {catalog.encode_time(m.started_at)}) "
@@ -240,9 +287,28 @@ def cat(args: argparse.Namespace) -> int:
         run_cat(cfg, job, _selector(args), sys.stdout.buffer,
                 keys=_keys(args, job.encryption_key), target=args.target)
     except DbcrateError as err:
-        err.hint = (err.hint + "; " if err.hint else "") + "discard what was written to stdout"
+        _explain(err, args)
+        err.hint = err.hint + "; discard what was written to stdout"
         raise
+    except BrokenPipeError:
+        raise
+    except OSError as exc:
+        _stdout_to_devnull()
+        raise OutputError(
+            f"cannot write the dump to stdout: {exc.strerror or exc}; the output is incomplete",
+            hint="discard what was written; free space (or write elsewhere) and run cat again",
+        ) from None
     return 0
+
+
+def _stdout_to_devnull() -> None:
+    """After a failed write, point fd 1 at /dev/null so the interpreter's final flush of
+    the unwritten buffer cannot fail again (and print a traceback-like warning)."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, sys.stdout.fileno())
+    finally:
+        os.close(devnull)
 
 
 # -- prune ------------------------------------------------------------------------------------

@@ -182,7 +182,8 @@ class _AgeDecoder:
         self._raw = bytearray()  # input kept until we know whether it is armored
         self._armor: ArmorDecoder | None = None
         self._binary: bool = False
-        self._buf = bytearray()  # header, then nonce, bytes not yet used
+        self._header = age_header.HeaderScanner()
+        self._buf = bytearray()  # the nonce bytes not yet used
         self._file_key: bytes | None = None
         self._opener: StreamOpener | None = None
 
@@ -211,14 +212,16 @@ class _AgeDecoder:
         if self._opener is not None:
             return self._opener.feed(data)
         buf = self._buf
-        buf += data
         if self._file_key is None:
-            age_header.check_start(buf)
-            end = age_header.header_end(buf)
+            end = self._header.feed(data)
             if end is None:
                 return b""
-            self._file_key = self._open_header(bytes(buf[:end]))
-            del buf[:end]
+            header = self._header.buf
+            self._file_key = self._open_header(bytes(header[:end]))
+            buf += header[end:]
+            header.clear()
+        else:
+            buf += data
         if len(buf) < _NONCE_SIZE:
             return b""
         aead = _payload_aead(self._file_key, bytes(buf[:_NONCE_SIZE]))
@@ -226,6 +229,12 @@ class _AgeDecoder:
         rest = bytes(buf[_NONCE_SIZE:])
         buf.clear()
         return self._opener.feed(rest)
+
+    @property
+    def buffered(self) -> int:
+        """Input bytes held in memory, not yet decrypted (bounded by the header limit)."""
+        armor = self._armor.buffered if self._armor is not None else 0
+        return len(self._raw) + armor + len(self._header.buf) + len(self._buf)
 
     def _open_header(self, header: bytes) -> bytes:
         stanzas, mac = age_header.parse(header)

@@ -24,7 +24,8 @@ FOOTER = b"---"
 STANZA = b"->"
 COLUMNS = 64
 BYTES_PER_LINE = COLUMNS // 4 * 3
-#: The largest header we accept before giving up looking for its end.
+#: The largest header we accept (1 MiB; docs/format.md). The reference age has no fixed
+#: limit, but its stanzas are small: a header of a thousand X25519 recipients is ~120 KiB.
 MAX_HEADER = 1 << 20
 
 
@@ -89,15 +90,41 @@ def check_start(buf: bytes | bytearray) -> None:
         raise CorruptedData("not an age v1 file (bad or unsupported intro line)")
 
 
-def header_end(buf: bytearray) -> int | None:
-    """Length of the complete header at the start of ``buf``, or None if not there yet."""
-    at = buf.find(b"\n" + FOOTER)
-    if at < 0:
-        if len(buf) > MAX_HEADER:
-            raise CorruptedData("age header is too long or has no end")
-        return None
-    end = buf.find(b"\n", at + 1)
-    return None if end < 0 else end + 1
+class HeaderScanner:
+    """Finds the end of a binary age header in a stream, incrementally and bounded.
+
+    Every byte is looked at once (a feed resumes where the last one stopped), and the
+    header may be at most ``MAX_HEADER`` bytes: past that, or once the intro line is
+    wrong, ``feed`` raises ``CorruptedData``. At most ``MAX_HEADER`` plus one fed piece
+    is ever buffered.
+    """
+
+    def __init__(self) -> None:
+        self.buf = bytearray()
+        self._line_start = 0  # where the line being scanned starts
+        self._scan = 0  # bytes before this were searched for a newline already
+
+    def feed(self, data: bytes | bytearray) -> int | None:
+        """Add ``data``; return the header's length once it is complete in ``buf``.
+
+        Raises ``CorruptedData`` for a bad intro or a header longer than ``MAX_HEADER``.
+        """
+        buf = self.buf
+        buf += data
+        check_start(buf)
+        while True:
+            nl = buf.find(b"\n", self._scan)
+            if nl < 0 or nl >= MAX_HEADER:
+                self._scan = len(buf)
+                if self._scan >= MAX_HEADER:
+                    raise CorruptedData(
+                        f"age header is longer than {MAX_HEADER} bytes or has no end"
+                    )
+                return None
+            start, self._line_start = self._line_start, nl + 1
+            self._scan = nl + 1
+            if start > 0 and buf.startswith(FOOTER, start):
+                return nl + 1
 
 
 def parse(header: bytes) -> tuple[list[Stanza], bytes]:
@@ -213,6 +240,32 @@ class ArmorDecoder:
             self._last_line_seen = True
         return data
 
+    def _skip_blank_lines(self) -> bool:
+        """Drop leading whitespace-only lines; True once the begin line has started.
+
+        Like the reference age, whitespace is skipped only as whole lines: a begin line
+        with whitespace before or after the marker is rejected by ``_line``. Raises
+        ``CorruptedData`` past 1 KiB of leading whitespace.
+        """
+        buf = self._buf
+        while True:
+            nl = buf.find(b"\n")
+            line = buf if nl < 0 else buf[:nl]
+            if line.strip(_WHITESPACE):
+                self._state = "begin"
+                return True
+            if self._ws + (len(buf) if nl < 0 else nl + 1) > _MAX_WHITESPACE:
+                raise self._fail("too much leading whitespace")
+            if nl < 0:
+                return False
+            self._ws += nl + 1
+            del buf[: nl + 1]
+
+    @property
+    def buffered(self) -> int:
+        """Bytes held back until their line is complete."""
+        return len(self._buf)
+
     def feed(self, data: bytes) -> bytes:
         """Return the binary bytes of every complete armored line in ``data``.
 
@@ -223,15 +276,8 @@ class ArmorDecoder:
             return b""
         buf = self._buf
         buf += data
-        if self._state == "lead":
-            stripped = buf.lstrip(_WHITESPACE)
-            self._ws += len(buf) - len(stripped)
-            if self._ws > _MAX_WHITESPACE:
-                raise self._fail("too much leading whitespace")
-            del buf[: len(buf) - len(stripped)]
-            if not buf:
-                return b""
-            self._state = "begin"
+        if self._state == "lead" and not self._skip_blank_lines():
+            return b""
         out: list[bytes] = []
         start = 0
         while True:

@@ -40,14 +40,16 @@ def staged(
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
         with os.fdopen(fd, "wb") as f:
             for chunk in chunks:  # an error of the source propagates as it is
-                _write(f, chunk, tmp)
-            _write(f, b"", tmp, flush=True)
+                _write(f, chunk, tmp, under)
+            _write(f, b"", tmp, under, flush=True)
         yield path
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def _write(f: BinaryIO, chunk: bytes, tmp: Path, *, flush: bool = False) -> None:
+def _write(
+    f: BinaryIO, chunk: bytes, tmp: Path, under: str | None, *, flush: bool = False
+) -> None:
     try:
         f.write(chunk)
         if flush:
@@ -56,6 +58,10 @@ def _write(f: BinaryIO, chunk: bytes, tmp: Path, *, flush: bool = False) -> None
         raise RestoreFailed(
             f"cannot stage the dump for a parallel restore in {tmp}: {e.strerror or e}; "
             "the target was not touched",
-            hint="set TMPDIR to a private filesystem with room for the decrypted dump, "
-            "or restore without --jobs (streams, writes nothing to disk)",
+            hint=(f"the job's staging_dir ({under}) needs room for the whole decrypted dump: "
+                  "point it at a private filesystem with room"
+                  if under else
+                  "set the job's staging_dir (or TMPDIR) to a private filesystem with room "
+                  "for the decrypted dump")
+            + ", or restore without --jobs (streams, writes nothing to disk)",
         ) from None

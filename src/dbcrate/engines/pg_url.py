@@ -1,9 +1,10 @@
 """A PostgreSQL connection target: URL parsing, libpq environment, psycopg arguments.
 
 Accepts ``postgresql://user@host:port/dbname?sslmode=...`` and ``postgres://...`` (and a
-libpq ``key=value`` string). Query parameters with a libpq environment variable reach the
-tools through that variable; the password only ever through ``PGPASSWORD`` in the child's
-environment, never argv, and never in a message.
+libpq ``key=value`` string). The database name is required (libpq's default, the user
+name, is never assumed) unless a ``service`` names it. Query parameters with a libpq
+environment variable reach the tools through that variable; the password only ever
+through ``PGPASSWORD`` in the child's environment, never argv, and never in a message.
 """
 
 from __future__ import annotations
@@ -66,11 +67,18 @@ class PgTarget:
     @classmethod
     def parse(cls, url: str, password: str | None = None) -> PgTarget:
         """Parse ``url``; a password inside it is used when ``password`` is None and is
-        removed from the params. Raises ``ConfigError`` for an unparsable URL."""
+        removed from the params. Raises ``ConfigError`` for an unparsable URL or one that
+        names no database (and no ``service``)."""
         try:
             params = {k: str(v) for k, v in conninfo_to_dict(url).items() if v is not None}
         except psycopg.ProgrammingError as e:
             raise ConfigError("invalid postgresql url (expected postgresql://user@host/db)") from e
+        if not params.get("dbname") and "service" not in params:
+            raise ConfigError(
+                "the postgresql url names no database",
+                hint="add it: postgresql://user@host:5432/DBNAME (libpq would silently use "
+                "the user name; dbcrate does not guess)",
+            )
         url_password = params.pop("password", None)
         if "sslpassword" in params:
             raise ConfigError(

@@ -44,20 +44,29 @@ class EncodePlan:
 
 
 def encode_plan(job: JobConfig) -> EncodePlan:
-    """The codecs ``job`` encodes with. Raises ``ConfigError``/``InvalidKey``."""
+    """The codecs ``job`` encodes with. Only ``encryption = "none"`` means no encryption:
+    an unknown mode, or a mode without its key material, raises ``ConfigError`` (never
+    falls through to plaintext); a malformed recipient or key raises ``InvalidKey``."""
     chain: list[codecs.Codec] = []
+    if job.compression not in DEFAULT_LEVELS and job.compression != "none":
+        raise job.error("compression", f"unknown compression {job.compression!r}")
     if job.compression != "none":
         level = job.compression_level
         chain.append(codecs.make(job.compression, level=level or DEFAULT_LEVELS[job.compression]))
     recipients: tuple[str, ...] = ()
     key_id = ""
     if job.encryption == "age":
+        if not job.recipients:
+            raise job.error("recipients", 'encryption = "age" needs at least one recipient')
         chain.append(codecs.make("age", recipients=job.recipients))
         recipients = tuple(fingerprint(r) for r in job.recipients)
     elif job.encryption == "aes-256-gcm":
-        assert job.encryption_key is not None
+        if job.encryption_key is None:
+            raise job.error("encryption_key", 'encryption = "aes-256-gcm" needs encryption_key')
         chain.append(codecs.make("aes-256-gcm", key=job.encryption_key))
         key_id = key_fingerprint(job.encryption_key)
+    elif job.encryption != "none":
+        raise job.error("encryption", f"unknown encryption {job.encryption!r}")
     return EncodePlan(tuple(chain), job.encryption, recipients, key_id)
 
 

@@ -45,12 +45,14 @@ def locate(config: Config, job: JobConfig, selector: Selector, target: str | Non
     """Find the backup ``selector`` names on ``target`` or, by default, on the job's
     targets in order (an unreachable target is skipped with a warning).
 
-    Raises ``BackupNotFound``, ``UsageError``, or the target's error when only one target
-    was asked for.
+    Raises ``BackupNotFound``, ``UsageError``, or the target's error (e.g. a
+    ``StorageError`` naming rejected credentials, exit 4) when only one target was asked
+    for or no target holding backups could be read: a target that cannot be read is
+    never reported as "no backups".
     """
     names = [target] if target else list(job.targets)
     found: list[tuple[str, Storage, list[Manifest]]] = []
-    last_error: DbcrateError | None = None
+    failed: list[tuple[str, DbcrateError]] = []
     for name in names:
         try:
             storage = open_target(config.target(name))
@@ -58,14 +60,18 @@ def locate(config: Config, job: JobConfig, selector: Selector, target: str | Non
         except DbcrateError as exc:
             if target:
                 raise
-            log.warning("target %s skipped: %s", name, exc)
-            last_error = exc
+            failed.append((name, exc))
     every = [m for _, _, ms in found for m in ms]
-    if not every and last_error is not None:
-        raise BackupNotFound(
-            f"no backups of job {job.name!r} could be read: {last_error.message}",
-            hint=last_error.hint,
-        )
+    if not every and failed:
+        last = failed[-1][1]
+        err = type(last).__new__(type(last))
+        err.__dict__.update(last.__dict__)
+        err.message = f"no backups of job {job.name!r} could be read: " + "; ".join(
+            f"target {name}: {e.message}" for name, e in failed)
+        err.args = (err.message,)
+        raise err
+    for name, problem in failed:
+        log.warning("target %s skipped: %s", name, problem)
     chosen = catalog.select(
         every, job.name, latest=selector.latest, at=selector.at, backup_id=selector.backup_id
     )

@@ -1,0 +1,98 @@
+"""Which keys each config table accepts: one list per engine and per target type.
+
+The config layer sits below engines and storage, so the lists live here (docs/config.md
+and docs/engines/*.md document each key; the module that reads a key must be listed).
+A key outside its table's list is a config error naming the file and the key.
+"""
+
+from __future__ import annotations
+
+#: keys whose value is a secret: each may instead be given as ``KEY_file``
+SECRET_KEYS = (
+    "password", "secret_key", "access_key", "encryption_key", "session_token",
+    "private_key_passphrase", "account_key", "sas_token", "connection_string",
+)
+
+#: engine -> the job options it reads (as job keys or in the job's ``options`` table)
+ENGINE_OPTIONS: dict[str, frozenset[str]] = {
+    "postgres": frozenset({
+        "pg_bin_dir", "fetch_tools", "cache_dir", "globals", "staging_dir",
+        "schemas", "exclude_schemas", "tables", "exclude_tables", "maintenance_db",
+    }),
+    "mysql": frozenset({"dump_options", "dump_tool", "client_tool"}),
+    "redis": frozenset({
+        "redis_cli_path", "redis_server_path", "tls", "tls_cacert", "tls_cert", "tls_key",
+        "tls_sni", "tls_insecure", "stop_command", "start_command", "rdb_path",
+        "start_timeout", "temp_dir", "zero_sync_delay",
+    }),
+    "mongodb": frozenset({
+        "mongodump_path", "mongorestore_path", "mongosh_path", "version_probe", "temp_dir",
+    }),
+}
+#: every engine option of any engine
+ALL_ENGINE_OPTIONS: frozenset[str] = frozenset().union(*ENGINE_OPTIONS.values())
+
+#: restore flag -> the engines it applies to (other engines refuse it, naming the engine)
+RESTORE_FLAGS: dict[str, tuple[str, ...]] = {
+    "--mode": ("redis",),
+    "--path": ("redis",),
+    "--jobs": ("postgres",),
+    "--globals": ("postgres",),
+    "--no-owner": ("postgres",),
+    "--no-privileges": ("postgres",),
+}
+
+#: target type -> the keys its storage module reads (besides ``type``). sftp, gcs and
+#: azure are not built yet; their lists are the ones they will read (issue 11).
+TARGET_KEYS: dict[str, frozenset[str]] = {
+    "local": frozenset({"path"}),
+    "s3": frozenset({
+        "bucket", "endpoint", "region", "prefix", "access_key", "secret_key",
+        "session_token", "path_style", "part_size", "storage_class", "checksums",
+        "verify_tls", "ca_bundle", "connect_timeout", "read_timeout", "max_attempts",
+        "abort_timeout",
+    }),
+    "sftp": frozenset({
+        "host", "port", "user", "path", "private_key_file", "private_key_passphrase",
+        "password", "connect_timeout", "known_hosts_file", "host_key_fingerprint",
+        "max_attempts",
+    }),
+    "gcs": frozenset({
+        "bucket", "prefix", "credentials_file", "endpoint", "storage_class", "chunk_size",
+        "max_attempts",
+    }),
+    "azure": frozenset({
+        "container", "prefix", "endpoint", "block_size", "tier", "connection_string",
+        "account_name", "account_key", "sas_token", "max_attempts",
+    }),
+}
+
+
+def with_file_variants(keys: frozenset[str]) -> frozenset[str]:
+    """``keys`` plus ``KEY_file`` for each secret key among them."""
+    return keys | {f"{k}_file" for k in keys if k in SECRET_KEYS}
+
+
+def engines_reading(key: str) -> list[str]:
+    """The engines that read the job option ``key`` (empty if none does)."""
+    return [e for e, keys in ENGINE_OPTIONS.items() if key in keys]
+
+
+#: characters a job name may not hold: it is the first part of every object key
+_NAME_FORBIDDEN = ("/", "\\", "..")
+
+
+def job_name_problem(name: str) -> str | None:
+    """Why ``name`` cannot be a job name (``None`` if it can)."""
+    if not name:
+        return "is empty"
+    if name == ".":
+        return "is '.'"
+    if any(ord(c) < 32 or ord(c) == 127 for c in name):
+        return "holds a control character"
+    for bad in _NAME_FORBIDDEN:
+        if bad in name:
+            return f"holds {bad!r} (job names are the first part of every object key)"
+    if name != name.strip():
+        return "starts or ends with whitespace"
+    return None
