@@ -79,7 +79,7 @@ def test_cat_to_a_full_disk_is_a_clean_error(backed_up: Setup) -> None:
             stdout=full, stderr=subprocess.PIPE, text=True, timeout=120, check=False,
         )
     proc = subprocess.CompletedProcess(run.args, run.returncode, "", run.stderr)
-    err = clean(proc, 11)
+    err = clean(proc, 14)
     assert "cannot write the dump to stdout" in err and "incomplete" in err
     assert "No space left on device" in err
 

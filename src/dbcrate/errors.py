@@ -17,7 +17,7 @@ Exit codes (documented in docs/exit-codes.md):
  8    database unreachable or authentication failed
  9    no backup matches the selection
 10    a required tool is missing
-11    the command's output could not be written (disk full, I/O error)
+14    the command's output could not be written (disk full, I/O error)
 ====  ===========================================================
 """
 
@@ -232,5 +232,5 @@ class ManifestError(IntegrityError):
 class OutputError(DbcrateError):
     """What a command writes to stdout or a file could not be written (disk full, I/O)."""
 
-    exit_code = 11
+    exit_code = 14
     default_hint = "free space or write elsewhere; what was written is incomplete"
