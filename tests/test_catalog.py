@@ -21,7 +21,7 @@ def manifest(i: int, job: str = "orders", status: str = "complete") -> Manifest:
         format=catalog.FORMAT, id=bid, job=job, engine="postgres", server_version="17.11",
         tool="pg_dump", tool_version="17.11", stages=("zstd", "age"), started_at=started,
         finished_at=started + timedelta(minutes=5), plaintext=Digest(10, "a" * 64),
-        stored=Digest(5, "b" * 64), encryption="age", recipients=("abcd",),
+        stored=Digest(5, "b" * 64), encryption="age", recipients=("abcd" * 4,),
         dbcrate_version="0.1.0", status=status,
         data_key=catalog.data_key(job, started, bid, ("pgdump", "zst", "age")),
     )

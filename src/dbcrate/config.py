@@ -97,6 +97,11 @@ class JobConfig:
     retention: Retention = Retention()
     options: Mapping[str, Any] = field(default_factory=dict)
     source: str = "<memory>"
+    #: manifest signing (docs/config.md): the key this host signs with, and the
+    #: ``ssh-ed25519 AAAA... name`` lines (trusted_signers + allowed_signers_file) it trusts
+    signing_key_file: str | None = None
+    trusted_signers: tuple[str, ...] = ()
+    allowed_signers_file: str | None = None
 
 
 @dataclass(frozen=True)

@@ -226,3 +226,21 @@ class BackupNotFound(DbcrateError):
 
 class ManifestError(IntegrityError):
     """A manifest cannot be parsed or has an unknown format version."""
+
+
+class UntrustedManifest(ManifestError):
+    """A manifest is unsigned, signed by a key that is not trusted, or fails its HMAC."""
+
+    default_hint = (
+        "it may have been forged or edited in storage; restore another backup "
+        "(`dbcrate list`), or check trusted_signers / the job's encryption_key"
+    )
+
+
+class DowngradeRefused(IntegrityError):
+    """A manifest's encryption differs from what the job's config requires."""
+
+    default_hint = (
+        "someone may have replaced the backup in storage; to restore an old unencrypted "
+        "backup on purpose pass --allow-unencrypted"
+    )
