@@ -15,7 +15,7 @@ from dbcrate.engines import Connection, RestoreOptions, open_engine
 from dbcrate.errors import BackupNotFound, DbcrateError, ManifestError, UsageError
 from dbcrate.model import EngineInfo, Manifest
 from dbcrate.operations.authn import authenticate, policy, require_encryption, warn_weak
-from dbcrate.operations.listing import manifests
+from dbcrate.operations.listing import Skipped, manifests, read
 from dbcrate.operations.pipeline import KeyMaterial, check_digest, decoders, verified
 from dbcrate.operations.progress import Counter, Progress, Silent
 from dbcrate.storage import Storage, open_target
@@ -74,6 +74,29 @@ def locate(config: Config, job: JobConfig, selector: Selector, target: str | Non
         if any(m.id == chosen.id for m in ms):
             return Located(chosen, name, storage)
     raise BackupNotFound(f"backup {chosen.id} vanished while reading targets")  # pragma: no cover
+
+
+def _locate(config: Config, job: JobConfig, selector: Selector, target: str | None) -> Located:
+    """``locate``, except that an ``--id`` naming a backup whose manifest exists but is
+    damaged raises that ``ManifestError`` (exit 5) instead of ``BackupNotFound``."""
+    try:
+        return locate(config, job, selector, target)
+    except BackupNotFound:
+        wanted = selector.backup_id
+        if not wanted or len(wanted) < 8:
+            raise
+        for name in [target] if target else list(job.targets):
+            skipped: Skipped = []
+            try:
+                for _ in read(open_target(config.target(name)), job.name, skipped):
+                    pass
+            except DbcrateError:
+                continue
+            for key, why in skipped:
+                if f"-{wanted}" in key.rsplit("/", 1)[-1]:
+                    raise ManifestError(why, hint="the backup's manifest is damaged; "
+                                        "restore another backup (`dbcrate list`)") from None
+        raise
 
 
 def checked(located: Located, job: JobConfig, *, allow_unencrypted: bool = False) -> Located:
@@ -146,7 +169,7 @@ def run_restore(
     encryption checked against the job's (``checked``) before the target is touched.
     """
     options = options or RestoreOptions()
-    located = checked(locate(config, job, selector, target), job,
+    located = checked(_locate(config, job, selector, target), job,
                       allow_unencrypted=allow_unencrypted)
     m = located.manifest
     if m.engine != job.engine:
@@ -186,7 +209,7 @@ def run_cat(
     """Write the native dump to ``out``. The manifest is checked first (``checked``):
     nothing is written for an untrusted or downgraded one. If a check fails midway the
     error propagates and what was written must be discarded (the CLI says so)."""
-    located = checked(locate(config, job, selector, target), job,
+    located = checked(_locate(config, job, selector, target), job,
                       allow_unencrypted=allow_unencrypted)
     for chunk in plaintext(located, keys):
         out.write(chunk)
