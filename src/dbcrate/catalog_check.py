@@ -12,7 +12,7 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any
 
-from dbcrate.config import COMPRESSIONS, ENCRYPTIONS
+from dbcrate.config import COMPRESSIONS, ENCRYPTIONS, ENGINES
 from dbcrate.model import Digest, Manifest, PartRecord
 
 _HEX64 = re.compile(r"[0-9a-f]{64}")
@@ -125,6 +125,9 @@ def manifest(doc: dict[str, Any], fmt: int) -> Manifest:
     except ValueError:
         raise Bad("id is not a lowercase UUID") from None
     job = _str(doc, "job")
+    engine = _str(doc, "engine")
+    if engine not in ENGINES:
+        raise Bad(f"engine {engine[:40]!r} is unknown")
     encryption = _str(doc, "encryption")
     if encryption not in ENCRYPTIONS:
         raise Bad(f"encryption {encryption[:40]!r} is unknown")
@@ -140,7 +143,7 @@ def manifest(doc: dict[str, Any], fmt: int) -> Manifest:
     if tag and not _HEX64.fullmatch(tag):
         raise Bad("hmac must be 64 lowercase hex digits")
     return Manifest(
-        format=fmt, id=backup_id, job=job, engine=_str(doc, "engine"),
+        format=fmt, id=backup_id, job=job, engine=engine,
         server_version=_str(doc, "server_version", empty=True),
         tool=_str(doc, "tool", empty=True), tool_version=_str(doc, "tool_version", empty=True),
         stages=_stages(doc, encryption), started_at=_time(doc, "started_at"),
