@@ -359,3 +359,38 @@ def test_format_1_manifest_restores_with_a_warning(
         proc, name = _restore(setup, pg_db)
         assert proc.returncode == 5 and "format 1" in proc.stderr
         assert not pg_db.server.database_exists(name)
+
+
+def test_signing_config_keys_are_validated_at_load(tmp_path: Path) -> None:
+    from dbcrate import config
+    from dbcrate.errors import ConfigError
+
+    _, line = _signing_key(tmp_path)
+    base = {"targets": {"local": {"path": str(tmp_path)}}, "encrypt": False,
+            "jobs": [{"name": "orders", "url": "postgresql://h/orders"}]}
+    job = config.parse({"backup": {**base, "trusted_signers": [line]}}).job("orders")
+    assert job.trusted_signers == (line,)
+    allowed = tmp_path / "allowed"
+    allowed.write_text(f"ops {line.rsplit(' ', 1)[0]}\n")
+    job = config.parse({"backup": {**base, "allowed_signers_file": str(allowed),
+                                   "signing_key_file": "/k"}}).job("orders")
+    assert job.trusted_signers == (line.rsplit(" ", 1)[0] + " ops",)
+    assert job.signing_key_file == "/k"
+    secretish = line.split()[1][:-8] + "AAAAAAA="
+    for bad, key in [({"trusted_signers": "ssh-ed25519 AAAA"}, "trusted_signers"),
+                     ({"trusted_signers": ["ssh-rsa AAAAB3 x"]}, "trusted_signers"),
+                     ({"trusted_signers": [f"ssh-ed25519 {secretish}"]}, "trusted_signers"),
+                     ({"allowed_signers_file": str(tmp_path / "nope")}, "allowed_signers_file")]:
+        with pytest.raises(ConfigError, match=key) as info:
+            config.parse({"backup": {**base, **bad}})
+        assert info.value.exit_code == 2 and secretish not in info.value.message
+
+
+def test_a_bad_signing_key_file_fails_before_dumping(tmp_path: Path, pg_db: PgDatabase) -> None:
+    setup = _setup(tmp_path, pg_db, "age")
+    junk = tmp_path / "junk.key"
+    junk.write_text("not a key\n")
+    _add_backup_keys(setup, signing_key_file=str(junk))
+    proc = setup.run("backup")
+    assert proc.returncode == 2 and "signing_key_file" in proc.stderr, proc.stderr
+    assert not list((tmp_path / "backups").rglob("*.pgdump*"))
