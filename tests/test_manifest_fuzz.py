@@ -173,3 +173,15 @@ def test_list_prune_and_restore_survive_a_bad_manifest(tmp_path: Path, pg_db: Pg
     assert [i["key"] for i in report["ignored"]] == [key + ".manifest.json"]
     assert bad.exists() and (root / key).exists()  # never deleted on an unreadable manifest
     assert not (root / older["key"]).exists()
+
+
+def test_a_manifest_can_only_name_its_own_objects() -> None:
+    doc = genuine()
+    other = catalog.new_id(T0)
+    for field, value in [
+        ("data_key", doc["data_key"].replace(doc["id"], other)),
+        ("parts", [{**doc["parts"][0], "key": doc["data_key"]}]),
+        ("parts", [{**doc["parts"][0], "key": doc["parts"][0]["key"].replace(doc["id"], other)}]),
+    ]:
+        with pytest.raises(ManifestError, match="this backup"):
+            catalog.decode(json.dumps({**doc, field: value}).encode(), where="k")

@@ -100,14 +100,19 @@ def _recipients(doc: dict[str, Any], encryption: str) -> tuple[str, ...]:
     return tuple(recipients)
 
 
-def _parts(doc: dict[str, Any], job: str) -> tuple[PartRecord, ...]:
+def _parts(doc: dict[str, Any], job: str, base: str) -> tuple[PartRecord, ...]:
+    """The parts; each key must be ``{base}-{name}.…`` (its own backup's objects only, so
+    prune deleting a backup can never delete another backup's object)."""
     out = []
     for i, p in enumerate(_list(doc, "parts", [])):
         if not isinstance(p, dict):
             raise Bad(f"parts[{i}] must be an object")
         name = _str(p, "name")
+        key = _object_key(_str(p, "key"), f"parts[{i}].key", job)
+        if not key.startswith(f"{base}-{name}."):
+            raise Bad(f"parts[{i}].key is not an object of this backup")
         out.append(PartRecord(
-            name=name, key=_object_key(_str(p, "key"), f"parts[{i}].key", job),
+            name=name, key=key,
             plaintext=_digest(p.get("plaintext"), f"parts[{i}].plaintext"),
             stored=_digest(p.get("stored"), f"parts[{i}].stored"),
         ))
@@ -142,6 +147,10 @@ def manifest(doc: dict[str, Any], fmt: int) -> Manifest:
     tag = _str(doc, "hmac", empty=True) if fmt >= 2 else ""
     if tag and not _HEX64.fullmatch(tag):
         raise Bad("hmac must be 64 lowercase hex digits")
+    data_key = _object_key(_str(doc, "data_key"), "data_key", job)
+    if f"-{backup_id}." not in data_key.rsplit("/", 1)[-1]:
+        raise Bad("data_key does not name this backup's id")
+    base = data_key[:data_key.rindex(f"-{backup_id}.") + len(backup_id) + 1]
     return Manifest(
         format=fmt, id=backup_id, job=job, engine=engine,
         server_version=_str(doc, "server_version", empty=True),
@@ -153,6 +162,5 @@ def manifest(doc: dict[str, Any], fmt: int) -> Manifest:
         recipients=_recipients(doc, encryption), key_id=key_id,
         dbcrate_version=_str(doc, "dbcrate_version", "", empty=True),
         status=_str(doc, "status", "complete"),
-        data_key=_object_key(_str(doc, "data_key"), "data_key", job),
-        extra=dict(extra), parts=_parts(doc, job), hmac=tag,
+        data_key=data_key, extra=dict(extra), parts=_parts(doc, job, base), hmac=tag,
     )

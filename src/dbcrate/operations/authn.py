@@ -13,7 +13,13 @@ from dataclasses import dataclass, field
 from dbcrate import catalog, signing
 from dbcrate.codecs.age import fingerprint
 from dbcrate.config import Config, JobConfig
-from dbcrate.errors import DowngradeRefused, ManifestError, ObjectNotFound, UntrustedManifest
+from dbcrate.errors import (
+    DowngradeRefused,
+    ManifestError,
+    ObjectNotFound,
+    UntrustedManifest,
+    WrongKey,
+)
 from dbcrate.model import Manifest
 from dbcrate.operations.pipeline import key_fingerprint, stage_list
 from dbcrate.storage import Storage
@@ -35,6 +41,7 @@ class Policy:
     job: str
     signers: tuple[signing.PublicKey, ...] = ()
     mac_key: bytes | None = field(default=None, repr=False)
+    key_id: str = ""
 
     @property
     def signed(self) -> bool:
@@ -45,7 +52,9 @@ def policy(job: JobConfig) -> Policy:
     """The job's policy: its trusted signers and, for aes-256-gcm, its HMAC key."""
     signers = tuple(signing.parse_public_line(line) for line in job.trusted_signers)
     key = job.encryption_key if job.encryption == "aes-256-gcm" else None
-    return Policy(job.name, signers, signing.mac_key(key) if key else None)
+    if key is None:
+        return Policy(job.name, signers)
+    return Policy(job.name, signers, signing.mac_key(key), key_fingerprint(key))
 
 
 def policy_for(config: Config, job: str) -> Policy:
@@ -66,8 +75,9 @@ def authenticate(storage: Storage, key: str, body: bytes, m: Manifest, pol: Poli
     Raises ``UntrustedManifest`` (exit 5) when signers are configured and it is unsigned,
     format 1, or signed by another key; when its HMAC is missing (format 2, except an
     unencrypted manifest with ``allow_unencrypted``) or wrong; ``ManifestError`` when it
-    names a data object other than its own. Reads the ``.sig`` object only when signers
-    are configured. Not atomic with respect to storage (read-only).
+    names a data object other than its own; ``WrongKey`` (exit 6) when the HMAC fails and
+    the manifest names another key id than the job's key. Reads the ``.sig`` object only
+    when signers are configured. Not atomic with respect to storage (read-only).
     """
     if catalog.manifest_key(m.data_key) != key:
         raise ManifestError(f"manifest {key} names data object {m.data_key}, not its own",
@@ -79,6 +89,9 @@ def authenticate(storage: Storage, key: str, body: bytes, m: Manifest, pol: Poli
                 raise UntrustedManifest(f"manifest {key} has no hmac, but job {pol.job} "
                                         "is aes-256-gcm: every manifest it writes has one")
         elif not signing.mac_ok(pol.mac_key, catalog.mac_input(body), m.hmac):
+            if m.key_id and m.key_id != pol.key_id:
+                raise WrongKey(f"backup {m.id} ({key}) was made with another encryption_key "
+                               f"(key id {m.key_id}; job {pol.job}'s is {pol.key_id})")
             raise UntrustedManifest(f"manifest {key} fails its hmac: it was edited, or "
                                     f"written with another key than job {pol.job}'s")
         else:

@@ -8,13 +8,15 @@ from dataclasses import dataclass
 
 from dbcrate import catalog
 from dbcrate.config import Config
-from dbcrate.errors import DbcrateError, ManifestError
+from dbcrate.errors import DbcrateError, ManifestError, WrongKey
 from dbcrate.model import Manifest
 from dbcrate.operations.authn import Policy, authenticate, policy_for
 from dbcrate.storage import Storage, open_target
 
 log = logging.getLogger("dbcrate.list")
 
+#: a manifest is a few KiB; a larger object at a manifest key is not read at all
+MAX_MANIFEST_SIZE = 1 << 20
 #: (manifest key, why it was skipped)
 Skipped = list[tuple[str, str]]
 
@@ -40,8 +42,10 @@ def read(storage: Storage, job: str | None = None,
     for obj in storage.list(prefix):
         if not catalog.is_manifest(obj.key):
             continue
-        body = b"".join(storage.get(obj.key))
         try:
+            if obj.size > MAX_MANIFEST_SIZE:
+                raise ManifestError(f"manifest {obj.key} is {obj.size} bytes, not a manifest")
+            body = b"".join(storage.get(obj.key))
             m = catalog.decode(body, where=obj.key)
         except ManifestError as exc:
             log.warning("skipping %s: %s", obj.key, exc)
@@ -67,7 +71,7 @@ def trusted(storage: Storage, job: str | None, policies: Callable[[str], Policy]
     for key, body, m in read(storage, job, skipped):
         try:
             how = authenticate(storage, key, body, m, policies(m.job))
-        except ManifestError as exc:
+        except (ManifestError, WrongKey) as exc:
             log.warning("ignoring %s: %s", key, exc.message)
             if skipped is not None:
                 skipped.append((key, exc.message))
