@@ -394,3 +394,27 @@ def test_a_bad_signing_key_file_fails_before_dumping(tmp_path: Path, pg_db: PgDa
     proc = setup.run("backup")
     assert proc.returncode == 2 and "signing_key_file" in proc.stderr, proc.stderr
     assert not list((tmp_path / "backups").rglob("*.pgdump*"))
+
+
+def test_signed_backup_on_s3_and_local_lists_and_restores(
+    tmp_path: Path, pg_db: PgDatabase, s3_target: Any
+) -> None:
+    import dataclasses
+
+    s3 = dataclasses.replace(s3_target, name="s3")
+    setup = make_setup(tmp_path, url=pg_db.url, password=pg_db.password,
+                       targets=[local_target(tmp_path / "backups"), s3])
+    key, line = _signing_key(tmp_path)
+    _add_backup_keys(setup, signing_key_file=str(key), trusted_signers=[line])
+    setup.run("backup", check=True)
+    for target in ("local", "s3"):
+        [b] = setup.list_json("orders", "--target", target)
+        assert b["authenticated"].startswith("signed by"), target
+        name = new_db_name("s3signed")
+        try:
+            proc = setup.run("restore", "orders", "--latest", "--target", target, "--to",
+                             pg_db.server.url(name), "--identity", str(setup.identity))
+            assert proc.returncode == 0, proc.stderr
+            assert PgDatabase(pg_db.server, name).checksums() == pg_db.checksums()
+        finally:
+            pg_db.server.drop_database(name)
