@@ -24,6 +24,8 @@ from dbcrate.model import Manifest
 FORMAT = 2
 FORMATS = (1, 2)
 MANIFEST_SUFFIX = ".manifest.json"
+#: a manifest's SSHSIG signature object is at the manifest's key plus this
+SIG_SUFFIX = ".sig"
 
 
 def new_id(now: datetime | None = None) -> str:
@@ -58,6 +60,16 @@ def manifest_key(key: str) -> str:
 
 def is_manifest(key: str) -> bool:
     return key.endswith(MANIFEST_SUFFIX)
+
+
+def sig_key(manifest_key: str) -> str:
+    """The key of the signature object of the manifest at ``manifest_key``."""
+    return manifest_key + SIG_SUFFIX
+
+
+def is_signature(key: str) -> bool:
+    """A manifest's signature object (belongs to the backup; never a leftover)."""
+    return key.endswith(MANIFEST_SUFFIX + SIG_SUFFIX)
 
 
 def encode_time(value: datetime) -> str:

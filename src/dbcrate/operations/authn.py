@@ -26,12 +26,7 @@ from dbcrate.storage import Storage
 
 log = logging.getLogger("dbcrate.authn")
 
-SIG_SUFFIX = ".sig"
-
-
-def sig_key(manifest_key: str) -> str:
-    """The key of the signature object of the manifest at ``manifest_key``."""
-    return manifest_key + SIG_SUFFIX
+sig_key = catalog.sig_key
 
 
 @dataclass(frozen=True)
