@@ -21,7 +21,7 @@ def manifest(i: int, job: str = "orders", status: str = "complete") -> Manifest:
         format=catalog.FORMAT, id=bid, job=job, engine="postgres", server_version="17.11",
         tool="pg_dump", tool_version="17.11", stages=("zstd", "age"), started_at=started,
         finished_at=started + timedelta(minutes=5), plaintext=Digest(10, "a" * 64),
-        stored=Digest(5, "b" * 64), encryption="age", recipients=("abcd",),
+        stored=Digest(5, "b" * 64), encryption="age", recipients=("abcd" * 4,),
         dbcrate_version="0.1.0", status=status,
         data_key=catalog.data_key(job, started, bid, ("pgdump", "zst", "age")),
     )
@@ -71,3 +71,69 @@ def test_select() -> None:
         catalog.select(ms, "orders", backup_id="ffffffff-0000")
     with pytest.raises(UsageError):
         catalog.select(ms, "orders", latest=True, backup_id="x")
+
+
+# -- format 2: hmac and signatures (pure) ------------------------------------------------
+
+
+def test_format_1_encoding_has_no_hmac_and_still_decodes() -> None:
+    from dataclasses import replace
+
+    old = replace(manifest(0), format=1)
+    body = catalog.encode(old)
+    assert b"hmac" not in body and b'"format": 1' in body
+    assert catalog.decode(body, where="k") == old
+
+
+def test_hmac_covers_every_field_but_itself() -> None:
+    import json
+    from dataclasses import replace
+
+    from dbcrate import signing
+
+    key = signing.mac_key(b"k" * 32)
+    assert key != signing.mac_key(b"j" * 32) and len(key) == 32
+    m = manifest(0)
+    tag = signing.mac(key, catalog.mac_input(catalog.encode(m)))
+    body = catalog.encode(replace(m, hmac=tag))
+    assert signing.mac_ok(key, catalog.mac_input(body), tag)
+    # whitespace and key order do not matter; any value does
+    doc = json.loads(body)
+    assert signing.mac_ok(key, catalog.mac_input(json.dumps(doc).encode()), tag)
+    for field in ("id", "job", "started_at", "tool_version", "stages", "recipients"):
+        edited = dict(doc)
+        edited[field] = [] if isinstance(doc[field], list) else doc[field] + "0"
+        assert not signing.mac_ok(key, catalog.mac_input(json.dumps(edited).encode()), tag)
+
+
+def test_sshsig_sign_and_verify() -> None:
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    from dbcrate import signing
+
+    key = signing.SigningKey(Ed25519PrivateKey.generate())
+    other = signing.SigningKey(Ed25519PrivateKey.generate())
+    pub = signing.parse_public_line(key.public("host").line())
+    assert pub.name == "host" and pub.raw == key.public().raw
+    body = catalog.encode(manifest(0))
+    sig = signing.sign(key, body)
+    assert sig.startswith(b"-----BEGIN SSH SIGNATURE-----\n")
+    assert signing.verify(sig, body, (pub,), where="k") == pub
+    with pytest.raises(ManifestError, match="does not verify"):
+        signing.verify(sig, body + b" ", (pub,), where="k")
+    with pytest.raises(ManifestError, match="not trusted"):
+        signing.verify(signing.sign(other, body), body, (pub,), where="k")
+    for bad in (b"", b"garbage", sig[:-40] + b"\n-----END SSH SIGNATURE-----\n",
+                sig.replace(b"SSH SIGNATURE", b"PGP SIGNATURE")):
+        with pytest.raises(ManifestError, match="manifest k"):
+            signing.verify(bad, body, (pub,), where="k")
+    allowed = f"# comment\nops,backup {key.public().line()}\nother ssh-rsa AAAAB3Nza\n"
+    [entry] = signing.parse_allowed_signers(allowed)
+    assert entry.name == "ops,backup" and entry.raw == pub.raw
+
+
+def test_stage_names_are_the_codec_registry_names() -> None:
+    from dbcrate import codecs
+    from dbcrate.catalog_check import STAGES
+
+    assert set(STAGES) == set(codecs._registry())

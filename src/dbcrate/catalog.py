@@ -15,11 +15,17 @@ from dataclasses import asdict
 from datetime import UTC, datetime
 from typing import Any
 
+from dbcrate import catalog_check as check
+from dbcrate.catalog_check import Bad as _Bad
 from dbcrate.errors import BackupNotFound, ManifestError, UsageError
-from dbcrate.model import Digest, Manifest, PartRecord
+from dbcrate.model import Manifest
 
-FORMAT = 1
+#: the format new manifests are written in; FORMATS are those this dbcrate reads
+FORMAT = 2
+FORMATS = (1, 2)
 MANIFEST_SUFFIX = ".manifest.json"
+#: a manifest's SSHSIG signature object is at the manifest's key plus this
+SIG_SUFFIX = ".sig"
 
 
 def new_id(now: datetime | None = None) -> str:
@@ -56,6 +62,16 @@ def is_manifest(key: str) -> bool:
     return key.endswith(MANIFEST_SUFFIX)
 
 
+def sig_key(manifest_key: str) -> str:
+    """The key of the signature object of the manifest at ``manifest_key``."""
+    return manifest_key + SIG_SUFFIX
+
+
+def is_signature(key: str) -> bool:
+    """A manifest's signature object (belongs to the backup; never a leftover)."""
+    return key.endswith(MANIFEST_SUFFIX + SIG_SUFFIX)
+
+
 def encode_time(value: datetime) -> str:
     """``2026-11-21T03:00:00.123456Z``."""
     return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
@@ -69,6 +85,8 @@ def encode(manifest: Manifest) -> bytes:
     doc["stages"] = list(manifest.stages)
     doc["recipients"] = list(manifest.recipients)
     doc["parts"] = [asdict(p) for p in manifest.parts]
+    if manifest.format == 1:
+        doc.pop("hmac")  # format 1 had no hmac member
     return (json.dumps(doc, indent=2, sort_keys=True, ensure_ascii=False) + "\n").encode()
 
 
@@ -78,50 +96,48 @@ def parse_time(text: str) -> datetime:
     return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
-def decode(data: bytes, *, where: str) -> Manifest:
-    """Parse a manifest. Raises ``ManifestError`` naming ``where`` if it is not one."""
+def mac_input(data: bytes) -> bytes:
+    """What a format-2 manifest's ``hmac`` covers: the manifest's JSON object without
+    its ``hmac`` member, re-serialised with sorted keys, no whitespace, UTF-8.
+
+    Raises ``ManifestError`` if ``data`` is not a JSON object.
+    """
     try:
         doc = json.loads(data)
+    except ValueError:
+        doc = None
+    if not isinstance(doc, dict):
+        raise ManifestError("manifest is not a JSON object")
+    doc.pop("hmac", None)
+    return json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def decode(data: bytes, *, where: str) -> Manifest:
+    """Parse and validate a manifest: every field's type and value, and that its
+    ``stages``, ``encryption``, ``recipients`` and ``key_id`` agree.
+
+    Raises ``ManifestError`` naming ``where`` if it is not a manifest this dbcrate wrote
+    (never another exception, whatever the JSON holds). Authenticity is checked by the
+    caller (operations), not here.
+    """
+    try:
+        try:
+            doc = json.loads(data)
+        except (ValueError, RecursionError) as exc:
+            raise _Bad(f"not JSON ({type(exc).__name__})") from None
         if not isinstance(doc, dict):
-            raise TypeError("not an object")
-        if doc.get("format") != FORMAT:
+            raise _Bad("not a JSON object")
+        fmt = doc.get("format")
+        if isinstance(fmt, bool) or fmt not in FORMATS:
             raise ManifestError(
-                f"manifest {where} has format {doc.get('format')!r}, this dbcrate reads {FORMAT}",
+                f"manifest {where} has format {fmt!r}, this dbcrate reads "
+                f"{', '.join(map(str, FORMATS))}",
                 hint="upgrade dbcrate to read it",
             )
-        return Manifest(
-            format=FORMAT,
-            id=str(doc["id"]),
-            job=str(doc["job"]),
-            engine=str(doc["engine"]),
-            server_version=str(doc["server_version"]),
-            tool=str(doc["tool"]),
-            tool_version=str(doc["tool_version"]),
-            stages=tuple(str(s) for s in doc["stages"]),
-            started_at=parse_time(doc["started_at"]),
-            finished_at=parse_time(doc["finished_at"]),
-            plaintext=Digest(**doc["plaintext"]),
-            stored=Digest(**doc["stored"]),
-            encryption=str(doc["encryption"]),
-            recipients=tuple(doc.get("recipients", ())),
-            key_id=str(doc.get("key_id", "")),
-            dbcrate_version=str(doc.get("dbcrate_version", "")),
-            status=str(doc.get("status", "complete")),
-            data_key=str(doc["data_key"]),
-            extra={str(k): str(v) for k, v in doc.get("extra", {}).items()},
-            parts=tuple(
-                PartRecord(
-                    name=str(p["name"]), key=str(p["key"]), plaintext=Digest(**p["plaintext"]),
-                    stored=Digest(**p["stored"]),
-                )
-                for p in doc.get("parts", ())
-            ),
-        )
-    except ManifestError:
-        raise
-    except (ValueError, KeyError, TypeError) as exc:
+        return check.manifest(doc, fmt)
+    except _Bad as exc:
         raise ManifestError(
-            f"manifest {where} is not valid ({type(exc).__name__}: {exc})",
+            f"manifest {where} is not valid ({exc})",
             hint="it may have been edited or damaged; other backups are unaffected",
         ) from None
 

@@ -116,6 +116,11 @@ class JobConfig:
     retention: Retention = Retention()
     options: Mapping[str, Any] = field(default_factory=dict)
     source: str = "<memory>"
+    #: manifest signing (docs/config.md): the key this host signs with, and the
+    #: ``ssh-ed25519 AAAA... name`` lines (trusted_signers + allowed_signers_file) it trusts
+    signing_key_file: str | None = None
+    trusted_signers: tuple[str, ...] = ()
+    allowed_signers_file: str | None = None
 
     def __post_init__(self) -> None:
         """Validate what the file parser validates, so a config built in memory cannot

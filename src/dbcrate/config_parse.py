@@ -34,6 +34,7 @@ from dbcrate.errors import ConfigError
 _SHARED_KEYS = {
     "compression", "compression_level", "compress", "encryption", "encrypt",
     "recipients", "encryption_key", "encryption_key_file", "retention", "retention_days",
+    "signing_key_file", "trusted_signers", "allowed_signers_file",
 }
 _BACKUP_KEYS = _SHARED_KEYS | {"targets", "jobs"}
 #: engine-specific job keys (any engine's), passed in ``JobConfig.options``; which engine
@@ -185,6 +186,10 @@ class Parser:
             retention=self.retention(merged, where),
             options=self.options(job, where),
             source=self.source,
+            signing_key_file=self.str_key(merged, "signing_key_file", where, default=None),
+            trusted_signers=self.signers(merged, where),
+            allowed_signers_file=self.str_key(merged, "allowed_signers_file", where,
+                                              default=None),
         )
 
     def engine_keys(self, raw: Mapping[str, Any], engine: str, where: str) -> None:
@@ -350,6 +355,37 @@ class Parser:
         if days is not None:
             counts["days"] = days
         return Retention(**counts)
+
+    def signers(self, merged: Mapping[str, Any], where: str) -> tuple[str, ...]:
+        """trusted_signers lines plus allowed_signers_file entries, as normalised
+        ``ssh-ed25519 AAAA... name`` lines. Raises ``ConfigError``."""
+        from dbcrate import signing
+        from dbcrate.errors import InvalidKey
+
+        value = merged.get("trusted_signers", [])
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise self.err(f"{where}.trusted_signers", "expected a list of "
+                           "\"ssh-ed25519 AAAA... name\" strings")
+        keys = []
+        try:
+            keys = [signing.parse_public_line(v) for v in value]
+        except InvalidKey as exc:
+            raise self.err(f"{where}.trusted_signers", exc.message, exc.hint) from None
+        path = self.str_key(merged, "allowed_signers_file", where, default=None)
+        if path is not None:
+            key = f"{where}.allowed_signers_file"
+            try:
+                with open(path, encoding="utf-8") as f:
+                    file_keys = signing.parse_allowed_signers(f.read())
+            except OSError as exc:
+                raise self.err(key, f"cannot read {path}: {exc.strerror or exc}") from None
+            except (InvalidKey, UnicodeDecodeError) as exc:
+                raise self.err(key, f"{path}: {exc}") from None
+            if not file_keys:
+                raise self.err(key, f"{path} holds no ssh-ed25519 signer",
+                               hint="lines look like: NAME ssh-ed25519 AAAA...")
+            keys += file_keys
+        return tuple(k.line() for k in keys)
 
     def options(self, job: Mapping[str, Any], where: str) -> dict[str, Any]:
         """The job's engine options: its ``options`` table, then its option keys (checked

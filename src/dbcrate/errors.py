@@ -234,3 +234,21 @@ class OutputError(DbcrateError):
 
     exit_code = 14
     default_hint = "free space or write elsewhere; what was written is incomplete"
+
+
+class UntrustedManifest(ManifestError):
+    """A manifest is unsigned, signed by a key that is not trusted, or fails its HMAC."""
+
+    default_hint = (
+        "it may have been forged or edited in storage; restore another backup "
+        "(`dbcrate list`), or check trusted_signers / the job's encryption_key"
+    )
+
+
+class DowngradeRefused(IntegrityError):
+    """A manifest's encryption differs from what the job's config requires."""
+
+    default_hint = (
+        "someone may have replaced the backup in storage; to restore an old unencrypted "
+        "backup on purpose pass --allow-unencrypted"
+    )

@@ -77,6 +77,8 @@ class Manifest:
     data_key: str = ""
     extra: dict[str, str] = field(default_factory=dict)
     parts: tuple[PartRecord, ...] = ()
+    #: format 2, aes-256-gcm jobs: HMAC-SHA256 of the manifest (see docs/format.md)
+    hmac: str = ""
 
     def part(self, name: str) -> PartRecord | None:
         """The extra part called ``name``, if the backup has one."""

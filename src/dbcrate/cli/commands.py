@@ -40,6 +40,9 @@ def keygen(args: argparse.Namespace) -> int:
     """Write a new age identity (0600, never overwriting) and print its recipient."""
     from dbcrate.codecs.age import generate_identity
 
+    if args.signing:
+        return _keygen_signing(args)
+
     identity, recipient = generate_identity()
     created = datetime.now(UTC).replace(microsecond=0).isoformat()
     text = f"# created: {created}\n# public key: {recipient}\n{identity}\n"
@@ -59,6 +62,28 @@ def keygen(args: argparse.Namespace) -> int:
         f.write(text)
     sys.stderr.write(f"wrote identity to {path} (keep it secret and keep a copy offline)\n")
     sys.stdout.write(recipient + "\n")
+    return 0
+
+
+def _keygen_signing(args: argparse.Namespace) -> int:
+    """Write a new Ed25519 signing key (OpenSSH format, 0600) and print its public line."""
+    from dbcrate import signing
+
+    if args.output is None:
+        raise UsageError("keygen --signing needs -o FILE",
+                         hint="the private key is written only to a file (mode 0600)")
+    pem, public = signing.generate()
+    try:
+        signing.write_private(args.output, pem)
+    except FileExistsError:
+        raise UsageError(f"{args.output} already exists; refusing to overwrite a key",
+                         hint="choose another -o FILE or move the old one away") from None
+    except OSError as exc:
+        raise UsageError(f"cannot create {args.output}: {exc.strerror}") from None
+    sys.stderr.write(f"wrote signing key to {args.output}: set signing_key_file to it on "
+                     "the backing-up host, and put this line in trusted_signers where "
+                     "backups are restored\n")
+    sys.stdout.write(public.line() + "\n")
     return 0
 
 
@@ -132,7 +157,7 @@ def _manifest_json(m: Any) -> dict[str, Any]:
         "stages": list(m.stages), "encryption": m.encryption,
         "encrypted": m.encryption != "none", "recipients": list(m.recipients),
         "server_version": m.server_version, "tool": m.tool, "tool_version": m.tool_version,
-        "status": m.status,
+        "status": m.status, "format": m.format,
     }
     return doc
 
@@ -146,7 +171,8 @@ def list_(args: argparse.Namespace) -> int:
     for name, err in errors.items():
         print_error(_in_job(err, f"target {name}"))
     if args.json:
-        print_json([{**_manifest_json(x.manifest), "target": x.target} for x in found])
+        print_json([{**_manifest_json(x.manifest), "target": x.target,
+                     "authenticated": x.authenticated} for x in found])
     else:
         _print_table(found)
     return next(iter(errors.values())).exit_code if errors else 0
@@ -262,7 +288,7 @@ def restore(args: argparse.Namespace) -> int:
         located = run_restore(
             cfg, job, _selector(args), keys=_keys(args, job.encryption_key), options=options,
             target=args.target, to_url=args.to, to_password=password,
-            progress=_progress(args),
+            progress=_progress(args), allow_unencrypted=args.allow_unencrypted,
         )
     except DbcrateError as err:
         _explain(err, args)
@@ -285,7 +311,8 @@ def cat(args: argparse.Namespace) -> int:
                          hint="redirect stdout to a file or a pipe")
     try:
         run_cat(cfg, job, _selector(args), sys.stdout.buffer,
-                keys=_keys(args, job.encryption_key), target=args.target)
+                keys=_keys(args, job.encryption_key), target=args.target,
+                allow_unencrypted=args.allow_unencrypted)
     except DbcrateError as err:
         _explain(err, args)
         err.hint = err.hint + "; discard what was written to stdout"
@@ -334,6 +361,7 @@ def prune(args: argparse.Namespace) -> int:
                 "deleted": [d.manifest.id for d in report.decisions if not d.keep
                             and (args.dry_run or d.manifest.id in report.deleted)],
                 "aborted_uploads": report.aborted_uploads,
+                "ignored": [{"key": k, "reason": r} for k, r in report.ignored],
             })
             if args.json:
                 continue
@@ -346,6 +374,8 @@ def prune(args: argparse.Namespace) -> int:
                                      f"({', '.join(d.reasons)})\n")
                 elif args.dry_run or d.manifest.id in report.deleted:
                     sys.stdout.write(f"  {verb:<7} {d.manifest.id}  {when}\n")
+            for key, why in report.ignored:
+                sys.stdout.write(f"  ignored {key} (not counted, not deleted: {why})\n")
     if args.json:
         print_json(out)
     return exit_code

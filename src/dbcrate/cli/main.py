@@ -59,6 +59,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("keygen", help="create an age identity and print its recipient")
     p.add_argument("-o", "--output", metavar="FILE",
                    help="write the identity here (mode 0600; never overwritten)")
+    p.add_argument("--signing", action="store_true",
+                   help="create an Ed25519 manifest signing key instead (OpenSSH format, "
+                   "needs -o) and print its `ssh-ed25519 ...` line for trusted_signers")
     p.set_defaults(handler=commands.keygen)
 
     p = add("backup", help="run backup jobs now")
@@ -103,6 +106,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="engine-specific restore mode (redis: copy, datadir, inplace)")
     p.add_argument("--path", metavar="DIR",
                    help="engine-specific restore path (redis datadir mode)")
+    p.add_argument("--allow-unencrypted", action="store_true",
+                   help="accept a backup stored without encryption although the job "
+                   "requires encryption (an old plaintext backup, on purpose; loud warning)")
     _progress_flags(p)
     p.set_defaults(handler=commands.restore)
 
@@ -112,6 +118,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--target", metavar="T", help="read from this target")
     p.add_argument("--identity", "-i", metavar="FILE", help="age identity file "
                    "(default: $DBCRATE_IDENTITY_FILE)")
+    p.add_argument("--allow-unencrypted", action="store_true",
+                   help="accept a backup stored without encryption although the job "
+                   "requires encryption (an old plaintext backup, on purpose; loud warning)")
     p.set_defaults(handler=commands.cat)
 
     p = add("prune", help="apply retention, saying why each backup is kept")

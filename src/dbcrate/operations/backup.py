@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 
-from dbcrate import __version__, catalog
+from dbcrate import __version__, catalog, signing
 from dbcrate.config import Config, JobConfig
 from dbcrate.engines import Connection, open_engine
 from dbcrate.errors import DbcrateError, StorageError
 from dbcrate.model import Digest, Manifest, ObjectInfo, PartRecord, StoredCopy
+from dbcrate.operations.authn import sig_key
 from dbcrate.operations.fanout import Tracked, fanout
 from dbcrate.operations.pipeline import EncodePlan, encode_plan
 from dbcrate.operations.progress import Counter, Progress, Silent
@@ -49,6 +50,7 @@ def run_backup(config: Config, job: JobConfig, progress: Progress | None = None)
     engine = open_engine(job.engine, Connection(job.url, job.password, job.options))
     info = engine.probe()
     plan = encode_plan(job)
+    signer = _signer(job)  # a bad signing_key_file fails before anything is dumped
 
     started = datetime.now(UTC)
     backup_id = catalog.new_id(started)
@@ -79,14 +81,23 @@ def run_backup(config: Config, job: JobConfig, progress: Progress | None = None)
         recipients=plan.recipients, key_id=plan.key_id, dbcrate_version=__version__,
         status="complete", data_key=key, parts=tuple(parts),
     )
+    if job.encryption == "aes-256-gcm" and job.encryption_key is not None:
+        tag = signing.mac(signing.mac_key(job.encryption_key),
+                          catalog.mac_input(catalog.encode(manifest)))
+        manifest = replace(manifest, hmac=tag)
     result = BackupResult(job=job.name, manifest=manifest, failures=failures)
     body = catalog.encode(manifest)
+    mkey = catalog.manifest_key(key)
+    sig = signing.sign(signer, body) if signer is not None else None
     for name, storage in storages.items():
         if name in failures:
             _discard(storage, written[name])
             continue
         try:
-            storage.put(catalog.manifest_key(key), [body])
+            if sig is not None:  # the signature first: the manifest is still last
+                written[name].append(sig_key(mkey))
+                storage.put(sig_key(mkey), [sig])
+            storage.put(mkey, [body])
         except DbcrateError as exc:
             failures[name] = exc
             _discard(storage, written[name])
@@ -95,6 +106,14 @@ def run_backup(config: Config, job: JobConfig, progress: Progress | None = None)
     if not result.copies:
         result.manifest = None
     return result
+
+
+def _signer(job: JobConfig) -> signing.SigningKey | None:
+    """The job's manifest signing key, if it has one. Raises ``ConfigError``."""
+    if job.signing_key_file is None:
+        return None
+    return signing.load_signing_key(job.signing_key_file, file=job.source,
+                                    key=f"job {job.name}: signing_key_file")
 
 
 def _store(

@@ -1,60 +1,104 @@
-"""Read the catalog from storage: the manifests a target holds."""
+"""Read the catalog from storage: the manifests a target holds, and which are trusted."""
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 from dbcrate import catalog
 from dbcrate.config import Config
-from dbcrate.errors import DbcrateError, ManifestError
+from dbcrate.errors import DbcrateError, ManifestError, WrongKey
 from dbcrate.model import Manifest
+from dbcrate.operations.authn import Policy, authenticate, policy_for
 from dbcrate.storage import Storage, open_target
 
 log = logging.getLogger("dbcrate.list")
 
+#: a manifest is a few KiB; a larger object at a manifest key is not read at all
+MAX_MANIFEST_SIZE = 1 << 20
+#: (manifest key, why it was skipped)
+Skipped = list[tuple[str, str]]
+
 
 @dataclass(frozen=True)
 class Listed:
-    """One backup as found on one target."""
+    """One backup as found on one target; ``authenticated`` says how its manifest was
+    verified (``signed by NAME``, ``hmac``, or empty)."""
 
     target: str
     manifest: Manifest
+    authenticated: str = ""
 
 
-def manifests(storage: Storage, job: str | None = None) -> Iterator[Manifest]:
-    """Every readable manifest on ``storage`` (of ``job`` if given).
-
-    A damaged manifest is logged and skipped (other backups stay listable). Raises
-    ``StorageError`` if the target cannot be listed.
+def read(storage: Storage, job: str | None = None,
+         skipped: Skipped | None = None) -> Iterator[tuple[str, bytes, Manifest]]:
+    """``(key, raw bytes, manifest)`` of every readable manifest on ``storage`` (of
+    ``job`` if given). A damaged manifest is logged (naming its key), recorded in
+    ``skipped`` and skipped, so other backups stay listable. Raises ``StorageError`` if
+    the target cannot be listed.
     """
     prefix = f"{job}/" if job else ""
     for obj in storage.list(prefix):
         if not catalog.is_manifest(obj.key):
             continue
-        body = b"".join(storage.get(obj.key))
         try:
+            if obj.size > MAX_MANIFEST_SIZE:
+                raise ManifestError(f"manifest {obj.key} is {obj.size} bytes, not a manifest")
+            body = b"".join(storage.get(obj.key))
             m = catalog.decode(body, where=obj.key)
         except ManifestError as exc:
             log.warning("skipping %s: %s", obj.key, exc)
+            if skipped is not None:
+                skipped.append((obj.key, exc.message))
             continue
         if job is None or m.job == job:
-            yield m
+            yield obj.key, body, m
+
+
+def manifests(storage: Storage, job: str | None = None) -> Iterator[Manifest]:
+    """Every readable manifest on ``storage`` (of ``job`` if given), not yet
+    authenticated (see ``trusted``). Raises ``StorageError`` as ``read``."""
+    for _, _, m in read(storage, job):
+        yield m
+
+
+def trusted(storage: Storage, job: str | None, policies: Callable[[str], Policy],
+            skipped: Skipped | None = None) -> Iterator[tuple[Manifest, str]]:
+    """``(manifest, how authenticated)`` of the manifests ``read`` yields that pass their
+    job's policy; the others are logged as ignored (naming the key and why) and recorded
+    in ``skipped``. Raises ``StorageError`` as ``read``."""
+    for key, body, m in read(storage, job, skipped):
+        try:
+            how = authenticate(storage, key, body, m, policies(m.job))
+        except (ManifestError, WrongKey) as exc:
+            log.warning("ignoring %s: %s", key, exc.message)
+            if skipped is not None:
+                skipped.append((key, exc.message))
+            continue
+        yield m, how
 
 
 def list_backups(
     config: Config, job: str | None = None, target: str | None = None
 ) -> tuple[list[Listed], dict[str, DbcrateError]]:
-    """Backups on ``target`` (or every configured target), oldest first, and the targets
-    that could not be read with their errors."""
+    """Trusted backups on ``target`` (or every configured target), oldest first, and the
+    targets that could not be read with their errors. Times shown come from the
+    (verified) manifests, never from object keys or modification times."""
     names = [target] if target else list(_targets_of(config, job))
     found: list[Listed] = []
     errors: dict[str, DbcrateError] = {}
+    policies: dict[str, Policy] = {}
+
+    def pol(name: str) -> Policy:
+        if name not in policies:
+            policies[name] = policy_for(config, name)
+        return policies[name]
+
     for name in names:
         try:
             storage = open_target(config.target(name))
-            found.extend(Listed(name, m) for m in manifests(storage, job))
+            found.extend(Listed(name, m, how) for m, how in trusted(storage, job, pol))
         except DbcrateError as exc:
             if target:
                 raise

@@ -10,7 +10,8 @@ from dbcrate import catalog, retention
 from dbcrate.config import Config, JobConfig
 from dbcrate.errors import DbcrateError
 from dbcrate.model import Manifest
-from dbcrate.operations.listing import manifests
+from dbcrate.operations.authn import policy, sig_key
+from dbcrate.operations.listing import Skipped, trusted
 from dbcrate.storage import Storage, open_target
 
 log = logging.getLogger("dbcrate.prune")
@@ -29,6 +30,8 @@ class PruneReport:
     deleted: list[str] = field(default_factory=list)
     errors: list[DbcrateError] = field(default_factory=list)
     aborted_uploads: int = 0
+    #: manifests neither kept nor deleted: unreadable or not trusted (key, why)
+    ignored: Skipped = field(default_factory=list)
 
 
 def run_prune(
@@ -45,16 +48,21 @@ def run_prune(
     objects; an object that cannot be deleted is reported and left as an orphan, which
     is never listed. ``dry_run`` decides and reports but deletes nothing. A target that
     cannot be read is reported in its ``errors``; other targets go on.
+
+    Only manifests that pass the job's authentication policy count: one that cannot be
+    read, is unsigned while trusted signers are configured, or fails its HMAC is neither
+    kept nor deleted (never deleted, nor its objects) and is listed in ``ignored``.
     """
     now = now or datetime.now(UTC)
+    pol = policy(job)
     reports = []
     for name in [target] if target else job.targets:
         report = PruneReport(job=job.name, target=name)
         reports.append(report)
         try:
             storage = open_target(config.target(name))
-            report.decisions = retention.plan(list(manifests(storage, job.name)),
-                                              job.retention, now)
+            good = [m for m, _ in trusted(storage, job.name, lambda _: pol, report.ignored)]
+            report.decisions = retention.plan(good, job.retention, now)
         except DbcrateError as exc:
             report.errors.append(exc)
             continue
@@ -68,7 +76,8 @@ def run_prune(
 
 
 def _delete(storage: Storage, m: Manifest, report: PruneReport) -> None:
-    keys = [catalog.manifest_key(m.data_key), m.data_key, *(p.key for p in m.parts)]
+    mkey = catalog.manifest_key(m.data_key)
+    keys = [mkey, sig_key(mkey), m.data_key, *(p.key for p in m.parts)]
     for key in keys:
         try:
             storage.delete(key)

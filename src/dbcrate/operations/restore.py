@@ -12,9 +12,10 @@ from typing import BinaryIO
 from dbcrate import catalog
 from dbcrate.config import Config, JobConfig
 from dbcrate.engines import Connection, RestoreOptions, open_engine
-from dbcrate.errors import BackupNotFound, DbcrateError, UsageError
+from dbcrate.errors import BackupNotFound, DbcrateError, ManifestError, UsageError
 from dbcrate.model import EngineInfo, Manifest
-from dbcrate.operations.listing import manifests
+from dbcrate.operations.authn import authenticate, policy, require_encryption, warn_weak
+from dbcrate.operations.listing import Skipped, manifests, read
 from dbcrate.operations.pipeline import KeyMaterial, check_digest, decoders, verified
 from dbcrate.operations.progress import Counter, Progress, Silent
 from dbcrate.storage import Storage, open_target
@@ -81,6 +82,49 @@ def locate(config: Config, job: JobConfig, selector: Selector, target: str | Non
     raise BackupNotFound(f"backup {chosen.id} vanished while reading targets")  # pragma: no cover
 
 
+def _locate(config: Config, job: JobConfig, selector: Selector, target: str | None) -> Located:
+    """``locate``, except that an ``--id`` naming a backup whose manifest exists but is
+    damaged raises that ``ManifestError`` (exit 5) instead of ``BackupNotFound``."""
+    try:
+        return locate(config, job, selector, target)
+    except BackupNotFound:
+        wanted = selector.backup_id
+        if not wanted or len(wanted) < 8:
+            raise
+        for name in [target] if target else list(job.targets):
+            skipped: Skipped = []
+            try:
+                for _ in read(open_target(config.target(name)), job.name, skipped):
+                    pass
+            except DbcrateError:
+                continue
+            for key, why in skipped:
+                if f"-{wanted}" in key.rsplit("/", 1)[-1]:
+                    raise ManifestError(why, hint="the backup's manifest is damaged; "
+                                        "restore another backup (`dbcrate list`)") from None
+        raise
+
+
+def checked(located: Located, job: JobConfig, *, allow_unencrypted: bool = False) -> Located:
+    """Re-read the selected manifest and check it before any backup byte is read:
+    authenticated under the job's policy (signature / HMAC), and encrypted the way the
+    job requires (no downgrade). Warns when it is not authenticated at all. Returns the
+    located backup with the manifest exactly as authenticated.
+
+    Raises ``UntrustedManifest``/``DowngradeRefused``/``ManifestError`` (exit 5).
+    """
+    key = catalog.manifest_key(located.manifest.data_key)
+    body = b"".join(located.storage.get(key))
+    m = catalog.decode(body, where=key)
+    if m.id != located.manifest.id:
+        raise ManifestError(f"manifest {key} changed while it was being read")
+    how = authenticate(located.storage, key, body, m, policy(job),
+                       allow_unencrypted=allow_unencrypted)
+    require_encryption(m, key, job, allow_unencrypted=allow_unencrypted)
+    warn_weak(m, key, job, how)
+    return Located(m, located.target, located.storage)
+
+
 def plaintext(
     located: Located, keys: KeyMaterial, progress: Progress | None = None, part: str = ""
 ) -> Iterator[bytes]:
@@ -120,16 +164,19 @@ def run_restore(
     to_url: str | None = None,
     to_password: str | None = None,
     progress: Progress | None = None,
+    allow_unencrypted: bool = False,
 ) -> Located:
     """Restore a backup of ``job`` into ``to_url`` (default: the job's own database).
 
     Refuses (``RestoreRefused``) a non-empty target unless ``options.clean``, before
     reading any backup data. With ``options.with_globals`` the backup's ``globals`` part
     is applied first. A failure anywhere leaves the target as it was (engine-dependent;
-    see ``Engine.restore``) and propagates.
+    see ``Engine.restore``) and propagates. The manifest is authenticated and its
+    encryption checked against the job's (``checked``) before the target is touched.
     """
     options = options or RestoreOptions()
-    located = locate(config, job, selector, target)
+    located = checked(_locate(config, job, selector, target), job,
+                      allow_unencrypted=allow_unencrypted)
     m = located.manifest
     if m.engine != job.engine:
         raise BackupNotFound(
@@ -163,10 +210,13 @@ def run_cat(
     *,
     keys: KeyMaterial,
     target: str | None = None,
+    allow_unencrypted: bool = False,
 ) -> Located:
-    """Write the native dump to ``out``. If a check fails midway the error propagates and
-    what was written must be discarded (the CLI says so)."""
-    located = locate(config, job, selector, target)
+    """Write the native dump to ``out``. The manifest is checked first (``checked``):
+    nothing is written for an untrusted or downgraded one. If a check fails midway the
+    error propagates and what was written must be discarded (the CLI says so)."""
+    located = checked(_locate(config, job, selector, target), job,
+                      allow_unencrypted=allow_unencrypted)
     for chunk in plaintext(located, keys):
         out.write(chunk)
     out.flush()
