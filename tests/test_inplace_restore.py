@@ -85,7 +85,8 @@ _COUNT_NAMES = ("tables", "indexes", "constraints", "triggers", "matviews", "typ
 #: database-level attributes that must survive the swap
 _ATTRIBUTES = """
 SELECT pg_get_userbyid(d.datdba), pg_encoding_to_char(d.encoding), d.datcollate, d.datctype,
-       d.datconnlimit, d.datacl::text[], shobj_description(d.oid, 'pg_database'),
+       d.datconnlimit, (SELECT array_agg(a ORDER BY a) FROM unnest(d.datacl::text[]) a),
+       shobj_description(d.oid, 'pg_database'),
        (SELECT array_agg(coalesce(pg_get_userbyid(nullif(s.setrole, 0)), '') || ' '
                          || array_to_string(s.setconfig, ';') ORDER BY 1)
         FROM pg_db_role_setting s WHERE s.setdatabase = d.oid)
@@ -214,7 +215,10 @@ def attributes(server: TempPostgres, name: str) -> tuple[Any, ...]:
     return tuple(row)
 
 
-def test_database_level_attributes_survive(tmp_path: Path, pg_server: TempPostgres) -> None:
+@pytest.mark.parametrize("jobs", [(), ("--jobs", "2")], ids=["streamed", "jobs"])
+def test_database_level_attributes_survive(
+    tmp_path: Path, pg_server: TempPostgres, jobs: tuple[str, ...]
+) -> None:
     owner, reader = new_db_name("owner"), new_db_name("reader")
     db = PgDatabase(pg_server, new_db_name("attrs"))
     pg_server.psql(f"CREATE ROLE {owner}; CREATE ROLE {reader}")
@@ -236,9 +240,17 @@ def test_database_level_attributes_survive(tmp_path: Path, pg_server: TempPostgr
         want = db.checksums()
         setup = setup_for(tmp_path, db)
         setup.run("backup", check=True)
+        # changed after the backup: the backup's own settings, grants and comment win
         pg_server.psql("INSERT INTO t VALUES (2, 'later')", db.name)
-        proc = restore(setup, "--clean")
+        for stmt in (f"ALTER DATABASE {db.name} SET work_mem = '9MB'",
+                     f"ALTER DATABASE {db.name} SET lock_timeout = '1s'",
+                     f"GRANT CREATE ON DATABASE {db.name} TO {reader}",
+                     f"COMMENT ON DATABASE {db.name} IS 'changed'"):
+            pg_server.psql(stmt)
+        assert attributes(pg_server, db.name) != want_attrs
+        proc = restore(setup, "--clean", *jobs)
         assert proc.returncode == 0, proc.stderr
+        assert "WARNING" not in proc.stderr.upper(), proc.stderr
         assert db.checksums() == want
         assert attributes(pg_server, db.name) == want_attrs
         assert want_attrs[0] == owner and want_attrs[1] == "LATIN1"

@@ -18,7 +18,7 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from dbcrate.engines import Connection, Part, RestoreOptions, pg_globals, pg_swap
+from dbcrate.engines import Connection, Part, RestoreOptions, pg_dbentries, pg_globals, pg_swap
 from dbcrate.engines.pg_connect import MissingDatabase, connect, contents
 from dbcrate.engines.pg_options import PgOptions
 from dbcrate.engines.pg_stage import staged
@@ -280,8 +280,9 @@ class PostgresEngine:
         try:
             with self._maintenance() as conn:
                 pg_swap.create_like(conn, new, attrs, where)
+            prefix = pg_dbentries.Prefix(chunks)  # the archive's TOC, for its db entries
             try:
-                self._pg_restore(tools, chunks, options, path, self._target.with_dbname(new))
+                self._pg_restore(tools, prefix, options, path, self._target.with_dbname(new))
             except RestoreFailed as e:
                 raise RestoreFailed(
                     e.message.replace("the target was left as it was",
@@ -291,6 +292,10 @@ class PostgresEngine:
                     "with --no-owner or --globals), then restore again",
                 ) from None
             with self._maintenance() as conn:
+                if warning := pg_dbentries.carry_over(
+                        conn, tools.pg_restore, self._target.tool_env(), new, attrs, path=path,
+                        prefix=bytes(prefix.data)):
+                    log.warning("%s", self._target.scrub(warning))
                 pg_swap.swap(conn, db, new, old, attrs,
                              terminate=options.terminate_sessions, where=where)
         except psycopg.Error as e:
