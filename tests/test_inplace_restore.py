@@ -317,3 +317,58 @@ def test_list_settings_are_split_like_the_server_stores_them() -> None:
     assert split_list_setting('"$user", public, "Odd, ""Schema"""') == [
         "$user", "public", 'Odd, "Schema"']
     assert split_list_setting('""') == [""]
+
+
+MAJORS = (14, 15, 16, 17, 18)
+_LOCALE_COLUMNS = ("datlocprovider", "daticulocale", "datlocale", "daticurules")
+
+
+def locale_of(server: TempPostgres, name: str) -> dict[str, Any]:
+    [(row,)] = server.psql("SELECT to_jsonb(d) FROM pg_database d WHERE datname = %s",
+                           params=(name,))
+    keep = ("datcollate", "datctype", "encoding", "datconnlimit", *_LOCALE_COLUMNS)
+    return {k: v for k, v in row.items() if k in keep}
+
+
+def _create_with_provider(server: TempPostgres, name: str, major: int) -> str:
+    """Create ``name`` with the most unusual locale provider the major supports (ICU from
+    15 if the build has it, builtin from 17); returns the provider used."""
+    tries = []
+    if major >= 17:
+        tries.append(("builtin", "LOCALE_PROVIDER builtin BUILTIN_LOCALE 'C.UTF-8' "
+                      "ENCODING 'UTF8' LC_COLLATE 'C' LC_CTYPE 'C'"))
+    if major >= 15:
+        tries.append(("icu", "LOCALE_PROVIDER icu ICU_LOCALE 'und-u-ks-level2' "
+                      "ENCODING 'UTF8' LC_COLLATE 'C' LC_CTYPE 'C'"))
+    tries.append(("libc", "ENCODING 'LATIN1' LC_COLLATE 'C' LC_CTYPE 'C'"))
+    for provider, options in tries:
+        try:
+            server.psql(f"CREATE DATABASE {name} TEMPLATE template0 {options} "
+                        "CONNECTION LIMIT 12")
+            return provider
+        except psycopg.Error:
+            continue
+    raise AssertionError("no database could be created")
+
+
+@pytest.mark.parametrize("major", MAJORS, ids=[f"pg{m}" for m in MAJORS])
+def test_locale_and_provider_kept_on_every_major(
+    tmp_path: Path, pg_server_factory: Any, major: int
+) -> None:
+    server: TempPostgres = pg_server_factory(major)
+    db = PgDatabase(server, new_db_name(f"loc{major}"))
+    provider = _create_with_provider(server, db.name, major)
+    try:
+        server.psql("CREATE TABLE t AS SELECT i, 'row ' || i AS s FROM generate_series(1, 50) i",
+                    db.name)
+        want, want_locale = db.checksums(), locale_of(server, db.name)
+        setup = setup_for(tmp_path, db)
+        setup.run("backup", check=True)
+        server.psql("DELETE FROM t WHERE i > 10; CREATE TABLE u (j int)", db.name)
+        proc = restore(setup, "--clean")
+        assert proc.returncode == 0, proc.stderr
+        assert db.checksums() == want
+        assert locale_of(server, db.name) == want_locale, provider
+        assert siblings(server, db.name) == []
+    finally:
+        server.drop_database(db.name)
