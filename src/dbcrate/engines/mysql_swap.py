@@ -136,7 +136,11 @@ def swap(query: Query, script: Callable[[str], object], db: str, new: str, old: 
         query("RENAME TABLE " + ", ".join(moved))  # the atomic step
     try:
         _finish(query, script, db, new, old, incoming, current, keep_old=keep_old)
-    except DatabaseError as e:
+    except BaseException as e:
+        if not isinstance(e, DatabaseError):
+            e.add_note(f"the tables of database {db} were already swapped; the replaced "
+                       f"ones may remain in it as `#dbcrate_old_N`")
+            raise
         raise RestoreFailed(
             f"the tables of database {db} were replaced by the restored ones, but "
             f"recreating its views, routines, triggers or events failed: {e.message}",
