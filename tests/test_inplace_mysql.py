@@ -4,8 +4,13 @@ swapped in (tables in one RENAME TABLE), through the real CLI against a real ser
 from __future__ import annotations
 
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 
+import pytest
+
+from dbcrate.engines import Connection, RestoreOptions
+from dbcrate.engines.mysql import MySQLEngine
 from tests.e2e import Setup, local_target, make_setup
 from tests.servers.mariadb import CLIENT, MyDatabase, TempMariaDB
 
@@ -114,5 +119,23 @@ def test_damaged_backup_leaves_the_original_and_no_sibling(
     data.write_bytes(bytes(raw))
     proc = _restore(setup)
     assert proc.returncode == 5, proc.stderr
+    assert mariadb_db.checksums() == before
+    assert _leftovers(mariadb_db.server, mariadb_db.name) == []
+
+
+def test_interrupt_while_loading_drops_the_sibling(mariadb_db: MyDatabase) -> None:
+    def engine() -> MySQLEngine:
+        return MySQLEngine(Connection(mariadb_db.url, mariadb_db.password))
+
+    data = b"".join(engine().dump())
+    _change(mariadb_db)
+    before = mariadb_db.checksums()
+
+    def chunks() -> Iterator[bytes]:
+        yield data[: len(data) // 2]
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        engine().restore(chunks(), RestoreOptions(clean=True))
     assert mariadb_db.checksums() == before
     assert _leftovers(mariadb_db.server, mariadb_db.name) == []

@@ -15,6 +15,7 @@ from typing import Any
 import psycopg
 import pytest
 
+from dbcrate.engines import RestoreOptions, open_engine
 from dbcrate.engines.pg_swap import MAX_IDENT, sibling_names, split_list_setting
 from dbcrate.sandbox import TempPostgres, table_checksums
 from tests.e2e import Setup, local_target, make_setup
@@ -372,3 +373,23 @@ def test_locale_and_provider_kept_on_every_major(
         assert siblings(server, db.name) == []
     finally:
         server.drop_database(db.name)
+
+
+@pytest.mark.parametrize("jobs", [1, 2])
+def test_interrupt_while_restoring_drops_the_sibling(pagila: PgDatabase, jobs: int) -> None:
+    """An interrupt (the SIGTERM handler raises a KeyboardInterrupt subclass in the main
+    thread) from the stream midway: the sibling goes, the original stays."""
+    server = pagila.server
+    data = b"".join(open_engine("postgres", pagila.connection()).dump())
+    change(pagila)
+    before = fingerprint(server, pagila.name)
+
+    def chunks() -> Iterator[bytes]:
+        yield data[: len(data) // 2]
+        raise KeyboardInterrupt
+
+    engine = open_engine("postgres", pagila.connection())
+    with pytest.raises(KeyboardInterrupt):
+        engine.restore(chunks(), RestoreOptions(clean=True, jobs=jobs))
+    assert fingerprint(server, pagila.name) == before
+    assert siblings(server, pagila.name) == []
