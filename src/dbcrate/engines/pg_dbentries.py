@@ -66,8 +66,10 @@ def _sections(script: str) -> Iterator[tuple[str, str, str]]:
         while i < len(lines) and not _HEADER.match(lines[i]) and not lines[i].startswith("\\"):
             body.append(lines[i])
             i += 1
-        while body and body[-1] in ("", "--"):
+        while body and body[-1] in ("", "--"):  # the next entry's header starts with --
             body.pop()
+        while body and body[0] in ("", "--"):  # this header's closing --
+            body.pop(0)
         yield m.group(1), m.group(2), "\n".join(body).strip()
 
 
