@@ -301,11 +301,17 @@ def test_a_long_name_restores_in_place(tmp_path: Path, pg_server: TempPostgres) 
         setup = setup_for(tmp_path, db)
         setup.run("backup", check=True)
         pg_server.psql("DROP TABLE t; CREATE TABLE u (j int)", db.name)
-        assert restore(setup, "--clean", "--jobs", "2").returncode == 0
+        # a sibling a killed restore left: named in a warning, not touched
+        stale = sibling_names(db.name, "deadbeef")[0]
+        pg_server.create_database(stale)
+        proc = restore(setup, "--clean", "--jobs", "2")
+        assert proc.returncode == 0, proc.stderr
+        assert f"found {stale}, left by an earlier restore" in proc.stderr
         assert db.checksums() == want
-        assert siblings(pg_server, db.name) == []
+        assert siblings(pg_server, db.name) == [stale]
     finally:
         pg_server.drop_database(db.name)
+        pg_server.drop_database(sibling_names(db.name, "deadbeef")[0])
 
 
 def test_sibling_names_fit_the_identifier_limit() -> None:

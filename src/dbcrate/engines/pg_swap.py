@@ -247,6 +247,18 @@ def sessions(conn: psycopg.Connection[Any], name: str) -> list[Session]:
     ]
 
 
+def leftovers(conn: psycopg.Connection[Any], db: str) -> list[str]:
+    """Siblings of ``db`` another restore left (killed before it could drop them)."""
+    new, old = (n[:-8] for n in sibling_names(db, "0" * 8))
+    return [name for (name,) in conn.execute(
+        "SELECT datname FROM pg_database WHERE datname ~ %s ORDER BY 1",
+        (f"^({_regex(new)}|{_regex(old)})[0-9a-f]{{8}}$",))]
+
+
+def _regex(text: str) -> str:
+    return "".join(c if c.isalnum() or c == "_" else "\\" + c for c in text)
+
+
 def refuse_sessions(found: Sequence[Session], name: str, where: str, *,
                     changed: str = "nothing was changed") -> RestoreRefused:
     """The error for other sessions on ``name`` (naming a few of them and the flag)."""

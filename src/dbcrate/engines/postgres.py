@@ -276,6 +276,10 @@ class PostgresEngine:
             attrs = pg_swap.read_attributes(conn, db, where)
             if not options.terminate_sessions and (found := pg_swap.sessions(conn, db)):
                 raise pg_swap.refuse_sessions(found, db, where)
+            if stale := pg_swap.leftovers(conn, db):
+                log.warning("found %s, left by an earlier restore that was killed; drop "
+                            "them by hand once you are sure no restore is running",
+                            ", ".join(stale))
         log.info("restoring into %s, to be swapped in as %s", new, db)
         try:
             with self._maintenance() as conn:
@@ -303,7 +307,8 @@ class PostgresEngine:
                 f"cannot swap the restored copy {new} in for database {db} on postgresql at "
                 f"{where}: {self._target.scrub(str(e)).strip()}; the copy was dropped and "
                 f"{db} was not changed",
-                hint="the restoring user must own both databases (or be a superuser)",
+                hint="renaming needs ownership of both databases (or superuser); read the "
+                "server's error above",
             )
             self._drop_sibling(new, error)
             raise error from None
