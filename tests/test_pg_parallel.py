@@ -111,15 +111,22 @@ def test_failing_source_touches_nothing_and_leaves_no_temp_file(
     assert list(private_tmp.iterdir()) == []
 
 
-def test_failure_into_an_existing_database_says_what_remains(
+def test_failure_into_an_existing_database_leaves_it_as_it_was(
     pg_db: PgDatabase, pg_db_name: str, private_tmp: Path
 ) -> None:
+    """--jobs into an existing database goes through a sibling: a failing pg_restore drops
+    the sibling and the target is unchanged."""
     pg_db.server.create_database(pg_db_name)
-    data = _dump(pg_db)[:20_000]
+    pg_db.server.psql("CREATE TABLE kept (i int); INSERT INTO kept VALUES (1), (2)", pg_db_name)
     target = PgDatabase(pg_db.server, pg_db_name)
-    with pytest.raises(RestoreFailed, match="cannot run in one transaction") as info:
+    before = target.checksums()
+    data = _dump(pg_db)[:20_000]
+    with pytest.raises(RestoreFailed, match=f"{pg_db_name} was not changed") as info:
         staging_engine(target, private_tmp).restore([data],
-                                                             RestoreOptions(jobs=2))
+                                                    RestoreOptions(jobs=2, clean=True))
     assert pg_db.password not in str(info.value)
-    assert target.exists()
+    assert "--clean" not in info.value.hint
+    assert target.checksums() == before
+    names = [r[0] for r in pg_db.server.psql("SELECT datname FROM pg_database")]
+    assert not [n for n in names if n.startswith(pg_db_name + "_dbcrate_")]
     assert list(private_tmp.iterdir()) == []

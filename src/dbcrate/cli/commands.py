@@ -279,7 +279,8 @@ def restore(args: argparse.Namespace) -> int:
     options = RestoreOptions(
         clean=args.clean, jobs=args.jobs, no_owner=args.no_owner,
         no_privileges=args.no_privileges, with_globals=args.globals, force=args.force,
-        mode=args.mode, path=args.path,
+        mode=args.mode, path=args.path, terminate_sessions=args.terminate_sessions,
+        keep_old=args.keep_old,
     )
     if options.jobs < 1:
         raise UsageError("--jobs must be at least 1")

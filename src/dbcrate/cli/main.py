@@ -88,7 +88,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--identity", "-i", metavar="FILE", help="age identity file "
                    "(default: $DBCRATE_IDENTITY_FILE)")
     p.add_argument("--clean", action="store_true", help="allow restoring over a non-empty "
-                   "database (drops the objects the dump contains first)")
+                   "database (postgres, mysql: into a new copy, swapped in when complete)")
+    p.add_argument("--terminate-sessions", action="store_true", help="postgres --clean: "
+                   "terminate other sessions on the target for the swap instead of refusing")
+    p.add_argument("--keep-old", action="store_true", help="postgres, mysql --clean: keep "
+                   "the replaced database as {db}_dbcrate_old_{id} instead of dropping it")
     p.add_argument("--jobs", "-j", type=int, default=1, metavar="N",
                    help="parallel restore workers (PostgreSQL: pg_restore -j N; the decrypted "
                    "dump is staged in a private temp file, removed afterwards)")

@@ -26,8 +26,13 @@ class Connection:
 class RestoreOptions:
     """How to restore. Engines ignore what does not apply to them."""
 
-    #: allow writing into a non-empty target (PostgreSQL: drop the dump's objects first)
+    #: allow restoring over a non-empty target (PostgreSQL: into a sibling database that
+    #: is swapped in; MySQL: into a sibling schema whose tables are swapped in)
     clean: bool = False
+    #: terminate other sessions on the target for the swap instead of refusing
+    terminate_sessions: bool = False
+    #: keep the replaced database (``{db}_dbcrate_old_{id}``) instead of dropping it
+    keep_old: bool = False
     #: parallel restore workers (PostgreSQL: ``pg_restore -j``; needs a private temp file)
     jobs: int = 1
     no_owner: bool = False

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from dbcrate.engines import Connection, RestoreOptions, SinglePart
+from dbcrate.engines import Connection, RestoreOptions, SinglePart, mysql_swap
 from dbcrate.engines import mysql_tools as tools
 from dbcrate.engines.mysql_url import MyTarget
 from dbcrate.engines.process import feed_stdin, stream_stdout
@@ -127,18 +127,23 @@ class MySQLEngine(SinglePart):
     def _redact(self) -> list[str]:
         return [self._target.password] if self._target.password else []
 
-    def _query(self, sql: str) -> list[list[str]]:
-        """Run ``sql`` with the client (no default database); rows of tab-separated text.
-        Raises ``AuthenticationFailed``, ``DatabaseUnreachable``, ``DatabaseError`` or
-        ``ToolNotFound``; messages never hold the password."""
+    def _script(self, script: str) -> list[list[str]]:
+        """Run ``script`` (client commands such as ``DELIMITER`` allowed) from stdin."""
+        return self._query("", script=script)
+
+    def _query(self, sql: str, *, script: str | None = None) -> list[list[str]]:
+        """Run ``sql`` with the client (no default database); rows of tab-separated text
+        (``script``: a script fed on stdin instead). Raises ``AuthenticationFailed``,
+        ``DatabaseUnreachable``, ``DatabaseError`` or ``ToolNotFound``; messages never
+        hold the password."""
         client = tools.probe_client(self._options)
         t = self._target
         with t.defaults_file() as path:
             argv = [client, f"--defaults-file={path}", "--batch", "--skip-column-names",
-                    "-e", sql]
+                    *(["-e", sql] if script is None else [])]
             try:
                 proc = subprocess.run(argv, env=self._env(), capture_output=True, text=True,
-                                      stdin=subprocess.DEVNULL, timeout=_QUERY_TIMEOUT,
+                                      input=script or "", timeout=_QUERY_TIMEOUT,
                                       check=False)
             except subprocess.TimeoutExpired:
                 raise DatabaseUnreachable(
@@ -257,37 +262,60 @@ class MySQLEngine(SinglePart):
 
     def restore(self, chunks: Iterable[bytes], options: RestoreOptions) -> None:
         """Run the SQL dump ``chunks`` through the client into the database, creating it if
-        missing. With ``options.clean`` a non-empty database is allowed: the dump's ``DROP
-        ... IF EXISTS`` statements replace each table, view, routine and event it holds;
-        other objects stay.
+        missing. MySQL commits DDL implicitly, so nothing is loaded into a live non-empty
+        database: with ``options.clean`` the dump is loaded into a sibling schema and
+        swapped in when complete (:mod:`dbcrate.engines.mysql_swap`: the tables in one
+        atomic ``RENAME TABLE``; views, routines, triggers and events recreated right
+        after); any failure before the swap drops the sibling and leaves the database as
+        it was.
 
-        Not atomic (MySQL commits DDL implicitly), so on any failure (``chunks`` raising,
-        the client failing) a database created here is dropped, and an existing empty
-        one is dropped and recreated with its character set and collation; a non-empty
-        one restored with ``clean`` may be left partly restored. Raises ``RestoreRefused``
-        (not empty, not ``clean``), ``RestoreFailed``, the ``probe()`` connection errors
-        or ``ToolNotFound``."""
+        On any failure (``chunks`` raising, the client failing; also ``BaseException``) a
+        database created here is dropped, and an existing empty one is dropped and
+        recreated with its character set and collation. Raises ``RestoreRefused`` (not
+        empty, not ``clean``), ``RestoreFailed``, the ``probe()`` connection errors or
+        ``ToolNotFound``."""
         state = self._state()
         self._check_empty(state, clean=options.clean)
         client = tools.client_tool(self._flavour(), self._options)
-        created = not state.exists
-        resettable = created or not state.contents
-        if created:
+        if state.exists and state.contents:
+            self._restore_swap(client, chunks, state, options)
+            return
+        if not state.exists:
             self._create_database("", "", what="create")
         try:
-            with self._target.defaults_file() as path:
-                argv = [client.path, f"--defaults-file={path}", "--binary-mode", "--batch",
-                        f"--database={self._target.database}"]
-                feed_stdin(argv, self._env(), chunks, client.name, redact=self._redact())
+            self._load(client, chunks, self._target.database)
         except BaseException as e:
-            if resettable:
-                self._reset_after_failure(e, state)
-                raise
-            partly = "the database may be partly restored (MySQL cannot roll back DDL)"
-            if isinstance(e, RestoreFailed):
-                raise RestoreFailed(e.message.replace("the target was left as it was", partly),
-                                    hint=e.hint) from None
-            e.add_note(partly)
+            self._reset_after_failure(e, state)
+            raise
+
+    def _load(self, client: tools.Tool, chunks: Iterable[bytes], database: str) -> None:
+        with self._target.defaults_file() as path:
+            argv = [client.path, f"--defaults-file={path}", "--binary-mode", "--batch",
+                    f"--database={database}"]
+            feed_stdin(argv, self._env(), chunks, client.name, redact=self._redact())
+
+    def _restore_swap(self, client: tools.Tool, chunks: Iterable[bytes], state: _State,
+                      options: RestoreOptions) -> None:
+        db = self._target.database
+        new, old = mysql_swap.sibling_names(db)
+        self._create_database(state.charset, state.collation, what="create", name=new)
+        try:
+            try:
+                self._load(client, chunks, new)
+            except RestoreFailed as e:
+                raise RestoreFailed(
+                    e.message.replace("the target was left as it was",
+                                      f"it loaded into the new database {new}, which was "
+                                      f"dropped: {db} was not changed"),
+                    hint="fix what the client reports above, then restore again",
+                ) from None
+            mysql_swap.swap(self._query, self._script, db, new, old, keep_old=options.keep_old)
+        except BaseException as e:
+            try:
+                self._query(f"DROP DATABASE IF EXISTS {quote_ident(new)}")
+            except Exception as cleanup:  # keep the original error; say what is left
+                e.add_note(f"the unfinished copy {new} could not be dropped: "
+                           f"{self._target.scrub(str(cleanup))}")
             raise
 
     def _reset_after_failure(self, error: BaseException, state: _State) -> None:
@@ -302,8 +330,10 @@ class MySQLEngine(SinglePart):
             error.add_note(f"the database {db} could not be put back as it was: "
                            f"{self._target.scrub(str(cleanup))}")
 
-    def _create_database(self, charset: str, collation: str, *, what: str) -> None:
-        sql = f"CREATE DATABASE {quote_ident(self._target.database)}"
+    def _create_database(self, charset: str, collation: str, *, what: str,
+                         name: str | None = None) -> None:
+        name = name or self._target.database
+        sql = f"CREATE DATABASE {quote_ident(name)}"
         if charset.isidentifier():
             sql += f" CHARACTER SET {charset}"
         if collation.isidentifier():
@@ -312,6 +342,6 @@ class MySQLEngine(SinglePart):
             self._query(sql)
         except DatabaseError as e:
             raise RestoreFailed(
-                f"cannot {what} database {self._target.database}: {e.message}",
+                f"cannot {what} database {name}: {e.message}",
                 hint="create the database yourself, or grant the user CREATE",
             ) from None

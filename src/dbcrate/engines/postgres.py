@@ -18,60 +18,17 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from dbcrate.engines import Connection, Part, RestoreOptions, pg_globals
+from dbcrate.engines import Connection, Part, RestoreOptions, pg_dbentries, pg_globals, pg_swap
+from dbcrate.engines.pg_connect import MissingDatabase, connect, contents
 from dbcrate.engines.pg_options import PgOptions
 from dbcrate.engines.pg_stage import staged
 from dbcrate.engines.pg_tools import PgTools, resolve
 from dbcrate.engines.pg_url import PgTarget
 from dbcrate.engines.process import feed_stdin, stream_stdout
-from dbcrate.errors import (
-    AuthenticationFailed,
-    DatabaseError,
-    DatabaseUnreachable,
-    RestoreFailed,
-    RestoreRefused,
-)
+from dbcrate.errors import RestoreFailed, RestoreRefused
 from dbcrate.model import EngineInfo
 
 log = logging.getLogger("dbcrate.postgres")
-
-_AUTH_MARKERS = (
-    "password authentication failed",
-    "no password supplied",
-    "authentication failed",
-    "pg_hba.conf",
-    "scram",
-    'role "',
-)
-_CONTENT_QUERY = r"""
-WITH user_ns AS (
-    SELECT oid FROM pg_namespace
-    WHERE nspname <> 'information_schema' AND nspname NOT LIKE 'pg\_%'
-)
-SELECT
-  (SELECT count(*) FROM pg_class WHERE relnamespace IN (SELECT oid FROM user_ns)
-     AND relkind IN ('r', 'p', 'v', 'm', 'S', 'f', 'c')),
-  (SELECT count(*) FROM pg_proc WHERE pronamespace IN (SELECT oid FROM user_ns)),
-  (SELECT count(*) FROM pg_type t WHERE typnamespace IN (SELECT oid FROM user_ns)
-     AND typrelid = 0 AND NOT EXISTS (SELECT 1 FROM pg_type e WHERE e.typarray = t.oid)),
-  (SELECT count(*) FROM pg_largeobject_metadata),
-  (SELECT count(*) FROM pg_extension WHERE extname <> 'plpgsql'),
-  (SELECT count(*) FROM pg_namespace WHERE oid IN (SELECT oid FROM user_ns)
-     AND nspname <> 'public')
-"""
-_CONTENT_NAMES = ("relations", "functions", "types", "large objects", "extensions", "schemas")
-
-
-class _MissingDatabase(DatabaseError):
-    """The database named in the URL does not exist (internal: restore creates it)."""
-
-
-def _reason(text: str) -> str:
-    """The useful part of a libpq error: the last ``failed:`` clause, one line."""
-    first = text.strip().splitlines()[0] if text.strip() else "unknown error"
-    reason = first.rsplit(" failed: ", 1)[-1]
-    return reason.replace("FATAL:  ", "").strip()
-
 
 def _major(version: str) -> int | None:
     head = version.split(".")[0]
@@ -96,43 +53,18 @@ class PostgresEngine:
     # -- connections ---------------------------------------------------------------------
 
     def _connect(self, target: PgTarget | None = None) -> psycopg.Connection[Any]:
-        """An autocommit connection. Raises ``DatabaseUnreachable``, ``AuthenticationFailed``,
-        ``_MissingDatabase`` or ``DatabaseError``; messages never hold the password."""
-        t = target or self._target
-        try:
-            return psycopg.connect(t.libpq_conninfo(), autocommit=True)
-        except psycopg.Error as e:
-            text = t.scrub(str(e))
-            reason = _reason(text)
-            low = text.lower()
-            if f'database "{t.dbname.lower()}" does not exist' in low:
-                raise _MissingDatabase(
-                    f"database {t.dbname} does not exist on postgresql at {t.where}",
-                    hint="check the database name in the job's url, or create the database",
-                ) from None
-            if any(m in low for m in _AUTH_MARKERS):
-                raise AuthenticationFailed(
-                    f"postgresql at {t.where} rejected user {t.params.get('user', '')!r}: {reason}"
-                ) from None
-            if "fatal:" in low or "error:" in low:
-                raise DatabaseError(f"postgresql at {t.where} refused us: {reason}") from None
-            raise DatabaseUnreachable(
-                f"cannot connect to postgresql at {t.where}: {reason}"
-            ) from None
-
-    def _database_exists(self) -> bool:
-        try:
-            with self._connect():
-                return True
-        except _MissingDatabase:
-            return False
+        """An autocommit connection (errors as :func:`pg_connect.connect`)."""
+        return connect(target or self._target)
 
     def _maintenance(self) -> psycopg.Connection[Any]:
+        """A connection to the maintenance database (``template1`` if it is missing or is
+        the target itself, which a swap renames)."""
         name = self._opts.maintenance_db
-        try:
-            return self._connect(self._target.with_dbname(name))
-        except _MissingDatabase:
-            return self._connect(self._target.with_dbname("template1"))
+        if name != self._target.dbname:
+            with contextlib.suppress(MissingDatabase):
+                return self._connect(self._target.with_dbname(name))
+        fallback = "template1" if self._target.dbname != "template1" else "postgres"
+        return self._connect(self._target.with_dbname(fallback))
 
     # -- probe ---------------------------------------------------------------------------
 
@@ -149,7 +81,7 @@ class PostgresEngine:
         """The server version, read through the maintenance database if ours is missing."""
         try:
             return self._server_version()
-        except _MissingDatabase:
+        except MissingDatabase:
             return self._server_version(self._target.with_dbname(self._opts.maintenance_db))
 
     def probe(self, via: PgTarget | None = None) -> EngineInfo:
@@ -232,9 +164,11 @@ class PostgresEngine:
 
     def check_restore_target(self, backup: EngineInfo, options: RestoreOptions) -> None:
         """Raise ``RestoreRefused`` if the target server's major is older than the backup's
-        (pg_restore does not support that) unless ``options.force``, or if the database is
-        not empty (``_check_empty``) unless ``options.clean``. Connection errors as
-        ``probe()``. Changes nothing; remembers the backup's major for ``restore``."""
+        (pg_restore does not support that) unless ``options.force``; if the database is
+        not empty (``_contents``) unless ``options.clean``; or if a restore over it (an
+        atomic swap, see :mod:`dbcrate.engines.pg_swap`) would find other sessions on it
+        and ``options.terminate_sessions`` is false. Connection errors as ``probe()``.
+        Changes nothing; remembers the backup's major for ``restore``."""
         major, version = self._target_version()
         source = _major(backup.server_version)
         if source is not None and major < source:
@@ -250,70 +184,161 @@ class PostgresEngine:
             log.warning("restoring a PostgreSQL %s backup into the older %s (--force)",
                         backup.server_version, version)
             self._restore_major = source
-        self._check_empty(clean=options.clean)
+        if self._plan(options) == "swap" and not options.terminate_sessions:
+            with self._maintenance() as conn:
+                found = pg_swap.sessions(conn, self._target.dbname)
+            if found:
+                raise pg_swap.refuse_sessions(found, self._target.dbname, self._target.where)
 
-    def _check_empty(self, *, clean: bool) -> None:
-        """Raise ``RestoreRefused`` if the database exists, holds anything (relations,
-        functions, types, large objects, extensions other than plpgsql, schemas) and
-        ``clean`` is false. A missing database is fine (restore creates it). Raises the
-        connection errors as ``DatabaseError`` subclasses. Read-only."""
+    def _contents(self) -> dict[str, int] | None:
+        """What the database holds (relations, functions, types, large objects, extensions
+        other than plpgsql, schemas; only the non-zero counts), None if it does not exist.
+        Raises the connection errors as ``DatabaseError`` subclasses. Read-only."""
         try:
             conn = self._connect()
-        except _MissingDatabase:
-            return
+        except MissingDatabase:
+            return None
         with conn:
-            row = conn.execute(_CONTENT_QUERY.encode()).fetchone()
-        assert row is not None
-        counts = {name: int(n) for name, n in zip(_CONTENT_NAMES, row, strict=True) if n}
-        if counts and not clean:
+            return contents(conn)
+
+    def _plan(self, options: RestoreOptions) -> str:
+        """``create`` (no such database), ``into`` (an empty one, restored in one
+        transaction) or ``swap`` (a non-empty one with ``clean``, or any existing one with
+        ``jobs > 1``: restored into a sibling, then swapped). Raises ``RestoreRefused`` for
+        a non-empty database without ``clean``. Read-only."""
+        counts = self._contents()
+        if counts is None:
+            return "create"
+        if counts and not options.clean:
             what = ", ".join(f"{n} {name}" for name, n in counts.items())
             raise RestoreRefused(
                 f"database {self._target.dbname} on postgresql at {self._target.where} "
                 f"is not empty ({what}); nothing was changed"
             )
+        return "swap" if counts or options.jobs > 1 else "into"
 
     def restore(self, chunks: Iterable[bytes], options: RestoreOptions) -> None:
         """Restore a ``pg_dump -Fc`` archive from ``chunks`` with pg_restore of the target's
-        major (``--clean --if-exists`` when ``options.clean``: the archive's objects are
-        dropped and recreated; objects only in the target stay; ``--no-owner`` and
-        ``--no-privileges`` as asked).
+        major (``--no-owner``/``--no-privileges`` as asked). Atomic in every case: the
+        target is either unchanged or fully replaced, and if ``chunks`` raises (a digest
+        or decryption failure, an interrupt) the error propagates unchanged.
 
-        With ``options.jobs == 1`` (streamed, ``--single-transaction``) atomic: the database
-        is created if missing (and dropped again on any failure); if ``chunks`` raises,
-        pg_restore is killed before it can commit and the error propagates unchanged.
-        With ``jobs > 1`` see ``_restore_parallel``. Raises ``RestoreRefused`` (target not
-        empty, not ``clean``), ``RestoreFailed`` (pg_restore failed, or the database cannot
-        be created), the connection errors of ``probe()``, or ``ToolNotFound``."""
+        - No such database: it is created, restored (``--single-transaction``, or
+          ``--jobs N`` from a private staged file) and dropped again on any failure.
+        - An empty database, ``jobs == 1``: restored in one transaction, rolled back on
+          failure.
+        - A non-empty database with ``options.clean``, or an existing one with ``jobs > 1``:
+          restored into a new sibling database created like it, then swapped in by renaming
+          (see :mod:`dbcrate.engines.pg_swap`); any failure before the swap drops the
+          sibling and leaves the original untouched.
+
+        Raises ``RestoreRefused`` (not empty without ``clean``; other sessions without
+        ``terminate_sessions``), ``RestoreFailed`` (pg_restore failed, a database cannot
+        be created or renamed), the connection errors of ``probe()``, or ``ToolNotFound``."""
         tools = self._restore_tools()
         if options.jobs > 1:
-            self._restore_parallel(tools, chunks, options)
+            # pg_restore -j needs a seekable file: staged before the target is touched
+            with staged(chunks, under=self._opts.staging_dir) as path:
+                self._restore_planned(tools, (), options, str(path))
             return
-        created = self._prepare_target(options.clean)
-        argv = [tools.pg_restore, "--single-transaction", *self._restore_args(options),
-                "-d", self._target.tool_conninfo()]
+        self._restore_planned(tools, chunks, options, None)
+
+    def _restore_planned(self, tools: PgTools, chunks: Iterable[bytes],
+                         options: RestoreOptions, path: str | None) -> None:
+        plan = self._plan(options)
+        if plan == "swap":
+            self._restore_swap(tools, chunks, options, path)
+            return
+        created = plan == "create"
+        if created:
+            self._create_database()
         try:
-            feed_stdin(argv, self._target.tool_env(), chunks, "pg_restore", redact=self._redact())
+            self._pg_restore(tools, chunks, options, path, self._target)
         except BaseException as e:
             self._undo(created, e)
             raise
 
+    def _pg_restore(self, tools: PgTools, chunks: Iterable[bytes], options: RestoreOptions,
+                    path: str | None, into: PgTarget) -> None:
+        """Run pg_restore into ``into``: from ``chunks`` in one transaction, or ``--jobs``
+        from the staged file ``path``. Raises ``RestoreFailed`` or what ``chunks`` raises."""
+        mode = "--single-transaction" if path is None else f"--jobs={options.jobs}"
+        argv = [tools.pg_restore, mode, *self._restore_args(options),
+                "-d", into.tool_conninfo(), *([path] if path else [])]
+        feed_stdin(argv, into.tool_env(), chunks, "pg_restore", redact=self._redact())
+
+    def _restore_swap(self, tools: PgTools, chunks: Iterable[bytes],
+                      options: RestoreOptions, path: str | None) -> None:
+        """Restore into a sibling of the target, then swap it in (see ``restore``)."""
+        db, where = self._target.dbname, self._target.where
+        new, old = pg_swap.sibling_names(db)
+        with self._maintenance() as conn:
+            attrs = pg_swap.read_attributes(conn, db, where)
+            if not options.terminate_sessions and (found := pg_swap.sessions(conn, db)):
+                raise pg_swap.refuse_sessions(found, db, where)
+            if stale := pg_swap.leftovers(conn, db):
+                log.warning("found %s, left by an earlier restore that was killed; drop "
+                            "them by hand once you are sure no restore is running",
+                            ", ".join(stale))
+        log.info("restoring into %s, to be swapped in as %s", new, db)
+        try:
+            with self._maintenance() as conn:
+                pg_swap.create_like(conn, new, attrs, where)
+            prefix = pg_dbentries.Prefix(chunks)  # the archive's TOC, for its db entries
+            try:
+                self._pg_restore(tools, prefix, options, path, self._target.with_dbname(new))
+            except RestoreFailed as e:
+                raise RestoreFailed(
+                    e.message.replace("the target was left as it was",
+                                      f"it restored into the new database {new}, which was "
+                                      f"dropped: {db} was not changed"),
+                    hint="fix what pg_restore reports above (e.g. a missing role: restore "
+                    "with --no-owner or --globals), then restore again",
+                ) from None
+            with self._maintenance() as conn:
+                if warning := pg_dbentries.carry_over(
+                        conn, tools.pg_restore, self._target.tool_env(), new, attrs, path=path,
+                        prefix=bytes(prefix.data)):
+                    log.warning("%s", self._target.scrub(warning))
+                pg_swap.swap(conn, db, new, old, attrs,
+                             terminate=options.terminate_sessions, where=where)
+        except psycopg.Error as e:
+            error = RestoreFailed(
+                f"cannot swap the restored copy {new} in for database {db} on postgresql at "
+                f"{where}: {self._target.scrub(str(e)).strip()}; the copy was dropped and "
+                f"{db} was not changed",
+                hint="renaming needs ownership of both databases (or superuser); read the "
+                "server's error above",
+            )
+            self._drop_sibling(new, error)
+            raise error from None
+        except BaseException as e:
+            self._drop_sibling(new, e)
+            raise
+        with self._maintenance() as conn:
+            warning = pg_swap.finish(conn, db, old, attrs, keep_old=options.keep_old)
+        if warning:
+            log.warning("%s", self._target.scrub(warning))
+        elif options.keep_old:
+            log.warning("the previous database %s was kept as %s (--keep-old)", db, old)
+
+    def _drop_sibling(self, name: str, error: BaseException) -> None:
+        try:
+            with self._maintenance() as conn:
+                pg_swap.drop(conn, name)
+        except Exception as drop_error:  # keep the original error; say what is left
+            error.add_note(f"the unfinished copy {name} could not be dropped: "
+                           f"{self._target.scrub(str(drop_error))}")
+
     def _restore_args(self, options: RestoreOptions) -> list[str]:
         args = ["--exit-on-error", "--no-password"]
-        if options.clean:
+        if options.clean:  # into a fresh database: only drops what a dump may re-create
             args += ["--clean", "--if-exists"]
         if options.no_owner:
             args.append("--no-owner")
         if options.no_privileges:
             args.append("--no-privileges")
         return args
-
-    def _prepare_target(self, clean: bool) -> bool:
-        """Check an existing database (``_check_empty``) or create it; True if created."""
-        if self._database_exists():
-            self._check_empty(clean=clean)
-            return False
-        self._create_database()
-        return True
 
     def _undo(self, created: bool, error: BaseException) -> None:
         if not created:
@@ -325,38 +350,6 @@ class PostgresEngine:
                 f"the database {self._target.dbname} created for this restore could "
                 f"not be dropped: {self._target.scrub(str(drop_error))}"
             )
-
-    def _restore_parallel(
-        self, tools: PgTools, chunks: Iterable[bytes], options: RestoreOptions
-    ) -> None:
-        """``pg_restore -j N`` needs a seekable file and cannot run in one transaction: the
-        dump is staged in a private temp file (``pg_stage``; removed afterwards, also on
-        failure) before the target is touched. A database this restore creates is dropped
-        on failure, so the target is left as it was; an existing (empty, or ``clean``)
-        database keeps what was restored before the failure, and the error says so."""
-        with staged(chunks, under=self._opts.staging_dir) as path:
-            created = self._prepare_target(options.clean)
-            argv = [tools.pg_restore, f"--jobs={options.jobs}", *self._restore_args(options),
-                    "-d", self._target.tool_conninfo(), str(path)]
-            try:
-                feed_stdin(argv, self._target.tool_env(), (), "pg_restore",
-                           redact=self._redact())
-            except RestoreFailed as e:
-                self._undo(created, e)
-                if created:
-                    raise
-                raise RestoreFailed(
-                    e.message.replace(
-                        "the target was left as it was",
-                        f"a parallel restore cannot run in one transaction: what was restored "
-                        f"before the failure remains in database {self._target.dbname}",
-                    ),
-                    hint="empty the database (or restore again with --clean), or restore "
-                    "without --jobs into a new database for an all-or-nothing restore",
-                ) from None
-            except BaseException as e:
-                self._undo(created, e)
-                raise
 
     def restore_part(self, name: str, chunks: Iterable[bytes], options: RestoreOptions) -> None:
         """Apply part ``globals`` with psql through the maintenance database (see
