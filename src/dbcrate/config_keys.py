@@ -40,6 +40,8 @@ RESTORE_FLAGS: dict[str, tuple[str, ...]] = {
     "--globals": ("postgres",),
     "--no-owner": ("postgres",),
     "--no-privileges": ("postgres",),
+    "--terminate-sessions": ("postgres",),
+    "--keep-old": ("postgres", "mysql"),
 }
 
 #: target type -> the keys its storage module reads (besides ``type``). sftp, gcs and

@@ -257,6 +257,7 @@ def _check_restore_flags(args: argparse.Namespace, engine: str) -> None:
         "--mode": args.mode is not None, "--path": args.path is not None,
         "--jobs": args.jobs != 1, "--globals": bool(args.globals),
         "--no-owner": bool(args.no_owner), "--no-privileges": bool(args.no_privileges),
+        "--terminate-sessions": bool(args.terminate_sessions), "--keep-old": bool(args.keep_old),
     }
     for flag, engines in RESTORE_FLAGS.items():
         if given.get(flag) and engine not in engines:
