@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from dbcrate.errors import ConfigError, UsageError
+from dbcrate.redact import redact_url, shown_repr
 from dbcrate.secrets import expand, read_secret_file
 
 #: Where the config is looked for, after --config and $DBCRATE_CONFIG.
@@ -97,6 +98,10 @@ class JobConfig:
     retention: Retention = Retention()
     options: Mapping[str, Any] = field(default_factory=dict)
     source: str = "<memory>"
+
+    def __repr__(self) -> str:
+        """Like the dataclass repr, with the url's password and secret options masked."""
+        return shown_repr(self, url=redact_url(self.url))
 
 
 @dataclass(frozen=True)

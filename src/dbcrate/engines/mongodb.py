@@ -28,7 +28,7 @@ from typing import Any
 from urllib.parse import quote, unquote
 
 from dbcrate.engines import Connection, RestoreOptions, SinglePart
-from dbcrate.engines.process import feed_stdin, stream_stdout
+from dbcrate.engines.process import child_env, feed_stdin, stream_stdout
 from dbcrate.errors import (
     AuthenticationFailed,
     ConfigError,
@@ -163,7 +163,7 @@ class MongoEngine(SinglePart):
         tool = self._tool("mongodump")
         try:
             out = subprocess.run([tool, "--version"], capture_output=True, timeout=60,
-                                 check=False, stdin=subprocess.DEVNULL)
+                                 check=False, stdin=subprocess.DEVNULL, env=child_env())
         except (FileNotFoundError, PermissionError):
             raise ToolNotFound(
                 f"mongodump not found: {tool}",
@@ -189,8 +189,9 @@ class MongoEngine(SinglePart):
             return None
         if shell is None:
             raise ToolNotFound(f"mongosh not found: {self._tool('mongosh')}")
-        env = dict(os.environ, DBCRATE_MONGO_URI=self._target.uri(with_password=True),
-                   DBCRATE_MONGO_DB=self._target.database, DBCRATE_MONGO_COUNT=str(int(count)))
+        env = child_env({"DBCRATE_MONGO_URI": self._target.uri(with_password=True),
+                         "DBCRATE_MONGO_DB": self._target.database,
+                         "DBCRATE_MONGO_COUNT": str(int(count))})
         proc = subprocess.run([shell, "--nodb", "--quiet", "--norc", "--eval", _MONGOSH_SCRIPT],
                               env=env, capture_output=True, timeout=120, check=False,
                               stdin=subprocess.DEVNULL)
@@ -283,7 +284,9 @@ class MongoEngine(SinglePart):
 
 
 def _env() -> dict[str, str]:
-    return dict(os.environ)
+    """The tools' own variables: none (credentials go by the --config file); the spawner
+    adds the allowlisted rest (``process.child_env``)."""
+    return {}
 
 
 def _last(text: str) -> str:

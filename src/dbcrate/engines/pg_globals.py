@@ -17,6 +17,7 @@ import re
 import subprocess
 from collections.abc import Iterable, Mapping, Sequence
 
+from dbcrate.engines.process import child_env
 from dbcrate.errors import RestoreFailed
 
 #: a globals script is a few KiB per role; anything beyond this is not one
@@ -57,7 +58,7 @@ def apply(
     argv = [psql, "-X", "-q", "--no-password", "-v", "ON_ERROR_STOP=0", "-d", conninfo,
             "-f", "-"]
     try:
-        proc = subprocess.run(argv, input=script, capture_output=True, env=dict(env),
+        proc = subprocess.run(argv, input=script, capture_output=True, env=child_env(env),
                               timeout=3600, check=False)
     except (OSError, subprocess.SubprocessError) as e:
         raise RestoreFailed(f"cannot run psql to apply the globals: {e}") from None

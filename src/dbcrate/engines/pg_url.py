@@ -51,8 +51,6 @@ LIBPQ_ENV: dict[str, str] = {
     "load_balance_hosts": "PGLOADBALANCEHOSTS",
     "require_auth": "PGREQUIREAUTH",
 }
-#: inherited variables that would change which server or database a tool reaches
-_CLEARED_ENV = ("PGPASSWORD", "PGDATABASE", "PGSERVICE", *LIBPQ_ENV.values())
 DEFAULT_CONNECT_TIMEOUT = "10"
 
 
@@ -101,13 +99,11 @@ class PgTarget:
             kwargs["password"] = self.password
         return make_conninfo("", **kwargs)
 
-    def tool_env(self, base: Mapping[str, str] | None = None) -> dict[str, str]:
-        """The environment for pg_dump/pg_restore: ``base`` (default ``os.environ``) without
-        inherited connection variables, plus every param that has a libpq variable and
-        ``PGPASSWORD``."""
-        env = dict(os.environ if base is None else base)
-        for name in _CLEARED_ENV:
-            env.pop(name, None)
+    def tool_env(self) -> dict[str, str]:
+        """The tool's own variables for pg_dump/pg_restore/psql: every param that has a libpq
+        variable, ``PGAPPNAME`` and ``PGPASSWORD``. Nothing inherited: the spawner adds the
+        allowlisted rest (``process.child_env``), which holds no ``PG*`` variable."""
+        env: dict[str, str] = {}
         for key, value in self.params.items():
             if key in LIBPQ_ENV:
                 env[LIBPQ_ENV[key]] = value

@@ -8,7 +8,10 @@ is kept as a bounded tail for error messages, and any early exit kills the tool 
 every thread: no zombie, no leaked descriptor.
 
 Secrets travel by ``env`` only, never by ``argv``; ``redact`` strings are masked in the
-stderr tail before it reaches an exception.
+stderr tail before it reaches an exception. A child never inherits dbcrate's whole
+environment (which may hold AWS keys, ``DBCRATE_RESTORE_PASSWORD`` or the variables
+``${ENV}`` secrets came from): it gets ``child_env``, an allowlist plus the variables the
+engine passes explicitly.
 """
 
 from __future__ import annotations
@@ -31,6 +34,11 @@ CHUNK = 1 << 20
 QUEUE_DEPTH = 8
 #: how much of the tool's stderr is kept for error messages
 TAIL = 4096
+
+#: variables every child keeps from dbcrate's environment (and every ``LC_*``)
+INHERITED_ENV = ("PATH", "HOME", "USER", "LOGNAME", "LANG", "LANGUAGE", "TZ", "TMPDIR")
+#: a space- or comma-separated list of more names (``NAME*`` = a prefix) to pass on
+CHILD_ENV_VAR = "DBCRATE_CHILD_ENV"
 
 _F_SETPIPE_SZ = getattr(fcntl, "F_SETPIPE_SZ", 1031)
 _EOF = object()
@@ -64,6 +72,29 @@ class _Tail:
         return text.strip()
 
 
+def _passed_on(name: str, extra: Sequence[str]) -> bool:
+    if name in INHERITED_ENV or name.startswith("LC_"):
+        return True
+    if name.startswith("DBCRATE_"):  # ours (DBCRATE_RESTORE_PASSWORD...): never passed on
+        return False
+    return any(name == p or (p.endswith("*") and len(p) > 1 and name.startswith(p[:-1]))
+               for p in extra)
+
+
+def child_env(
+    explicit: Mapping[str, str] | None = None, *, base: Mapping[str, str] | None = None
+) -> dict[str, str]:
+    """The environment for a child process: the allowlisted variables of ``base`` (default
+    ``os.environ``: ``INHERITED_ENV``, ``LC_*`` and the names listed in
+    ``$DBCRATE_CHILD_ENV``, never a ``DBCRATE_*`` one), then ``explicit`` (the tool's own
+    settings, e.g. ``PGPASSWORD``) on top. Pure; raises nothing."""
+    source = os.environ if base is None else base
+    extra = [p for p in source.get(CHILD_ENV_VAR, "").replace(",", " ").split() if p]
+    env = {k: v for k, v in source.items() if _passed_on(k, extra)}
+    env.update(explicit or {})
+    return env
+
+
 def _status(name: str, returncode: int) -> str:
     if returncode < 0:
         try:
@@ -83,7 +114,7 @@ def _spawn(
             stdin=stdin,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
-            env=dict(env),
+            env=child_env(env),
             close_fds=True,
         )
     except FileNotFoundError as e:
@@ -116,6 +147,8 @@ def stream_stdout(
     depth: int = QUEUE_DEPTH,
 ) -> Iterator[bytes]:
     """Run ``argv`` and yield its stdout in chunks of up to ``chunk_size`` bytes.
+
+    ``env`` holds only the tool's own variables; the rest comes from ``child_env``.
 
     The tool starts on the first ``next()``. After its EOF, raises ``DumpFailed`` (with the
     stderr tail) if it exited non-zero or was killed by a signal; ``ToolNotFound`` if it
@@ -219,6 +252,8 @@ def feed_stdin(
     redact: Sequence[str] = (),
 ) -> None:
     """Run ``argv`` with ``chunks`` on its stdin, draining its stdout and stderr.
+
+    ``env`` holds only the tool's own variables; the rest comes from ``child_env``.
 
     If ``chunks`` raises, the tool is killed before it sees the end of its input (so a
     single-transaction restore cannot commit) and the error is re-raised unchanged. If the

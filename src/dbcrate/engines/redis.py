@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from dbcrate.engines import Connection, RestoreOptions, SinglePart
-from dbcrate.engines.process import stream_stdout
+from dbcrate.engines.process import child_env, stream_stdout
 from dbcrate.engines.redis_rdb import checked_rdb, commit, stage, write_atomically
 from dbcrate.engines.redis_resp import RespClient, RespError
 from dbcrate.engines.redis_restore import TempRedis, copy_keys, run_command, wait_down, wait_up
@@ -74,8 +74,9 @@ class RedisEngine(SinglePart):
             info = client.info("server")
         cli = str(self._opt("redis_cli_path", "redis-cli"))
         try:
-            out = subprocess.run([cli, "--version"], capture_output=True, timeout=30,
-                                 check=False).stdout.decode("utf-8", "replace").strip()
+            proc = subprocess.run([cli, "--version"], capture_output=True, timeout=30,
+                                  check=False, env=child_env())
+            out = proc.stdout.decode("utf-8", "replace").strip()
         except (FileNotFoundError, PermissionError):
             raise ToolNotFound(
                 f"redis-cli not found: {cli}",
