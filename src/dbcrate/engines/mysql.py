@@ -53,6 +53,8 @@ _FORBIDDEN_LONG = (
 _FORBIDDEN_NEGATED = ("comments",)
 _FALSE = ("0", "false", "off")
 _FORBIDDEN_SHORT = set("puhPSrBATX")
+#: a single quote in SQL, whatever sql_mode says about quoting
+_Q = "CHAR(39 USING utf8mb4)"
 _AUTH_CODES = ("ERROR 1045", "ERROR 1698", "ERROR 1044", "ERROR 1227")
 _UNREACHABLE_CODES = ("ERROR 2002", "ERROR 2003", "ERROR 2005", "ERROR 2006", "ERROR 2013",
                       "ERROR 2026")
@@ -130,6 +132,7 @@ class _State:
     charset: str
     collation: str
     contents: dict[str, int]
+    superuser: bool = False
 
 
 class MySQLEngine(SinglePart):
@@ -195,11 +198,15 @@ class MySQLEngine(SinglePart):
             f"  FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = {db}),"
             f" (SELECT COUNT(*) FROM information_schema.TABLES WHERE TABLE_SCHEMA = {db}),"
             f" (SELECT COUNT(*) FROM information_schema.ROUTINES WHERE ROUTINE_SCHEMA = {db}),"
-            f" (SELECT COUNT(*) FROM information_schema.EVENTS WHERE EVENT_SCHEMA = {db})"
+            f" (SELECT COUNT(*) FROM information_schema.EVENTS WHERE EVENT_SCHEMA = {db}),"
+            # a superuser: SUPER granted globally (ALL PRIVILEGES ON *.* includes it)
+            " (SELECT COUNT(*) FROM information_schema.USER_PRIVILEGES WHERE PRIVILEGE_TYPE ="
+            f" 'SUPER' AND GRANTEE = CONCAT({_Q}, REPLACE(CURRENT_USER(), '@',"
+            f" CONCAT({_Q}, '@', {_Q})), {_Q}))"
         )
-        if len(rows) != 1 or len(rows[0]) != 7:
+        if len(rows) != 1 or len(rows[0]) != 8:
             raise DatabaseError(f"unexpected answer from mysql at {self._target.where}")
-        version, comment, exists, charset, tables, routines, events = rows[0]
+        version, comment, exists, charset, tables, routines, events, superuser = rows[0]
         charset, _, collation = charset.partition(" ")
         counts = {"tables or views": int(tables), "routines": int(routines),
                   "events": int(events)}
@@ -207,6 +214,7 @@ class MySQLEngine(SinglePart):
             version=version, mariadb="mariadb" in f"{version} {comment}".lower(),
             exists=exists != "0", charset="" if charset == "NULL" else charset,
             collation=collation, contents={k: n for k, n in counts.items() if n},
+            superuser=superuser != "0",
         )
         return self._state_cache
 
@@ -229,8 +237,10 @@ class MySQLEngine(SinglePart):
                 hint="check the database name in the job's url (percent-encode odd names)",
             )
         dump = self._dump_tool = tools.dump_tool(self._flavour(), self._options)
+        su = f"user {self._target.user!r} has the SUPER privilege" if state.superuser else ""
         return EngineInfo(engine=self.name, server_version=state.version, tool=dump.name,
-                          tool_version=dump.version, database=self._target.database)
+                          tool_version=dump.version, database=self._target.database,
+                          superuser=su)
 
     # -- dump --------------------------------------------------------------------------------
 
