@@ -12,13 +12,15 @@ import os
 import re
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from dbcrate import config
 from dbcrate.engines import Connection
-from tests.e2e import make_setup
+from tests.e2e import local_target, make_setup
 from tests.servers.postgres import PgDatabase, new_db_name
+from tests.servers.redis import RedisServer, checksums, load_sample
 from tests.servers.s3 import S3Server
 
 URL_PW = "canaryUrlPw7c41d0"
@@ -33,6 +35,7 @@ SOURCE_NAMES = (ENV_SOURCE, "DBCRATE_RESTORE_PASSWORD", "AWS_SECRET_ACCESS_KEY",
 @dataclass
 class Seen:
     ppid: int
+    comm: str
     cmdline: bytes
     environ: bytes
 
@@ -57,7 +60,8 @@ class ProcWatcher:
                 except OSError:
                     continue
                 ppid = int(stat[stat.rindex(")") + 2:].split()[1])
-                self.seen.setdefault((int(entry), cmdline), Seen(ppid, cmdline, environ))
+                comm = stat[stat.index("(") + 1:stat.rindex(")")]
+                self.seen.setdefault((int(entry), cmdline), Seen(ppid, comm, cmdline, environ))
             time.sleep(0.001)
 
     def __enter__(self) -> ProcWatcher:
@@ -123,7 +127,7 @@ def test_canaries_absent_from_children_output_and_reprs(
 
         children = [c for c in watcher.descendants_of(str(setup.config).encode())
                     if str(setup.config).encode() not in c.cmdline]
-        names = {Path(c.cmdline.split(b"\0")[0].decode()).name for c in children}
+        names = {c.comm for c in children}
         assert {"pg_dump", "pg_restore"} <= names, names
         everything = (URL_PW, RESTORE_PW, s3_secret, AWS_SECRET)
         for child in children:
@@ -161,3 +165,37 @@ def test_canaries_absent_from_children_output_and_reprs(
         for secret in (URL_PW, s3_secret):
             assert secret not in text, text
     assert "canary_b:***@" in repr(job)
+
+
+def test_redis_children_get_no_canary(
+    tmp_path: Path, redis_factory: Callable[..., RedisServer]
+) -> None:
+    """redis-cli and the temporary redis-server of ``--mode copy`` get the allowlist too."""
+    source, target = redis_factory(password=URL_PW), redis_factory(password=RESTORE_PW)
+    load_sample(source, big_mib=16)  # so that redis-cli runs long enough to be seen
+    url = source.url.replace("redis://", f"redis://:{URL_PW}@", 1)
+    setup = make_setup(tmp_path / "cfg", url=url, password="unused", engine="redis",
+                       targets=[local_target(tmp_path / "backups")])
+    setup.config.write_text(re.sub(r"(?m)^password_file = .*\n", "", setup.config.read_text()))
+    env = {"DBCRATE_RESTORE_PASSWORD": RESTORE_PW, "AWS_SECRET_ACCESS_KEY": AWS_SECRET,
+           "CANARY_SOURCE_PW": URL_PW}
+    with ProcWatcher() as watcher:
+        outputs = [
+            setup.run("-vv", "backup", "orders", env=env, check=True),
+            setup.run("-vv", "restore", "orders", "--latest", "--mode", "copy", "--to",
+                      target.url, "--identity", str(setup.identity), env=env, check=True),
+        ]
+    assert checksums(target) == checksums(source)
+    marker = str(setup.config).encode()
+    children = [c for c in watcher.descendants_of(marker) if marker not in c.cmdline]
+    names = {c.comm for c in children}
+    assert {"redis-cli", "redis-server"} <= names, names
+    for child in children:
+        child_env = _env(child.environ)
+        assert not set(SOURCE_NAMES) & set(child_env), child.cmdline
+        for secret in (URL_PW, RESTORE_PW, AWS_SECRET):
+            assert secret.encode() not in child.cmdline
+            assert all(secret not in v for k, v in child_env.items() if k != "REDISCLI_AUTH")
+    for proc in outputs:
+        for secret in (URL_PW, RESTORE_PW, AWS_SECRET):
+            assert secret not in proc.stdout + proc.stderr
