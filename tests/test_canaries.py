@@ -26,6 +26,7 @@ from tests.servers.s3 import S3Server
 URL_PW = "canaryUrlPw7c41d0"
 RESTORE_PW = "canaryRestorePw2b9e"
 AWS_SECRET = "canaryAwsSecret5d3f"
+SSL_PW = "canarySslKeyPw8a1c"
 ENV_SOURCE = "DBCRATE_TEST_CANARY_S3_SECRET"
 #: variables whose names must not reach any child
 SOURCE_NAMES = (ENV_SOURCE, "DBCRATE_RESTORE_PASSWORD", "AWS_SECRET_ACCESS_KEY",
@@ -100,7 +101,9 @@ def test_canaries_absent_from_children_output_and_reprs(
         conn.execute(f"CREATE ROLE canary_b LOGIN SUPERUSER PASSWORD '{URL_PW}'")
         conn.execute(f"CREATE ROLE canary_r LOGIN SUPERUSER PASSWORD '{RESTORE_PW}'")
     s3_secret = s3_server.secret_key
+    # sslpassword: a secret url parameter (unused here: no client key), via a private file
     url = pg_db.url.replace(f"{server.user}@", f"canary_b:{URL_PW}@", 1)
+    url += f"?sslpassword={SSL_PW}"
     bucket = s3_server.make_bucket("canary")
     setup = make_setup(tmp_path / "cfg", url=url, password="unused", compression="none",
                        targets=[s3_server.target(bucket)])
@@ -129,7 +132,7 @@ def test_canaries_absent_from_children_output_and_reprs(
                     if str(setup.config).encode() not in c.cmdline]
         names = {c.comm for c in children}
         assert {"pg_dump", "pg_restore"} <= names, names
-        everything = (URL_PW, RESTORE_PW, s3_secret, AWS_SECRET)
+        everything = (URL_PW, RESTORE_PW, s3_secret, AWS_SECRET, SSL_PW)
         for child in children:
             for secret in everything:
                 assert secret.encode() not in child.cmdline, child.cmdline
@@ -162,7 +165,7 @@ def test_canaries_absent_from_children_output_and_reprs(
     shown = [repr(cfg), repr(job), repr(cfg.targets), str(job),
              repr(Connection(job.url, job.password, {**job.options, "sslpassword": URL_PW}))]
     for text in shown:
-        for secret in (URL_PW, s3_secret):
+        for secret in (URL_PW, s3_secret, SSL_PW):
             assert secret not in text, text
     assert "canary_b:***@" in repr(job)
 

@@ -71,8 +71,10 @@ class MongoTarget:
     scheme: str
     user: str | None
     hosts: str
-    rest: str  # "/db?options" (may be empty)
+    rest: str  # "/db?options" (may be empty; never the key password below)
     password: str | None = field(default=None, repr=False)
+    #: ``tlsCertificateKeyFilePassword`` from the url: to the tools by the --config file
+    key_password: str | None = field(default=None, repr=False)
 
     @classmethod
     def parse(cls, url: str, password: str | None = None) -> MongoTarget:
@@ -91,7 +93,9 @@ class MongoTarget:
             url_password = unquote(p) if colon else None
         if not hosts:
             raise ConfigError("invalid mongodb url: no host")
-        return cls(scheme, user, hosts, rest, password if password is not None else url_password)
+        rest, key_password = _pop_key_password(rest)
+        return cls(scheme, user, hosts, rest, password if password is not None else url_password,
+                   key_password)
 
     @property
     def database(self) -> str:
@@ -109,19 +113,46 @@ class MongoTarget:
             if with_password and self.password is not None:
                 auth += ":" + quote(self.password, safe="")
             auth += "@"
-        return f"{self.scheme}://{auth}{self.hosts}{self.rest}"
+        rest = self.rest
+        if with_password and self.key_password is not None:
+            rest += ("&" if "?" in rest else ("?" if rest else "/?"))
+            rest += f"{_KEY_PASSWORD_PARAMS[0]}={quote(self.key_password, safe='')}"
+        return f"{self.scheme}://{auth}{self.hosts}{rest}"
 
     def scrub(self, text: str) -> str:
-        if not self.password:
-            return text
-        return text.replace(self.password, "***").replace(quote(self.password, safe=""), "***")
+        for secret in (self.password, self.key_password):
+            if secret:
+                text = text.replace(secret, "***").replace(quote(secret, safe=""), "***")
+        return text
+
+
+#: url parameters holding the client key's password (any case; the first is the current name)
+_KEY_PASSWORD_PARAMS = ("tlsCertificateKeyFilePassword", "sslPEMKeyPassword",
+                        "sslClientCertificateKeyPassword")
+
+
+def _pop_key_password(rest: str) -> tuple[str, str | None]:
+    """``rest`` ("/db?options") without a key-password parameter, and its value."""
+    path, q, query = rest.partition("?")
+    if not q:
+        return rest, None
+    names = {n.lower() for n in _KEY_PASSWORD_PARAMS}
+    kept, found = [], None
+    for item in query.split("&"):
+        key, _, value = item.partition("=")
+        if key.lower() in names:
+            found = unquote(value)
+        elif item:
+            kept.append(item)
+    return (path + "?" + "&".join(kept) if kept else path), found
 
 
 @contextlib.contextmanager
 def _config_file(target: MongoTarget, parent: str | None) -> Iterator[list[str]]:
-    """``["--config", FILE]`` with ``password: ...`` in a private temp dir (removed on
-    exit), or ``[]`` without a password."""
-    if target.password is None:
+    """``["--config", FILE]`` with ``password: ...`` (and ``sslPEMKeyPassword: ...``, the
+    tools' name for the url's ``tlsCertificateKeyFilePassword``) in a private temp dir
+    (removed on exit), or ``[]`` without either."""
+    if target.password is None and target.key_password is None:
         yield []
         return
     d = tempfile.mkdtemp(prefix="dbcrate-mongo-", dir=parent)
@@ -130,7 +161,10 @@ def _config_file(target: MongoTarget, parent: str | None) -> Iterator[list[str]]
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             # a JSON string is a valid YAML double-quoted scalar
-            f.write(f"password: {json.dumps(target.password)}\n")
+            if target.password is not None:
+                f.write(f"password: {json.dumps(target.password)}\n")
+            if target.key_password is not None:
+                f.write(f"sslPEMKeyPassword: {json.dumps(target.key_password)}\n")
         yield ["--config", str(path)]
     finally:
         shutil.rmtree(d, ignore_errors=True)
@@ -151,8 +185,10 @@ class MongoEngine(SinglePart):
         return str(self._options.get(f"{name}_path") or name)
 
     def _redact(self) -> list[str]:
-        p = self._target.password
-        return [p, quote(p, safe="")] if p else []
+        out = []
+        for p in (self._target.password, self._target.key_password):
+            out += [p, quote(p, safe="")] if p else []
+        return out
 
     # -- probe ---------------------------------------------------------------------------
 

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field, replace
 import psycopg
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
+from dbcrate.engines.process import PrivateFile
 from dbcrate.errors import ConfigError
 
 #: libpq connection parameter -> environment variable
@@ -52,6 +53,10 @@ LIBPQ_ENV: dict[str, str] = {
     "require_auth": "PGREQUIREAUTH",
 }
 DEFAULT_CONNECT_TIMEOUT = "10"
+#: secret connection parameters libpq has no environment variable for: the tools get them
+#: from a private service file (``PGSERVICEFILE``), never argv
+SECRET_PARAMS = ("sslpassword", "oauth_client_secret")
+_SERVICE = "dbcrate"
 
 
 @dataclass(frozen=True)
@@ -60,6 +65,8 @@ class PgTarget:
 
     params: Mapping[str, str]
     password: str | None = field(default=None, repr=False)
+    #: ``SECRET_PARAMS`` found in the url (in memory, in a private file for the tools)
+    secrets: Mapping[str, str] = field(default_factory=dict, repr=False)
 
     @classmethod
     def parse(cls, url: str, password: str | None = None) -> PgTarget:
@@ -70,13 +77,17 @@ class PgTarget:
         except psycopg.ProgrammingError as e:
             raise ConfigError("invalid postgresql url (expected postgresql://user@host/db)") from e
         url_password = params.pop("password", None)
-        if "sslpassword" in params:
+        secrets = {k: params.pop(k) for k in SECRET_PARAMS if k in params}
+        if secrets and "service" in params:
             raise ConfigError(
-                "sslpassword in the url is not supported: it would be visible in argv",
-                hint="use an unencrypted client key file readable only by dbcrate",
+                f"{', '.join(secrets)} cannot be combined with service in the url",
+                hint="dbcrate passes them to the tools through its own service file; put "
+                "them in your pg_service.conf instead",
             )
+        if any("\n" in v or "\r" in v for v in secrets.values()):
+            raise ConfigError(f"{', '.join(secrets)} in the url must be one line")
         params.setdefault("connect_timeout", DEFAULT_CONNECT_TIMEOUT)
-        return cls(params, password if password is not None else url_password)
+        return cls(params, password if password is not None else url_password, secrets)
 
     @property
     def dbname(self) -> str:
@@ -97,13 +108,19 @@ class PgTarget:
         kwargs["dbname"] = self.dbname
         if self.password is not None:
             kwargs["password"] = self.password
+        kwargs.update(self.secrets)
         return make_conninfo("", **kwargs)
 
-    def tool_env(self) -> dict[str, str]:
+    def tool_env(self) -> dict[str, str | PrivateFile]:
         """The tool's own variables for pg_dump/pg_restore/psql: every param that has a libpq
-        variable, ``PGAPPNAME`` and ``PGPASSWORD``. Nothing inherited: the spawner adds the
-        allowlisted rest (``process.child_env``), which holds no ``PG*`` variable."""
-        env: dict[str, str] = {}
+        variable, ``PGAPPNAME`` and ``PGPASSWORD``; with ``secrets``, ``PGSERVICEFILE`` (a
+        private file holding them) and ``PGSERVICE``. Nothing inherited: the spawner adds
+        the allowlisted rest (``process.child_env``), which holds no ``PG*`` variable."""
+        env: dict[str, str | PrivateFile] = {}
+        if self.secrets:
+            lines = [f"[{_SERVICE}]", *(f"{k}={v}" for k, v in self.secrets.items())]
+            env["PGSERVICEFILE"] = PrivateFile("\n".join(lines) + "\n")
+            env["PGSERVICE"] = _SERVICE
         for key, value in self.params.items():
             if key in LIBPQ_ENV:
                 env[LIBPQ_ENV[key]] = value
@@ -119,5 +136,8 @@ class PgTarget:
         return make_conninfo(dbname=self.dbname, **rest)
 
     def scrub(self, text: str) -> str:
-        """``text`` with the password masked (defence in depth for messages)."""
-        return text.replace(self.password, "***") if self.password else text
+        """``text`` with the password and secrets masked (defence in depth for messages)."""
+        for secret in (self.password, *self.secrets.values()):
+            if secret:
+                text = text.replace(secret, "***")
+        return text

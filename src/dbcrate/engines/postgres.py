@@ -191,7 +191,7 @@ class PostgresEngine:
         return resolve(major, version, self._opts.tool_options())
 
     def _redact(self) -> list[str]:
-        return [self._target.password] if self._target.password else []
+        return [s for s in (self._target.password, *self._target.secrets.values()) if s]
 
     # -- dump ----------------------------------------------------------------------------
 

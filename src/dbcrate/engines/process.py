@@ -20,10 +20,14 @@ import contextlib
 import fcntl
 import os
 import queue
+import shutil
 import signal
 import subprocess
+import tempfile
 import threading
 from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import IO
 
 from dbcrate.errors import DumpFailed, RestoreFailed, ToolNotFound
@@ -79,6 +83,45 @@ def _passed_on(name: str, extra: Sequence[str]) -> bool:
         return False
     return any(name == p or (p.endswith("*") and len(p) > 1 and name.startswith(p[:-1]))
                for p in extra)
+
+
+@dataclass(frozen=True)
+class PrivateFile:
+    """An ``env`` value that the child gets as the path of a private file holding
+    ``content`` (e.g. ``PGSERVICEFILE`` for secrets libpq has no variable for)."""
+
+    content: str = field(repr=False)
+
+
+#: what an engine passes as a tool's own variables
+ToolEnv = Mapping[str, "str | PrivateFile"]
+
+
+@contextlib.contextmanager
+def materialized(env: ToolEnv) -> Iterator[dict[str, str]]:
+    """``env`` with every ``PrivateFile`` written to a 0600 file in one fresh 0700
+    directory (``$XDG_RUNTIME_DIR`` or ``/dev/shm`` when usable, so it stays in memory;
+    else the temp dir) and replaced by its path. The directory is removed on exit, whatever
+    happens; none is made without a ``PrivateFile``. Raises ``OSError`` if it cannot be
+    created (nothing is left behind)."""
+    files = {k: v for k, v in env.items() if isinstance(v, PrivateFile)}
+    plain = {k: v for k, v in env.items() if isinstance(v, str)}
+    if not files:
+        yield plain
+        return
+    base = next((d for d in (os.environ.get("XDG_RUNTIME_DIR"), "/dev/shm")
+                 if d and Path(d).is_dir() and os.access(d, os.W_OK | os.X_OK)), None)
+    directory = tempfile.mkdtemp(prefix="dbcrate-tool-", dir=base)
+    try:
+        for i, (name, private) in enumerate(sorted(files.items())):
+            path = Path(directory) / f"{i}.conf"
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+            with os.fdopen(fd, "w", encoding="utf-8") as f:
+                f.write(private.content)
+            plain[name] = str(path)
+        yield plain
+    finally:
+        shutil.rmtree(directory, ignore_errors=True)
 
 
 def child_env(
@@ -138,6 +181,25 @@ def _close(*streams: IO[bytes] | None) -> None:
 
 
 def stream_stdout(
+    argv: Sequence[str],
+    env: ToolEnv,
+    name: str,
+    *,
+    redact: Sequence[str] = (),
+    chunk_size: int = CHUNK,
+    depth: int = QUEUE_DEPTH,
+) -> Iterator[bytes]:
+    """Run ``argv`` and yield its stdout in chunks of up to ``chunk_size`` bytes.
+
+    ``env`` holds only the tool's own variables (``PrivateFile`` values become private
+    files that live until the tool has exited); the rest comes from ``child_env``.
+    Raises as ``_stream_stdout``."""
+    with materialized(env) as plain:
+        yield from _stream_stdout(argv, plain, name, redact=redact, chunk_size=chunk_size,
+                                  depth=depth)
+
+
+def _stream_stdout(
     argv: Sequence[str],
     env: Mapping[str, str],
     name: str,
@@ -244,6 +306,20 @@ def _lookahead(chunks: Iterable[bytes]) -> Iterator[bytes]:
 
 
 def feed_stdin(
+    argv: Sequence[str],
+    env: ToolEnv,
+    chunks: Iterable[bytes],
+    name: str,
+    *,
+    redact: Sequence[str] = (),
+) -> None:
+    """Run ``argv`` with ``chunks`` on its stdin (see ``_feed_stdin`` for what it raises).
+    ``env`` as for ``stream_stdout``."""
+    with materialized(env) as plain:
+        _feed_stdin(argv, plain, chunks, name, redact=redact)
+
+
+def _feed_stdin(
     argv: Sequence[str],
     env: Mapping[str, str],
     chunks: Iterable[bytes],
