@@ -96,7 +96,8 @@ def test_mongo_key_password_goes_to_the_config_file(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("opt", [
     "--pass=x", "--passw=x", "--result-f=/tmp/x", "--loose-password=x", "--PASSWORD=x",
-    "--User=x", "--us=x", "--result_file=x", "--defaults-extra=/x", "--skip-comm", "--disable_comments",
+    "--User=x", "--us=x", "--result_file=x", "--defaults-extra=/x", "--skip-comm",
+    "--disable_comments",
     "--comments=OFF", "--enable-compact", "--tab=/x", "--po=1", "--protocol=pipe",
     "--all-d", "--databases", "-pX", "-uroot", "--=x",
 ])  # fmt: skip
@@ -133,3 +134,17 @@ def test_recipient_error_never_echoes_the_value() -> None:
     text = f"{info.value.message} {info.value.hint}"
     assert "entry 1" in text and "age-keygen -y" in text
     assert identity[:10] not in text
+
+
+@pytest.mark.parametrize("url", [
+    "mysql://u:Pa9/Xy7zq@h/db", "redis://:Pa9/Xy7zq@h/0", "postgresql://u:Pa9/Xy7zq@h:x/db",
+    "mongodb://u:Pa9/Xy7zq@/db",
+])  # fmt: skip
+def test_url_errors_never_quote_a_password(url: str) -> None:
+    from dbcrate.engines import Connection, open_engine
+
+    engine = url.split(":")[0].replace("postgresql", "postgres")
+    with pytest.raises(ConfigError) as info:
+        open_engine(engine, Connection(url))
+    for part in ("Pa9", "Xy7zq"):
+        assert part not in f"{info.value.message} {info.value.hint}"

@@ -82,7 +82,11 @@ class MongoTarget:
         scheme, sep, tail = url.partition("://")
         if not sep or scheme not in ("mongodb", "mongodb+srv"):
             raise ConfigError("invalid mongodb url (expected mongodb://[user@]host[:port]/db)")
-        netloc, slash, path = tail.partition("/")
+        # the userinfo ends at the last @ before the options (an unencoded / in a password
+        # must not end up in the hosts, which argv and messages show)
+        cut = tail.rfind("@", 0, tail.find("?") if "?" in tail else len(tail)) + 1
+        netloc, slash, path = tail[cut:].partition("/")
+        netloc = tail[:cut] + netloc
         netloc, q, query = netloc.partition("?")  # mongodb://host?opts without a slash
         rest = (slash + path) if slash else (("/?" + query) if q else "")
         userinfo, at, hosts = netloc.rpartition("@")

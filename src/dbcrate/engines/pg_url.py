@@ -77,6 +77,14 @@ class PgTarget:
         except psycopg.ProgrammingError as e:
             raise ConfigError("invalid postgresql url (expected postgresql://user@host/db)") from e
         url_password = params.pop("password", None)
+        # an unencoded / in a password ends the host early: "u:Pa/ss@h/db" reads as host
+        # u, port Pa, dbname ss@h/db; refuse it before any message can show those parts
+        ports = params.get("port", "").split(",")
+        if not all(p.isdigit() or not p for p in ports) or (
+                "@" in params.get("dbname", "") and "/" in params.get("dbname", "")):
+            raise ConfigError("invalid postgresql url (the port is not a number, or the "
+                              "user/password part is not percent-encoded)",
+                              hint="percent-encode / ? # @ : in a password")
         secrets = {k: params.pop(k) for k in SECRET_PARAMS if k in params}
         if secrets and "service" in params:
             raise ConfigError(

@@ -59,7 +59,9 @@ class RedisTarget:
             )
         path = parts.path.strip("/")
         if path and not path.isdigit():
-            raise ConfigError(f"invalid redis database {path!r} in the url (expected a number)")
+            # not quoted: an unencoded / in a password would put part of it here
+            raise ConfigError("invalid redis database in the url (expected a number)",
+                              hint="percent-encode / ? # @ in a password")
         url_password = unquote(parts.password) if parts.password else None
         user = unquote(parts.username) if parts.username else None
         return cls(
