@@ -145,3 +145,21 @@ def test_redis_backup_as_printed_acl_user(
                              engine="redis", targets=[local_target(tmp_path / "backups")])
     warned = admin_setup.run("backup", "orders", check=True).stderr
     assert warned.count(WARNING) == 1 and "+@all" in warned
+
+
+def test_grants_for_mongodb_and_superuser_urls(tmp_path: Path) -> None:
+    """No MongoDB server here: the printed command uses the built-in backup role and the
+    url's user; a superuser url gets dbcrate_backup; nothing connects, no secret shows."""
+    pw = "pw-" + uuid.uuid4().hex
+    mongo = make_setup(tmp_path / "m", url=f"mongodb://app:{pw}@h1,h2/shop?authSource=admin",
+                       password=pw, engine="mongodb", targets=[local_target(tmp_path / "b")])
+    script = _grants(mongo, pw)
+    assert 'createUser({user: "app", pwd: passwordPrompt(), roles: [{role: "backup"' in script
+    as_json = mongo.run("grants", "orders", "--json", check=True).stdout
+    assert '"engine": "mongodb"' in as_json and pw not in as_json
+    root = make_setup(tmp_path / "r", url=f"mysql://root:{pw}@db.example/shop", password=pw,
+                      engine="mysql", targets=[local_target(tmp_path / "b")])
+    script = _grants(root, pw)
+    assert "CREATE USER 'dbcrate_backup'@'%';" in script and "connects as 'root'" in script
+    missing = root.run("grants", "nope")
+    assert missing.returncode == 2 and "no job named 'nope'" in missing.stderr
