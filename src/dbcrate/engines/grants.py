@@ -66,8 +66,9 @@ def postgres(url: str, options: Mapping[str, Any]) -> str:
     if options.get("globals"):
         maint = _pg_ident(str(options.get("maintenance_db") or "postgres"))
         lines += [
-            "-- globals = true: pg_dumpall --globals-only runs as this role too; role",
-            "-- passwords are left out (--no-role-passwords) unless it is a superuser",
+            "-- globals = true: pg_dumpall --globals-only runs as this role too, through the",
+            "-- maintenance database; pg_read_all_data reads pg_authid, so the globals hold",
+            "-- every role's password hash (without pg_read_all_data: --no-role-passwords)",
             f"GRANT CONNECT ON DATABASE {maint} TO {u};",
         ]
     return "\n".join(lines) + "\n"
