@@ -6,12 +6,14 @@ from __future__ import annotations
 
 import subprocess
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from dbcrate.engines.redis_resp import RespError
+from dbcrate.sandbox import load_sample as load_pg_sample
 from tests.e2e import Setup, local_target, make_setup
 from tests.servers.mariadb import CLIENT, MyDatabase, TempMariaDB
 from tests.servers.mariadb import new_db_name as new_my_db
@@ -35,10 +37,28 @@ def _restore(setup: Setup, to: str, password: str) -> None:
 # -- PostgreSQL ----------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("globals_", [False, True], ids=["db", "globals"])
+CASES = [(17, False), (17, True), (14, False), (18, False)]
+
+
+@pytest.fixture
+def pg_source(request: pytest.FixtureRequest, pg_server_factory: Any) -> Iterator[PgDatabase]:
+    """The sample database (with large objects) on a server of major ``request.param``."""
+    server = pg_server_factory(request.param)
+    db = PgDatabase(server, new_db_name("lpsrc"))
+    server.create_database(db.name)
+    try:
+        load_pg_sample(db.url, password=db.password)
+        yield db
+    finally:
+        server.drop_database(db.name)
+
+
+@pytest.mark.parametrize(("pg_source", "globals_"), CASES, indirect=["pg_source"],
+                         ids=[f"pg{m}{'-globals' if g else ''}" for m, g in CASES])
 def test_postgres_backup_as_printed_role(
-    tmp_path: Path, pg_db: PgDatabase, globals_: bool
+    tmp_path: Path, pg_source: PgDatabase, globals_: bool
 ) -> None:
+    pg_db = pg_source
     server = pg_db.server
     role, password = f"lp_{uuid.uuid4().hex[:8]}", "lp-" + uuid.uuid4().hex
     url = pg_db.url.replace(f"{server.user}@", f"{role}@", 1)
