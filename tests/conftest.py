@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import os
+
 pytest_plugins = [
     "tests.servers.postgres",
     "tests.servers.s3",
     "tests.servers.mariadb",
     "tests.servers.redis",
 ]
+
+# Children get an allowlisted environment (engines/process.py: child_env); the stand-in
+# tools in tests/standins/ are configured by STANDIN_* variables, so pass those on.
+os.environ.setdefault("DBCRATE_CHILD_ENV", "STANDIN_*")

@@ -25,6 +25,7 @@ from dbcrate.config_keys import (
     job_name_problem,
 )
 from dbcrate.errors import ConfigError, UsageError
+from dbcrate.redact import redact_url, shown_repr
 from dbcrate.secrets import expand, read_secret_file
 
 #: Where the config is looked for, after --config and $DBCRATE_CONFIG.
@@ -160,6 +161,10 @@ class JobConfig:
     def error(self, key: str, message: str, hint: str | None = None) -> ConfigError:
         """A ``ConfigError`` about ``key`` of this job (``jobs.NAME.KEY``)."""
         return ConfigError(message, hint, file=self.source, key=f"jobs.{self.name}.{key}")
+
+    def __repr__(self) -> str:
+        """Like the dataclass repr, with the url's password and secret options masked."""
+        return shown_repr(self, url=redact_url(self.url))
 
 
 def option_problem(key: str, engine: str) -> str:

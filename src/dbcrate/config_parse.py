@@ -330,10 +330,16 @@ class Parser:
             value = [value]
         if not isinstance(value, list) or not all(isinstance(r, str) for r in value):
             raise self.err(f"{where}.recipients", "expected a list of age1... strings")
-        for r in value:
+        for i, r in enumerate(value, 1):
             if not r.startswith("age1"):
-                raise self.err(f"{where}.recipients", f"{r[:12]!r}... is not an age recipient",
-                               hint="recipients start with age1 (see `dbcrate keygen`)")
+                # never echo the value: it may be a secret key pasted by mistake
+                secret = r.strip().upper().startswith("AGE-SECRET-KEY-")
+                raise self.err(
+                    f"{where}.recipients",
+                    f"entry {i} is not an age recipient (it does not start with age1)",
+                    hint="that is a secret identity: put its public recipient there "
+                    "(`age-keygen -y FILE`)" if secret else
+                    "recipients start with age1 (see `dbcrate keygen`)")
         return tuple(value)
 
     def key(self, merged: Mapping[str, Any], where: str) -> bytes | None:

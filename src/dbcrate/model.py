@@ -24,6 +24,9 @@ class EngineInfo:
     tool: str = ""
     tool_version: str = ""
     database: str = ""
+    #: why the user dbcrate connects as is a superuser ("" when it is not, or unknown);
+    #: ``backup`` warns (see docs/engines/*.md, "Least privilege"). Not in manifests.
+    superuser: str = ""
 
 
 @dataclass(frozen=True)

@@ -20,6 +20,7 @@ from dbcrate.operations.listing import Listed, list_backups
 from dbcrate.operations.pipeline import KeyMaterial
 from dbcrate.operations.progress import Progress, Silent
 from dbcrate.operations.restore import Selector, run_cat, run_restore
+from dbcrate.redact import redact_url
 from dbcrate.secrets import read_secret_file
 from dbcrate.storage import open_target
 
@@ -298,7 +299,8 @@ def restore(args: argparse.Namespace) -> int:
     m = located.manifest
     sys.stdout.write(
         f"{job.name}: restored backup {m.id} (started {catalog.encode_time(m.started_at)}) "
-        f"from {located.target} into {args.to or job.url} in {time.monotonic() - t0:.1f}s; "
+        f"from {located.target} into {redact_url(args.to or job.url)} "
+        f"in {time.monotonic() - t0:.1f}s; "
         f"both digests verified\n"
     )
     return 0

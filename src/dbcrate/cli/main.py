@@ -10,7 +10,7 @@ import sys
 from collections.abc import Callable, Sequence
 
 from dbcrate import __version__
-from dbcrate.cli import commands, tools
+from dbcrate.cli import commands, grants, tools
 from dbcrate.cli.output import print_error
 from dbcrate.errors import DbcrateError, UsageError
 
@@ -143,6 +143,7 @@ def build_parser() -> argparse.ArgumentParser:
     c.set_defaults(handler=commands.target_check)
 
     tools.register(sub, common)
+    grants.register(sub, common)
     return parser
 
 

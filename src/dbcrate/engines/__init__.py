@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from dbcrate.model import EngineInfo
+from dbcrate.redact import redact_url, shown_repr
 
 
 @dataclass(frozen=True)
@@ -20,6 +21,10 @@ class Connection:
     url: str
     password: str | None = field(default=None, repr=False)
     options: Mapping[str, Any] = field(default_factory=dict)
+
+    def __repr__(self) -> str:
+        """Like the dataclass repr, with the url's password and secret options masked."""
+        return shown_repr(self, url=redact_url(self.url))
 
 
 @dataclass(frozen=True)

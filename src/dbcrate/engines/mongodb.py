@@ -28,7 +28,7 @@ from typing import Any
 from urllib.parse import quote, unquote
 
 from dbcrate.engines import Connection, RestoreOptions, SinglePart
-from dbcrate.engines.process import feed_stdin, stream_stdout
+from dbcrate.engines.process import child_env, feed_stdin, stream_stdout
 from dbcrate.errors import (
     AuthenticationFailed,
     ConfigError,
@@ -71,8 +71,10 @@ class MongoTarget:
     scheme: str
     user: str | None
     hosts: str
-    rest: str  # "/db?options" (may be empty)
+    rest: str  # "/db?options" (may be empty; never the key password below)
     password: str | None = field(default=None, repr=False)
+    #: ``tlsCertificateKeyFilePassword`` from the url: to the tools by the --config file
+    key_password: str | None = field(default=None, repr=False)
 
     @classmethod
     def parse(cls, url: str, password: str | None = None) -> MongoTarget:
@@ -80,7 +82,11 @@ class MongoTarget:
         scheme, sep, tail = url.partition("://")
         if not sep or scheme not in ("mongodb", "mongodb+srv"):
             raise ConfigError("invalid mongodb url (expected mongodb://[user@]host[:port]/db)")
-        netloc, slash, path = tail.partition("/")
+        # the userinfo ends at the last @ before the options (an unencoded / in a password
+        # must not end up in the hosts, which argv and messages show)
+        cut = tail.rfind("@", 0, tail.find("?") if "?" in tail else len(tail)) + 1
+        netloc, slash, path = tail[cut:].partition("/")
+        netloc = tail[:cut] + netloc
         netloc, q, query = netloc.partition("?")  # mongodb://host?opts without a slash
         rest = (slash + path) if slash else (("/?" + query) if q else "")
         userinfo, at, hosts = netloc.rpartition("@")
@@ -91,7 +97,9 @@ class MongoTarget:
             url_password = unquote(p) if colon else None
         if not hosts:
             raise ConfigError("invalid mongodb url: no host")
-        return cls(scheme, user, hosts, rest, password if password is not None else url_password)
+        rest, key_password = _pop_key_password(rest)
+        return cls(scheme, user, hosts, rest, password if password is not None else url_password,
+                   key_password)
 
     @property
     def database(self) -> str:
@@ -109,19 +117,46 @@ class MongoTarget:
             if with_password and self.password is not None:
                 auth += ":" + quote(self.password, safe="")
             auth += "@"
-        return f"{self.scheme}://{auth}{self.hosts}{self.rest}"
+        rest = self.rest
+        if with_password and self.key_password is not None:
+            rest += ("&" if "?" in rest else ("?" if rest else "/?"))
+            rest += f"{_KEY_PASSWORD_PARAMS[0]}={quote(self.key_password, safe='')}"
+        return f"{self.scheme}://{auth}{self.hosts}{rest}"
 
     def scrub(self, text: str) -> str:
-        if not self.password:
-            return text
-        return text.replace(self.password, "***").replace(quote(self.password, safe=""), "***")
+        for secret in (self.password, self.key_password):
+            if secret:
+                text = text.replace(secret, "***").replace(quote(secret, safe=""), "***")
+        return text
+
+
+#: url parameters holding the client key's password (any case; the first is the current name)
+_KEY_PASSWORD_PARAMS = ("tlsCertificateKeyFilePassword", "sslPEMKeyPassword",
+                        "sslClientCertificateKeyPassword")
+
+
+def _pop_key_password(rest: str) -> tuple[str, str | None]:
+    """``rest`` ("/db?options") without a key-password parameter, and its value."""
+    path, q, query = rest.partition("?")
+    if not q:
+        return rest, None
+    names = {n.lower() for n in _KEY_PASSWORD_PARAMS}
+    kept, found = [], None
+    for item in query.split("&"):
+        key, _, value = item.partition("=")
+        if key.lower() in names:
+            found = unquote(value)
+        elif item:
+            kept.append(item)
+    return (path + "?" + "&".join(kept) if kept else path), found
 
 
 @contextlib.contextmanager
 def _config_file(target: MongoTarget, parent: str | None) -> Iterator[list[str]]:
-    """``["--config", FILE]`` with ``password: ...`` in a private temp dir (removed on
-    exit), or ``[]`` without a password."""
-    if target.password is None:
+    """``["--config", FILE]`` with ``password: ...`` (and ``sslPEMKeyPassword: ...``, the
+    tools' name for the url's ``tlsCertificateKeyFilePassword``) in a private temp dir
+    (removed on exit), or ``[]`` without either."""
+    if target.password is None and target.key_password is None:
         yield []
         return
     d = tempfile.mkdtemp(prefix="dbcrate-mongo-", dir=parent)
@@ -130,7 +165,10 @@ def _config_file(target: MongoTarget, parent: str | None) -> Iterator[list[str]]
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             # a JSON string is a valid YAML double-quoted scalar
-            f.write(f"password: {json.dumps(target.password)}\n")
+            if target.password is not None:
+                f.write(f"password: {json.dumps(target.password)}\n")
+            if target.key_password is not None:
+                f.write(f"sslPEMKeyPassword: {json.dumps(target.key_password)}\n")
         yield ["--config", str(path)]
     finally:
         shutil.rmtree(d, ignore_errors=True)
@@ -151,8 +189,10 @@ class MongoEngine(SinglePart):
         return str(self._options.get(f"{name}_path") or name)
 
     def _redact(self) -> list[str]:
-        p = self._target.password
-        return [p, quote(p, safe="")] if p else []
+        out = []
+        for p in (self._target.password, self._target.key_password):
+            out += [p, quote(p, safe="")] if p else []
+        return out
 
     # -- probe ---------------------------------------------------------------------------
 
@@ -163,7 +203,7 @@ class MongoEngine(SinglePart):
         tool = self._tool("mongodump")
         try:
             out = subprocess.run([tool, "--version"], capture_output=True, timeout=60,
-                                 check=False, stdin=subprocess.DEVNULL)
+                                 check=False, stdin=subprocess.DEVNULL, env=child_env())
         except (FileNotFoundError, PermissionError):
             raise ToolNotFound(
                 f"mongodump not found: {tool}",
@@ -189,8 +229,9 @@ class MongoEngine(SinglePart):
             return None
         if shell is None:
             raise ToolNotFound(f"mongosh not found: {self._tool('mongosh')}")
-        env = dict(os.environ, DBCRATE_MONGO_URI=self._target.uri(with_password=True),
-                   DBCRATE_MONGO_DB=self._target.database, DBCRATE_MONGO_COUNT=str(int(count)))
+        env = child_env({"DBCRATE_MONGO_URI": self._target.uri(with_password=True),
+                         "DBCRATE_MONGO_DB": self._target.database,
+                         "DBCRATE_MONGO_COUNT": str(int(count))})
         proc = subprocess.run([shell, "--nodb", "--quiet", "--norc", "--eval", _MONGOSH_SCRIPT],
                               env=env, capture_output=True, timeout=120, check=False,
                               stdin=subprocess.DEVNULL)
@@ -283,7 +324,9 @@ class MongoEngine(SinglePart):
 
 
 def _env() -> dict[str, str]:
-    return dict(os.environ)
+    """The tools' own variables: none (credentials go by the --config file); the spawner
+    adds the allowlisted rest (``process.child_env``)."""
+    return {}
 
 
 def _last(text: str) -> str:

@@ -9,7 +9,6 @@ name. Credentials reach every tool through a private defaults file (``mysql_url`
 
 from __future__ import annotations
 
-import os
 import subprocess
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -19,7 +18,7 @@ from typing import Any
 from dbcrate.engines import Connection, RestoreOptions, SinglePart, mysql_swap
 from dbcrate.engines import mysql_tools as tools
 from dbcrate.engines.mysql_url import MyTarget
-from dbcrate.engines.process import feed_stdin, stream_stdout
+from dbcrate.engines.process import child_env, feed_stdin, stream_stdout
 from dbcrate.errors import (
     AuthenticationFailed,
     ConfigError,
@@ -39,20 +38,26 @@ _MYSQL_ONLY_OPTIONS = ("--set-gtid-purged=OFF",)
 #: the last line of a complete dump (mysqldump and mariadb-dump, with or without date)
 TRAILER = b"-- Dump completed"
 _QUERY_TIMEOUT = 120
-#: dump_options we refuse: they carry credentials, change the output's shape, or drop the
-#: completion trailer that tells a complete dump from a truncated one
-_FORBIDDEN_LONG = {
-    "--password", "--user", "--host", "--port", "--socket", "--defaults-file",
-    "--defaults-extra-file", "--no-defaults", "--defaults-group-suffix", "--print-defaults",
-    "--login-path", "--result-file", "--databases", "--all-databases", "--tab", "--xml",
-    "--skip-comments", "--disable-comments", "--compact",
-}
+#: dump_options we refuse (long names without ``--``): they carry credentials or change the
+#: connection, change the output's shape, or drop the completion trailer that tells a
+#: complete dump from a truncated one. The tools accept any unambiguous prefix of a long
+#: option (``--pass=``), ``_`` for ``-``, and ``loose-``/``enable-``/``maximum-`` in front:
+#: see ``_refused``.
+_FORBIDDEN_LONG = (
+    "password", "user", "host", "port", "socket", "protocol", "pipe", "shared-memory-base-name",
+    "defaults-file", "defaults-extra-file", "no-defaults", "defaults-group-suffix",
+    "print-defaults", "login-path", "result-file", "databases", "all-databases", "tab", "xml",
+    "compact", "plugin-dir", "default-auth",
+)
+#: refused after ``skip-``/``disable-`` (or as ``--NAME=0|off|false``)
+_FORBIDDEN_NEGATED = ("comments",)
+_FALSE = ("0", "false", "off")
 _FORBIDDEN_SHORT = set("puhPSrBATX")
+#: a single quote in SQL, whatever sql_mode says about quoting
+_Q = "CHAR(39 USING utf8mb4)"
 _AUTH_CODES = ("ERROR 1045", "ERROR 1698", "ERROR 1044", "ERROR 1227")
 _UNREACHABLE_CODES = ("ERROR 2002", "ERROR 2003", "ERROR 2005", "ERROR 2006", "ERROR 2013",
                       "ERROR 2026")
-_CLEARED_ENV = ("MYSQL_PWD", "MYSQL_HOST", "MYSQL_TCP_PORT", "MYSQL_UNIX_PORT",
-                "MYSQL_TEST_LOGIN_FILE", "MYSQL_HISTFILE")
 
 
 def quote_ident(name: str) -> str:
@@ -74,13 +79,7 @@ def dump_options(value: Any) -> tuple[str, ...]:
     for opt in value:
         if not opt.startswith("-"):
             raise ConfigError(f"{opt!r} is not an option (must start with -)", key="dump_options")
-        name = opt.split("=", 1)[0]
-        if opt.startswith("--"):
-            arg = opt.partition("=")[2].lower()
-            bad = name in _FORBIDDEN_LONG or (
-                name == "--comments" and arg in ("0", "false", "off"))
-        else:
-            bad = bool(set(opt[1:]) & _FORBIDDEN_SHORT)
+        bad = _refused(opt) if opt.startswith("--") else bool(set(opt[1:]) & _FORBIDDEN_SHORT)
         if bad:
             raise ConfigError(
                 f"{opt!r} is not allowed in dump_options",
@@ -89,6 +88,38 @@ def dump_options(value: Any) -> tuple[str, ...]:
                 key="dump_options",
             )
     return tuple(value)
+
+
+def _refused(opt: str) -> bool:
+    """Whether the long option ``opt`` could, the way MariaDB/MySQL's option parser reads
+    it, set one of ``_FORBIDDEN_LONG`` (or turn off a ``_FORBIDDEN_NEGATED`` one). A name
+    that is a prefix of a forbidden option counts (the tool would expand it, or refuse it
+    as ambiguous), whatever prefix it wears."""
+    name, _, arg = opt[2:].partition("=")
+    name = name.lower().replace("_", "-")
+    negated = False
+    while True:
+        for prefix in ("loose-", "enable-", "maximum-"):
+            if name.startswith(prefix):
+                name = name[len(prefix):]
+                break
+        else:
+            for prefix in ("skip-", "disable-"):
+                if name.startswith(prefix):
+                    name, negated = name[len(prefix):], not negated
+                    break
+            else:
+                break
+    if not name:
+        return True
+
+    def matches(options: tuple[str, ...]) -> bool:
+        return any(o.startswith(name) for o in options)
+
+    if matches(_FORBIDDEN_LONG):
+        return True
+    off = negated or arg.lower() in _FALSE
+    return off and matches(_FORBIDDEN_NEGATED)
 
 
 @dataclass(frozen=True)
@@ -101,6 +132,7 @@ class _State:
     charset: str
     collation: str
     contents: dict[str, int]
+    superuser: bool = False
 
 
 class MySQLEngine(SinglePart):
@@ -119,10 +151,9 @@ class MySQLEngine(SinglePart):
     # -- running the client ----------------------------------------------------------------
 
     def _env(self) -> dict[str, str]:
-        env = {k: v for k, v in os.environ.items() if k not in _CLEARED_ENV}
-        # MySQL's clients read ~/.mylogin.cnf even with --defaults-file; point them nowhere
-        env["MYSQL_TEST_LOGIN_FILE"] = "/nonexistent/dbcrate-no-login-file"
-        return env
+        # MySQL's clients read ~/.mylogin.cnf even with --defaults-file; point them nowhere.
+        # Nothing inherited: the spawner adds the allowlisted rest (no MYSQL_* variable).
+        return {"MYSQL_TEST_LOGIN_FILE": "/nonexistent/dbcrate-no-login-file"}
 
     def _redact(self) -> list[str]:
         return [self._target.password] if self._target.password else []
@@ -142,9 +173,9 @@ class MySQLEngine(SinglePart):
             argv = [client, f"--defaults-file={path}", "--batch", "--skip-column-names",
                     *(["-e", sql] if script is None else [])]
             try:
-                proc = subprocess.run(argv, env=self._env(), capture_output=True, text=True,
-                                      input=script or "", timeout=_QUERY_TIMEOUT,
-                                      check=False)
+                proc = subprocess.run(argv, env=child_env(self._env()), capture_output=True,
+                                      text=True, input=script or "",
+                                      timeout=_QUERY_TIMEOUT, check=False)
             except subprocess.TimeoutExpired:
                 raise DatabaseUnreachable(
                     f"mysql at {t.where} did not answer within {_QUERY_TIMEOUT}s") from None
@@ -172,11 +203,15 @@ class MySQLEngine(SinglePart):
             f"  FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = {db}),"
             f" (SELECT COUNT(*) FROM information_schema.TABLES WHERE TABLE_SCHEMA = {db}),"
             f" (SELECT COUNT(*) FROM information_schema.ROUTINES WHERE ROUTINE_SCHEMA = {db}),"
-            f" (SELECT COUNT(*) FROM information_schema.EVENTS WHERE EVENT_SCHEMA = {db})"
+            f" (SELECT COUNT(*) FROM information_schema.EVENTS WHERE EVENT_SCHEMA = {db}),"
+            # a superuser: SUPER granted globally (ALL PRIVILEGES ON *.* includes it)
+            " (SELECT COUNT(*) FROM information_schema.USER_PRIVILEGES WHERE PRIVILEGE_TYPE ="
+            f" 'SUPER' AND GRANTEE = CONCAT({_Q}, REPLACE(CURRENT_USER(), '@',"
+            f" CONCAT({_Q}, '@', {_Q})), {_Q}))"
         )
-        if len(rows) != 1 or len(rows[0]) != 7:
+        if len(rows) != 1 or len(rows[0]) != 8:
             raise DatabaseError(f"unexpected answer from mysql at {self._target.where}")
-        version, comment, exists, charset, tables, routines, events = rows[0]
+        version, comment, exists, charset, tables, routines, events, superuser = rows[0]
         charset, _, collation = charset.partition(" ")
         counts = {"tables or views": int(tables), "routines": int(routines),
                   "events": int(events)}
@@ -184,6 +219,7 @@ class MySQLEngine(SinglePart):
             version=version, mariadb="mariadb" in f"{version} {comment}".lower(),
             exists=exists != "0", charset="" if charset == "NULL" else charset,
             collation=collation, contents={k: n for k, n in counts.items() if n},
+            superuser=superuser != "0",
         )
         return self._state_cache
 
@@ -206,8 +242,10 @@ class MySQLEngine(SinglePart):
                 hint="check the database name in the job's url (percent-encode odd names)",
             )
         dump = self._dump_tool = tools.dump_tool(self._flavour(), self._options)
+        su = f"user {self._target.user!r} has the SUPER privilege" if state.superuser else ""
         return EngineInfo(engine=self.name, server_version=state.version, tool=dump.name,
-                          tool_version=dump.version, database=self._target.database)
+                          tool_version=dump.version, database=self._target.database,
+                          superuser=su)
 
     # -- dump --------------------------------------------------------------------------------
 

@@ -10,7 +10,6 @@ their ``--version`` output (MariaDB's builds say "MariaDB"), since distributions
 from __future__ import annotations
 
 import logging
-import os
 import re
 import shutil
 import subprocess
@@ -19,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from dbcrate.engines.process import child_env
 from dbcrate.errors import ConfigError, ToolNotFound
 
 log = logging.getLogger(__name__)
@@ -65,7 +65,7 @@ def tool_version(path: str) -> tuple[str, bool]:
     when the output is unexpected. Raises ``ToolNotFound`` if it cannot run at all."""
     try:
         proc = subprocess.run([path, "--version"], capture_output=True, text=True, timeout=30,
-                              stdin=subprocess.DEVNULL, check=False, env=dict(os.environ))
+                              stdin=subprocess.DEVNULL, check=False, env=child_env())
     except (OSError, subprocess.TimeoutExpired) as e:
         raise ToolNotFound(f"cannot run {path} --version: {e}", hint=_INSTALL_HINT) from None
     text = proc.stdout.strip().splitlines()[0] if proc.stdout.strip() else ""

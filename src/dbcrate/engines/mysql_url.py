@@ -74,9 +74,10 @@ class MyTarget:
         try:
             parts = urlsplit(url)
             port = parts.port
-        except ValueError as e:
-            raise ConfigError(f"invalid mysql url: {e}",
-                              hint="expected mysql://user@host:port/database") from None
+        except ValueError:  # never quote the parse error: it can hold part of a password
+            raise ConfigError("invalid mysql url (the port is not a number)",
+                              hint="expected mysql://user@host:port/database; percent-encode "
+                              "/ ? # @ : in a password") from None
         if parts.scheme not in _SCHEMES:
             raise ConfigError("invalid mysql url (expected mysql://user@host:port/database)")
         database = unquote(parts.path.lstrip("/"))

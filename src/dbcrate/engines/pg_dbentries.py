@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import re
 import subprocess
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -21,6 +21,7 @@ import psycopg
 from psycopg import sql
 
 from dbcrate.engines.pg_swap import DbAttributes
+from dbcrate.engines.process import ToolEnv, child_env, materialized
 
 #: how much of the stream is kept to read the table of contents from
 PREFIX_LIMIT = 16 << 20
@@ -107,14 +108,15 @@ def parse(script: str, new: str) -> DbEntries | None:
     return out
 
 
-def extract(pg_restore: str, env: Mapping[str, str], new: str, *, path: str | None = None,
+def extract(pg_restore: str, env: ToolEnv, new: str, *, path: str | None = None,
             prefix: bytes = b"") -> DbEntries | None:
     """Read the entries from the archive at ``path`` or its first bytes ``prefix``; None
     if they cannot be read (e.g. the table of contents is larger than the prefix)."""
     argv = [pg_restore, "--create", "--schema-only", "-f", "-", *([path] if path else [])]
     try:
-        proc = subprocess.run(argv, input=b"" if path else prefix, capture_output=True,
-                              env=dict(env), timeout=600, check=False)
+        with materialized(env) as plain:
+            proc = subprocess.run(argv, input=b"" if path else prefix, capture_output=True,
+                                  env=child_env(plain), timeout=600, check=False)
     except (OSError, subprocess.SubprocessError):
         return None
     if proc.returncode != 0:
@@ -146,7 +148,7 @@ def apply(conn: psycopg.Connection[Any], new: str, attrs: DbAttributes,
             conn.execute(body.encode())
 
 
-def carry_over(conn: psycopg.Connection[Any], pg_restore: str, env: Mapping[str, str],
+def carry_over(conn: psycopg.Connection[Any], pg_restore: str, env: ToolEnv,
                new: str, attrs: DbAttributes, *, path: str | None, prefix: bytes) -> str | None:
     """Apply the archive's database-level entries to ``new`` (see ``apply``). Returns a
     warning if they cannot be read or applied (``new`` then keeps the settings, grants

@@ -15,8 +15,9 @@ from __future__ import annotations
 
 import re
 import subprocess
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 
+from dbcrate.engines.process import ToolEnv, child_env, materialized
 from dbcrate.errors import RestoreFailed
 
 #: a globals script is a few KiB per role; anything beyond this is not one
@@ -48,7 +49,7 @@ def unexpected_errors(stderr: str) -> list[str]:
 
 
 def apply(
-    psql: str, conninfo: str, env: Mapping[str, str], script: bytes, where: str,
+    psql: str, conninfo: str, env: ToolEnv, script: bytes, where: str,
     redact: Sequence[str] = (),
 ) -> None:
     """Run ``script`` with ``psql`` against ``conninfo`` (no password in it: ``env`` has it).
@@ -57,8 +58,9 @@ def apply(
     argv = [psql, "-X", "-q", "--no-password", "-v", "ON_ERROR_STOP=0", "-d", conninfo,
             "-f", "-"]
     try:
-        proc = subprocess.run(argv, input=script, capture_output=True, env=dict(env),
-                              timeout=3600, check=False)
+        with materialized(env) as plain:
+            proc = subprocess.run(argv, input=script, capture_output=True,
+                                  env=child_env(plain), timeout=3600, check=False)
     except (OSError, subprocess.SubprocessError) as e:
         raise RestoreFailed(f"cannot run psql to apply the globals: {e}") from None
     text = proc.stderr.decode("utf-8", "replace")

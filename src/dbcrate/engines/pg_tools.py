@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from dbcrate import pgbin
+from dbcrate.engines.process import child_env
 from dbcrate.errors import ToolNotFound
 
 _VERSION_RE = re.compile(r"\(PostgreSQL\)\s+(\d+(?:\.\d+)*)")
@@ -73,7 +74,8 @@ def tool_version(exe: Path) -> str | None:
     """``17.11`` from ``exe --version``, or None if it cannot be run."""
     try:
         out = subprocess.run(
-            [str(exe), "--version"], capture_output=True, text=True, timeout=30, check=False
+            [str(exe), "--version"], capture_output=True, text=True, timeout=30, check=False,
+            env=child_env(),
         ).stdout
     except (OSError, subprocess.SubprocessError):
         return None

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field, replace
 import psycopg
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
+from dbcrate.engines.process import PrivateFile
 from dbcrate.errors import ConfigError
 
 #: libpq connection parameter -> environment variable
@@ -52,9 +53,11 @@ LIBPQ_ENV: dict[str, str] = {
     "load_balance_hosts": "PGLOADBALANCEHOSTS",
     "require_auth": "PGREQUIREAUTH",
 }
-#: inherited variables that would change which server or database a tool reaches
-_CLEARED_ENV = ("PGPASSWORD", "PGDATABASE", "PGSERVICE", *LIBPQ_ENV.values())
 DEFAULT_CONNECT_TIMEOUT = "10"
+#: secret connection parameters libpq has no environment variable for: the tools get them
+#: from a private service file (``PGSERVICEFILE``), never argv
+SECRET_PARAMS = ("sslpassword", "oauth_client_secret")
+_SERVICE = "dbcrate"
 
 
 @dataclass(frozen=True)
@@ -63,6 +66,8 @@ class PgTarget:
 
     params: Mapping[str, str]
     password: str | None = field(default=None, repr=False)
+    #: ``SECRET_PARAMS`` found in the url (in memory, in a private file for the tools)
+    secrets: Mapping[str, str] = field(default_factory=dict, repr=False)
 
     @classmethod
     def parse(cls, url: str, password: str | None = None) -> PgTarget:
@@ -80,13 +85,25 @@ class PgTarget:
                 "the user name; dbcrate does not guess)",
             )
         url_password = params.pop("password", None)
-        if "sslpassword" in params:
+        # an unencoded / in a password ends the host early: "u:Pa/ss@h/db" reads as host
+        # u, port Pa, dbname ss@h/db; refuse it before any message can show those parts
+        ports = params.get("port", "").split(",")
+        if not all(p.isdigit() or not p for p in ports) or (
+                "@" in params.get("dbname", "") and "/" in params.get("dbname", "")):
+            raise ConfigError("invalid postgresql url (the port is not a number, or the "
+                              "user/password part is not percent-encoded)",
+                              hint="percent-encode / ? # @ : in a password")
+        secrets = {k: params.pop(k) for k in SECRET_PARAMS if k in params}
+        if secrets and "service" in params:
             raise ConfigError(
-                "sslpassword in the url is not supported: it would be visible in argv",
-                hint="use an unencrypted client key file readable only by dbcrate",
+                f"{', '.join(secrets)} cannot be combined with service in the url",
+                hint="dbcrate passes them to the tools through its own service file; put "
+                "them in your pg_service.conf instead",
             )
+        if any("\n" in v or "\r" in v for v in secrets.values()):
+            raise ConfigError(f"{', '.join(secrets)} in the url must be one line")
         params.setdefault("connect_timeout", DEFAULT_CONNECT_TIMEOUT)
-        return cls(params, password if password is not None else url_password)
+        return cls(params, password if password is not None else url_password, secrets)
 
     @property
     def dbname(self) -> str:
@@ -107,15 +124,19 @@ class PgTarget:
         kwargs["dbname"] = self.dbname
         if self.password is not None:
             kwargs["password"] = self.password
+        kwargs.update(self.secrets)
         return make_conninfo("", **kwargs)
 
-    def tool_env(self, base: Mapping[str, str] | None = None) -> dict[str, str]:
-        """The environment for pg_dump/pg_restore: ``base`` (default ``os.environ``) without
-        inherited connection variables, plus every param that has a libpq variable and
-        ``PGPASSWORD``."""
-        env = dict(os.environ if base is None else base)
-        for name in _CLEARED_ENV:
-            env.pop(name, None)
+    def tool_env(self) -> dict[str, str | PrivateFile]:
+        """The tool's own variables for pg_dump/pg_restore/psql: every param that has a libpq
+        variable, ``PGAPPNAME`` and ``PGPASSWORD``; with ``secrets``, ``PGSERVICEFILE`` (a
+        private file holding them) and ``PGSERVICE``. Nothing inherited: the spawner adds
+        the allowlisted rest (``process.child_env``), which holds no ``PG*`` variable."""
+        env: dict[str, str | PrivateFile] = {}
+        if self.secrets:
+            lines = [f"[{_SERVICE}]", *(f"{k}={v}" for k, v in self.secrets.items())]
+            env["PGSERVICEFILE"] = PrivateFile("\n".join(lines) + "\n")
+            env["PGSERVICE"] = _SERVICE
         for key, value in self.params.items():
             if key in LIBPQ_ENV:
                 env[LIBPQ_ENV[key]] = value
@@ -131,5 +152,8 @@ class PgTarget:
         return make_conninfo(dbname=self.dbname, **rest)
 
     def scrub(self, text: str) -> str:
-        """``text`` with the password masked (defence in depth for messages)."""
-        return text.replace(self.password, "***") if self.password else text
+        """``text`` with the password and secrets masked (defence in depth for messages)."""
+        for secret in (self.password, *self.secrets.values()):
+            if secret:
+                text = text.replace(secret, "***")
+        return text

@@ -70,8 +70,10 @@ class PostgresEngine:
 
     def _server_version(self, via: PgTarget | None = None) -> tuple[int, str]:
         with self._connect(via) as conn:
-            row = conn.execute("SELECT current_setting('server_version_num')::int").fetchone()
+            row = conn.execute("SELECT current_setting('server_version_num')::int, (SELECT"
+                               " rolsuper FROM pg_roles WHERE rolname = current_user)").fetchone()
         assert row is not None
+        self._superuser = bool(row[1])
         num = int(row[0])
         major = num // 10000
         version = f"{major}.{num % 10000}" if major >= 10 else f"{major}.{num // 100 % 100}"
@@ -101,6 +103,8 @@ class PostgresEngine:
             tool="pg_dump",
             tool_version=self._tools.version,
             database=self._target.dbname,
+            superuser=f"role {self._target.params.get('user', '')} has rolsuper"
+            if self._superuser else "",
         )
         return self._info
 
@@ -119,7 +123,7 @@ class PostgresEngine:
         return resolve(major, version, self._opts.tool_options())
 
     def _redact(self) -> list[str]:
-        return [self._target.password] if self._target.password else []
+        return [s for s in (self._target.password, *self._target.secrets.values()) if s]
 
     # -- dump ----------------------------------------------------------------------------
 

@@ -8,7 +8,10 @@ is kept as a bounded tail for error messages, and any early exit kills the tool 
 every thread: no zombie, no leaked descriptor.
 
 Secrets travel by ``env`` only, never by ``argv``; ``redact`` strings are masked in the
-stderr tail before it reaches an exception.
+stderr tail before it reaches an exception. A child never inherits dbcrate's whole
+environment (which may hold AWS keys, ``DBCRATE_RESTORE_PASSWORD`` or the variables
+``${ENV}`` secrets came from): it gets ``child_env``, an allowlist plus the variables the
+engine passes explicitly.
 """
 
 from __future__ import annotations
@@ -17,10 +20,14 @@ import contextlib
 import fcntl
 import os
 import queue
+import shutil
 import signal
 import subprocess
+import tempfile
 import threading
 from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import IO
 
 from dbcrate.errors import DumpFailed, RestoreFailed, ToolNotFound
@@ -31,6 +38,11 @@ CHUNK = 1 << 20
 QUEUE_DEPTH = 8
 #: how much of the tool's stderr is kept for error messages
 TAIL = 4096
+
+#: variables every child keeps from dbcrate's environment (and every ``LC_*``)
+INHERITED_ENV = ("PATH", "HOME", "USER", "LOGNAME", "LANG", "LANGUAGE", "TZ", "TMPDIR")
+#: a space- or comma-separated list of more names (``NAME*`` = a prefix) to pass on
+CHILD_ENV_VAR = "DBCRATE_CHILD_ENV"
 
 _F_SETPIPE_SZ = getattr(fcntl, "F_SETPIPE_SZ", 1031)
 _EOF = object()
@@ -64,6 +76,68 @@ class _Tail:
         return text.strip()
 
 
+def _passed_on(name: str, extra: Sequence[str]) -> bool:
+    if name in INHERITED_ENV or name.startswith("LC_"):
+        return True
+    if name.startswith("DBCRATE_"):  # ours (DBCRATE_RESTORE_PASSWORD...): never passed on
+        return False
+    return any(name == p or (p.endswith("*") and len(p) > 1 and name.startswith(p[:-1]))
+               for p in extra)
+
+
+@dataclass(frozen=True)
+class PrivateFile:
+    """An ``env`` value that the child gets as the path of a private file holding
+    ``content`` (e.g. ``PGSERVICEFILE`` for secrets libpq has no variable for)."""
+
+    content: str = field(repr=False)
+
+
+#: what an engine passes as a tool's own variables
+ToolEnv = Mapping[str, "str | PrivateFile"]
+
+
+@contextlib.contextmanager
+def materialized(env: ToolEnv) -> Iterator[dict[str, str]]:
+    """``env`` with every ``PrivateFile`` written to a 0600 file in one fresh 0700
+    directory (``$XDG_RUNTIME_DIR`` or ``/dev/shm`` when usable, so it stays in memory;
+    else the temp dir) and replaced by its path. The directory is removed on exit, whatever
+    happens; none is made without a ``PrivateFile``. Raises ``OSError`` if it cannot be
+    created (nothing is left behind)."""
+    files = {k: v for k, v in env.items() if isinstance(v, PrivateFile)}
+    plain = {k: v for k, v in env.items() if isinstance(v, str)}
+    if not files:
+        yield plain
+        return
+    base = next((d for d in (os.environ.get("XDG_RUNTIME_DIR"), "/dev/shm")
+                 if d and Path(d).is_dir() and os.access(d, os.W_OK | os.X_OK)), None)
+    directory = tempfile.mkdtemp(prefix="dbcrate-tool-", dir=base)
+    try:
+        for i, (name, private) in enumerate(sorted(files.items())):
+            path = Path(directory) / f"{i}.conf"
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+            with os.fdopen(fd, "w", encoding="utf-8") as f:
+                f.write(private.content)
+            plain[name] = str(path)
+        yield plain
+    finally:
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+def child_env(
+    explicit: Mapping[str, str] | None = None, *, base: Mapping[str, str] | None = None
+) -> dict[str, str]:
+    """The environment for a child process: the allowlisted variables of ``base`` (default
+    ``os.environ``: ``INHERITED_ENV``, ``LC_*`` and the names listed in
+    ``$DBCRATE_CHILD_ENV``, never a ``DBCRATE_*`` one), then ``explicit`` (the tool's own
+    settings, e.g. ``PGPASSWORD``) on top. Pure; raises nothing."""
+    source = os.environ if base is None else base
+    extra = [p for p in source.get(CHILD_ENV_VAR, "").replace(",", " ").split() if p]
+    env = {k: v for k, v in source.items() if _passed_on(k, extra)}
+    env.update(explicit or {})
+    return env
+
+
 def _status(name: str, returncode: int) -> str:
     if returncode < 0:
         try:
@@ -83,7 +157,7 @@ def _spawn(
             stdin=stdin,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
-            env=dict(env),
+            env=child_env(env),
             close_fds=True,
         )
     except FileNotFoundError as e:
@@ -108,6 +182,25 @@ def _close(*streams: IO[bytes] | None) -> None:
 
 def stream_stdout(
     argv: Sequence[str],
+    env: ToolEnv,
+    name: str,
+    *,
+    redact: Sequence[str] = (),
+    chunk_size: int = CHUNK,
+    depth: int = QUEUE_DEPTH,
+) -> Iterator[bytes]:
+    """Run ``argv`` and yield its stdout in chunks of up to ``chunk_size`` bytes.
+
+    ``env`` holds only the tool's own variables (``PrivateFile`` values become private
+    files that live until the tool has exited); the rest comes from ``child_env``.
+    Raises as ``_stream_stdout``."""
+    with materialized(env) as plain:
+        yield from _stream_stdout(argv, plain, name, redact=redact, chunk_size=chunk_size,
+                                  depth=depth)
+
+
+def _stream_stdout(
+    argv: Sequence[str],
     env: Mapping[str, str],
     name: str,
     *,
@@ -116,6 +209,8 @@ def stream_stdout(
     depth: int = QUEUE_DEPTH,
 ) -> Iterator[bytes]:
     """Run ``argv`` and yield its stdout in chunks of up to ``chunk_size`` bytes.
+
+    ``env`` holds only the tool's own variables; the rest comes from ``child_env``.
 
     The tool starts on the first ``next()``. After its EOF, raises ``DumpFailed`` (with the
     stderr tail) if it exited non-zero or was killed by a signal; ``ToolNotFound`` if it
@@ -212,6 +307,20 @@ def _lookahead(chunks: Iterable[bytes]) -> Iterator[bytes]:
 
 def feed_stdin(
     argv: Sequence[str],
+    env: ToolEnv,
+    chunks: Iterable[bytes],
+    name: str,
+    *,
+    redact: Sequence[str] = (),
+) -> None:
+    """Run ``argv`` with ``chunks`` on its stdin (see ``_feed_stdin`` for what it raises).
+    ``env`` as for ``stream_stdout``."""
+    with materialized(env) as plain:
+        _feed_stdin(argv, plain, chunks, name, redact=redact)
+
+
+def _feed_stdin(
+    argv: Sequence[str],
     env: Mapping[str, str],
     chunks: Iterable[bytes],
     name: str,
@@ -219,6 +328,8 @@ def feed_stdin(
     redact: Sequence[str] = (),
 ) -> None:
     """Run ``argv`` with ``chunks`` on its stdin, draining its stdout and stderr.
+
+    ``env`` holds only the tool's own variables; the rest comes from ``child_env``.
 
     If ``chunks`` raises, the tool is killed before it sees the end of its input (so a
     single-transaction restore cannot commit) and the error is re-raised unchanged. If the

@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from dbcrate.engines import Connection, RestoreOptions, SinglePart
-from dbcrate.engines.process import stream_stdout
+from dbcrate.engines.process import child_env, stream_stdout
 from dbcrate.engines.redis_rdb import checked_rdb, commit, stage, write_atomically
 from dbcrate.engines.redis_resp import RespClient, RespError
 from dbcrate.engines.redis_restore import TempRedis, copy_keys, run_command, wait_down, wait_up
@@ -72,10 +72,12 @@ class RedisEngine(SinglePart):
         or ``ToolNotFound``. Changes nothing on the server."""
         with self._connect() as client:
             info = client.info("server")
+            superuser = _superuser(client)
         cli = str(self._opt("redis_cli_path", "redis-cli"))
         try:
-            out = subprocess.run([cli, "--version"], capture_output=True, timeout=30,
-                                 check=False).stdout.decode("utf-8", "replace").strip()
+            proc = subprocess.run([cli, "--version"], capture_output=True, timeout=30,
+                                  check=False, env=child_env())
+            out = proc.stdout.decode("utf-8", "replace").strip()
         except (FileNotFoundError, PermissionError):
             raise ToolNotFound(
                 f"redis-cli not found: {cli}",
@@ -88,6 +90,7 @@ class RedisEngine(SinglePart):
             tool="redis-cli",
             tool_version=out.removeprefix("redis-cli ").split()[0] if out else "",
             database=str(self._target.db),
+            superuser=superuser,
         )
         return self._info
 
@@ -253,3 +256,24 @@ class RedisEngine(SinglePart):
             raise RestoreFailed(f"copying into redis at {self._target.where} failed: {e}") from None
         finally:
             temp.stop()
+
+
+def _superuser(client: RespClient) -> str:
+    """Why the connected user may run every command ("" if not): no ACLs at all (Redis
+    before 6), or an ACL user whose command rules start with ``+@all``. A user that may
+    not run ``ACL WHOAMI`` is not one. Raises only connection errors."""
+    try:
+        me = client.call("ACL", "WHOAMI")
+    except RespError as e:
+        if "unknown command" in str(e).lower():
+            return "the server has no ACLs (Redis before 6): every client may run every command"
+        return ""
+    name = me.decode() if isinstance(me, bytes) else str(me)
+    try:
+        reply = client.call("ACL", "GETUSER", name)
+    except RespError:
+        return ""
+    fields = dict(zip(reply[::2], reply[1::2], strict=False)) if isinstance(reply, list) else {}
+    rules = fields.get(b"commands", b"")
+    rules = rules.decode() if isinstance(rules, bytes) else str(rules)
+    return f"ACL user {name!r} has +@all" if rules.split()[:1] == ["+@all"] else ""

@@ -13,6 +13,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from dbcrate.engines.process import child_env
 from dbcrate.engines.redis_resp import RespClient, RespError
 from dbcrate.engines.redis_url import RedisTarget
 from dbcrate.errors import AuthenticationFailed, DatabaseError, RestoreFailed, ToolNotFound
@@ -57,7 +58,7 @@ class TempRedis:
         try:
             self._proc = subprocess.Popen(
                 argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL, close_fds=True,
+                stderr=subprocess.DEVNULL, close_fds=True, env=child_env(),
             )
         except (FileNotFoundError, PermissionError) as e:
             raise ToolNotFound(
@@ -183,7 +184,7 @@ def run_command(argv: Any, what: str, timeout: float) -> None:
         raise RestoreFailed(f"{what} must be a non-empty list of strings (an argv)")
     try:
         proc = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True,
-                              timeout=timeout, check=False)
+                              timeout=timeout, check=False, env=child_env())
     except (FileNotFoundError, PermissionError) as e:
         raise ToolNotFound(f"{what} cannot be run: {argv[0]}: {e.strerror}") from None
     except subprocess.TimeoutExpired:

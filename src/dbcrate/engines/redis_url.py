@@ -10,7 +10,6 @@ TLS job options: ``tls`` (force TLS with a ``redis://`` URL), ``tls_cacert``,
 
 from __future__ import annotations
 
-import os
 import ssl
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -21,7 +20,6 @@ from dbcrate.errors import ConfigError
 
 DEFAULT_PORT = 6379
 #: inherited variables that would change how redis-cli authenticates
-_CLEARED_ENV = ("REDISCLI_AUTH", "REDISCLI_CLUSTER_YES", "REDISCLI_HISTFILE", "REDISCLI_RCFILE")
 
 
 @dataclass(frozen=True)
@@ -61,7 +59,9 @@ class RedisTarget:
             )
         path = parts.path.strip("/")
         if path and not path.isdigit():
-            raise ConfigError(f"invalid redis database {path!r} in the url (expected a number)")
+            # not quoted: an unencoded / in a password would put part of it here
+            raise ConfigError("invalid redis database in the url (expected a number)",
+                              hint="percent-encode / ? # @ in a password")
         url_password = unquote(parts.password) if parts.password else None
         user = unquote(parts.username) if parts.username else None
         return cls(
@@ -97,12 +97,10 @@ class RedisTarget:
                 args.append("--insecure")
         return args
 
-    def cli_env(self, base: Mapping[str, str] | None = None) -> dict[str, str]:
-        """The environment for redis-cli: ``base`` (default ``os.environ``) without inherited
-        auth variables, plus ``REDISCLI_AUTH`` when there is a password."""
-        env = dict(os.environ if base is None else base)
-        for name in _CLEARED_ENV:
-            env.pop(name, None)
+    def cli_env(self) -> dict[str, str]:
+        """redis-cli's own variables: ``REDISCLI_AUTH`` when there is a password. Nothing
+        inherited: the spawner adds the allowlisted rest (``process.child_env``)."""
+        env: dict[str, str] = {}
         if self.password is not None:
             env["REDISCLI_AUTH"] = self.password
         return env

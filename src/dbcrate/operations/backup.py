@@ -49,6 +49,9 @@ def run_backup(config: Config, job: JobConfig, progress: Progress | None = None)
     storages = {name: open_target(config.target(name)) for name in job.targets}
     engine = open_engine(job.engine, Connection(job.url, job.password, job.options))
     info = engine.probe()
+    if info.superuser:
+        log.warning("job %s backs up as a superuser (%s); a least-privilege role is enough: "
+                    "see `dbcrate grants %s`", job.name, info.superuser, job.name)
     plan = encode_plan(job)
     signer = _signer(job)  # a bad signing_key_file fails before anything is dumped
 

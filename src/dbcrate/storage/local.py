@@ -10,6 +10,7 @@ Also home to the helpers every backend shares: ``check_key`` and ``run_probe``.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import stat
@@ -132,8 +133,18 @@ class LocalStorage:
         return StorageError(f"cannot {action} {path}: {reason.lower()}", hint)
 
     def _mkdirs(self, directory: Path) -> None:
+        """Create ``directory`` and every missing parent 0700 (``mkdir(parents=True)``
+        would make the parents 0777 & ~umask); existing directories keep their mode."""
+        missing = []
+        d = directory
+        while not d.is_dir() and d != d.parent:
+            missing.append(d)
+            d = d.parent
         try:
-            directory.mkdir(mode=DIR_MODE, parents=True, exist_ok=True)
+            for d in reversed(missing):
+                with contextlib.suppress(FileExistsError):
+                    d.mkdir(mode=DIR_MODE)
+            directory.mkdir(mode=DIR_MODE, exist_ok=True)
         except OSError as exc:
             raise self._error("create directory", directory, exc) from None
 
