@@ -23,6 +23,7 @@ import threading
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import IO
 
+from dbcrate import interrupt
 from dbcrate.errors import DumpFailed, RestoreFailed, ToolNotFound
 
 #: size of one read from the tool's stdout, and of the pipe buffer we ask the kernel for
@@ -78,7 +79,7 @@ def _spawn(
     argv: Sequence[str], env: Mapping[str, str], name: str, *, stdin: int | None
 ) -> subprocess.Popen[bytes]:
     try:
-        return subprocess.Popen(
+        proc = subprocess.Popen(
             list(argv),
             stdin=stdin,
             stdout=subprocess.PIPE,
@@ -90,6 +91,8 @@ def _spawn(
         raise ToolNotFound(f"{name} not found: {argv[0]}") from e
     except PermissionError as e:
         raise ToolNotFound(f"{name} is not executable: {argv[0]}") from e
+    interrupt.track(proc)  # a stop signal kills it, so no thread stays blocked on it
+    return proc
 
 
 def _kill(proc: subprocess.Popen[bytes]) -> None:
@@ -97,6 +100,7 @@ def _kill(proc: subprocess.Popen[bytes]) -> None:
         with contextlib.suppress(ProcessLookupError):
             proc.kill()
     proc.wait()
+    interrupt.untrack(proc)
 
 
 def _close(*streams: IO[bytes] | None) -> None:
@@ -171,6 +175,7 @@ def stream_stdout(
             yield item
         thread.join()
         proc.wait()
+        interrupt.untrack(proc)
         tail.join()
         finished = True
         if proc.returncode != 0:
@@ -241,6 +246,8 @@ def feed_stdin(
             except BrokenPipeError:
                 broken = True
                 break
+        _close(proc.stdin)
+        proc.wait()  # an interruption here (a stop signal) kills the tool as well
     except BaseException:
         _kill(proc)
         _close(proc.stdin)
@@ -248,8 +255,7 @@ def feed_stdin(
         tail.join()
         _close(proc.stdout, proc.stderr)
         raise
-    _close(proc.stdin)
-    proc.wait()
+    interrupt.untrack(proc)
     drain.join()
     tail.join()
     _close(proc.stdout, proc.stderr)

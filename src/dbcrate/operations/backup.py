@@ -120,7 +120,9 @@ def _store(
     try:
         outcomes = fanout(source, [_uploader(s, key) for s in live.values()]) if live else []
     finally:
-        _close(dump)  # if every upload failed early, stop the dump tool now
+        # if every upload failed early (or a signal arrived), stop the dump tool now: this
+        # stops and joins the reader thread, which closes the dump it runs (never here)
+        source.close()
         progress.finish()
     for name, outcome in zip(live, outcomes, strict=True):
         if isinstance(outcome, BaseException):
@@ -135,12 +137,6 @@ def _uploader(storage: Storage, key: str) -> Callable[[Iterator[bytes]], ObjectI
         return storage.put(key, chunks)
 
     return upload
-
-
-def _close(chunks: Iterator[bytes]) -> None:
-    close = getattr(chunks, "close", None)
-    if close is not None:
-        close()
 
 
 def _as_error(exc: BaseException, target: str) -> DbcrateError:
