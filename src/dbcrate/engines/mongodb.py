@@ -20,10 +20,8 @@ import logging
 import os
 import shutil
 import subprocess
-import tempfile
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 from urllib.parse import quote, unquote
 
@@ -41,6 +39,7 @@ from dbcrate.errors import (
     ToolNotFound,
 )
 from dbcrate.model import EngineInfo
+from dbcrate.private_files import secret_file
 
 log = logging.getLogger("dbcrate.engines.mongodb")
 #: the first four bytes of a mongodump archive (0x8199e26d, little-endian)
@@ -119,21 +118,16 @@ class MongoTarget:
 
 @contextlib.contextmanager
 def _config_file(target: MongoTarget, parent: str | None) -> Iterator[list[str]]:
-    """``["--config", FILE]`` with ``password: ...`` in a private temp dir (removed on
-    exit), or ``[]`` without a password."""
+    """``["--config", FILE]`` with ``password: ...`` in a private file
+    (``private_files.secret_file``; ``temp_dir`` overrides where), or ``[]`` without a
+    password."""
     if target.password is None:
         yield []
         return
-    d = tempfile.mkdtemp(prefix="dbcrate-mongo-", dir=parent)
-    try:
-        path = Path(d) / "tool.yaml"
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            # a JSON string is a valid YAML double-quoted scalar
-            f.write(f"password: {json.dumps(target.password)}\n")
+    # a JSON string is a valid YAML double-quoted scalar
+    text = f"password: {json.dumps(target.password)}\n"
+    with secret_file("tool.yaml", text, under=parent, what="tool config file") as path:
         yield ["--config", str(path)]
-    finally:
-        shutil.rmtree(d, ignore_errors=True)
 
 
 class MongoEngine(SinglePart):
