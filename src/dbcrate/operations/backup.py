@@ -7,11 +7,12 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from dbcrate import __version__, catalog
+from dbcrate import __version__, catalog, interrupt
 from dbcrate.config import Config, JobConfig
 from dbcrate.engines import Connection, open_engine
 from dbcrate.errors import DbcrateError, StorageError
 from dbcrate.model import Digest, Manifest, ObjectInfo, PartRecord, StoredCopy
+from dbcrate.operations import leftovers
 from dbcrate.operations.fanout import Tracked, fanout
 from dbcrate.operations.pipeline import EncodePlan, encode_plan
 from dbcrate.operations.progress import Counter, Progress, Silent
@@ -45,7 +46,10 @@ def run_backup(config: Config, job: JobConfig, progress: Progress | None = None)
     the others still complete; the failure is recorded in the result.
     """
     progress = progress or Silent()
+    interrupt.doing(f"backup of {job.name}")
     storages = {name: open_target(config.target(name)) for name in job.targets}
+    for storage in storages.values():
+        leftovers.sweep_quietly(storage, job.name)  # what killed runs left behind
     engine = open_engine(job.engine, Connection(job.url, job.password, job.options))
     info = engine.probe()
     plan = encode_plan(job)
