@@ -130,8 +130,6 @@ def track(proc: subprocess.Popen[bytes]) -> None:
     """Register a child tool so a stop signal kills it. Pair with :func:`untrack`."""
     with _state.lock:
         _state.children.add(proc)
-    if _state.signum is not None:  # started during clean-up after a signal: stop it too
-        _kill(proc)
 
 
 def untrack(proc: subprocess.Popen[bytes]) -> None:
