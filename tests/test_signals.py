@@ -169,6 +169,7 @@ def test_signal_while_mariadb_client_loads(
         code, err = run.signal(sig)
         line = assert_interrupted(code, err, sig, "restore of orders")
         assert "client defaults file" in line
+        assert f"database {name} created for this restore" in line
         assert not db.server.database_exists(name)
         assert run.leftover_tools() == []
         assert _secret_dirs(run.proc.pid) == []

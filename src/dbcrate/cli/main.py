@@ -166,6 +166,9 @@ def _run(args_list: list[str]) -> int:
         handler: Handler = args.handler
         return handler(args)
     except DbcrateError as err:
+        stopped = interrupt.interrupted()
+        if stopped is not None:  # a tool died of the same signal before we saw it
+            return _interrupted(stopped)
         print_error(err)
         return err.exit_code
     except KeyboardInterrupt as exc:
