@@ -86,9 +86,11 @@ class Running:
         self.seen.update(now)
         return now
 
-    def tool(self, *names: str) -> int | None:
-        """The pid of a running descendant called one of ``names``, if any."""
-        return next((pid for pid, comm in self.tools().items() if comm in names), None)
+    def tool(self, *names: str, arg: str = "") -> int | None:
+        """The pid of a running descendant called one of ``names`` (with an argument
+        starting with ``arg``: tells the real run from a ``--version`` probe), if any."""
+        return next((pid for pid, comm in self.tools().items() if comm in names
+                     and (not arg or any(a.startswith(arg) for a in cmdline(pid)))), None)
 
     def wait_for(self, probe: Callable[[], T | None], what: str, limit: float = 120) -> T:
         """Poll ``probe`` until it returns a value; fail if dbcrate ends first (a guard

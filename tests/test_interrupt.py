@@ -94,3 +94,14 @@ def test_threaded_closes_its_source_in_its_own_thread() -> None:
         started.wait()
         it.close()  # no "ValueError: generator already executing"
     assert closed_in == ["pipeline"] * 50
+
+
+def test_a_signal_in_a_critical_step_acts_when_the_step_is_done(installed: None) -> None:
+    steps: list[str] = []
+    with pytest.raises(interrupt.Interrupted) as caught:
+        with interrupt.critical():
+            os.kill(os.getpid(), signal.SIGHUP)
+            steps.append("child started and tracked")  # not cut in half
+        steps.append("after the step")  # never reached
+    assert steps == ["child started and tracked"]
+    assert caught.value.exit_code == 130

@@ -137,7 +137,7 @@ def test_sigkill_during_pg_restore_jobs_leaves_no_plaintext(
                   "--to", pg_big.server.url(name), "--identity", str(setup.identity),
                   env={"TMPDIR": str(staging)})
     try:
-        run.wait_for(lambda: run.tool("pg_restore"), "pg_restore running")
+        run.wait_for(lambda: run.tool("pg_restore", arg="--jobs="), "pg_restore running")
         assert list(staging.iterdir()) == []  # the staged dump has no name, even now
         os.kill(run.proc.pid, signal.SIGKILL)
         run.proc.communicate(timeout=120)

@@ -79,7 +79,8 @@ def test_mysql_defaults_file_after_sigterm(my_backed: tuple[MyDatabase, object])
     backed = my_backed[1]
     assert isinstance(backed, Backed)
     run = Running(backed.setup, "backup", "orders")
-    pid = run.wait_for(lambda: run.tool("mariadb-dump"), "mariadb-dump running")
+    pid = run.wait_for(lambda: run.tool("mariadb-dump", arg="--defaults-file="),
+                       "mariadb-dump running")
     path = _secret_path(pid, "--defaults-file=")
     code, err = run.signal(signal.SIGTERM)
     line = assert_interrupted(code, err, signal.SIGTERM, "backup of orders")

@@ -70,7 +70,7 @@ def test_signal_while_dumping(pg_backed: Backed, pg_big: PgDatabase, sig: int) -
     run = Running(pg_backed.setup, "backup", "orders")
     tmp_files = lambda: [f for f in files_under(pg_backed.backups)  # noqa: E731
                          if ".dbcrate-tmp-" in f]
-    run.wait_for(lambda: run.tool("pg_dump") and tmp_files(), "pg_dump writing a backup")
+    run.wait_for(lambda: run.tool("pg_dump", arg="-Fc") and tmp_files(), "pg_dump writing a backup")
     code, err = run.signal(sig)
     line = assert_interrupted(code, err, sig, "backup of orders")
     assert "removed: partial upload to target local" in line
@@ -109,7 +109,7 @@ def test_signal_while_pg_restore_jobs_runs(
         run = Running(setup, "restore", "orders", "--latest", "--jobs", "2",
                       "--to", pg_big.server.url(name), "--identity", str(setup.identity),
                       env={"TMPDIR": str(staging)})
-        run.wait_for(lambda: run.tool("pg_restore"), "pg_restore running")
+        run.wait_for(lambda: run.tool("pg_restore", arg="--jobs="), "pg_restore running")
         assert pg_big.server.database_exists(name)  # the restore really had begun
         code, err = run.signal(sig)
         assert_interrupted(code, err, sig, "restore of orders")
@@ -213,7 +213,7 @@ def test_ctrl_c_as_soon_as_the_dump_runs_30_times(tmp_path: Path, pg_db: PgDatab
                        targets=[local_target(tmp_path / "backups")])
     for i in range(30):
         run = Running(setup, "backup", "orders", session=True)
-        run.wait_for(lambda: run.tool("pg_dump"), "pg_dump running")  # noqa: B023
+        run.wait_for(lambda: run.tool("pg_dump", arg="-Fc"), "pg_dump running")  # noqa: B023
         code, err = run.signal(signal.SIGINT, group=True)
         assert code == 130, f"try {i}: {err}"
         assert "Traceback" not in err and "internal error" not in err, f"try {i}: {err}"

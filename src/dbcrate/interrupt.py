@@ -20,7 +20,7 @@ import os
 import signal
 import subprocess
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from types import FrameType
 
@@ -49,6 +49,8 @@ class Interrupted(KeyboardInterrupt):
 class _State:
     signum: int | None = None
     deferred: int = 0
+    critical: int = 0
+    pending: int | None = None
     activity: str = ""
     removed: list[str] = field(default_factory=list)
     children: set[subprocess.Popen[bytes]] = field(default_factory=set)
@@ -78,6 +80,8 @@ def reset() -> None:
     """Forget a previous run's signal, activity and removals (children stay tracked)."""
     _state.signum = None
     _state.deferred = 0
+    _state.critical = 0
+    _state.pending = None
     _state.activity = ""
     _state.removed.clear()
 
@@ -90,9 +94,34 @@ def _handler(signum: int, frame: FrameType | None) -> None:
                 os.write(2, b"dbcrate: still cleaning up; send SIGKILL to stop at once "
                             b"(leaves temporary files for the next run to remove)\n")
         return
+    if _state.critical:  # e.g. between starting a child and tracking it: act at the end
+        _state.pending = _state.pending or signum
+        return
+    _fire(signum)
+
+
+def _fire(signum: int) -> None:
     _state.signum = signum
     stop_children()
     raise Interrupted(signum)
+
+
+@contextlib.contextmanager
+def critical() -> Iterator[None]:
+    """Hold back a stop signal that arrives in this block (in the main thread, where
+    signals are handled) until the block ends, then act on it. For short steps that must
+    not be cut in half, such as starting a child tool and tracking it. Elsewhere a no-op."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    _state.critical += 1
+    try:
+        yield
+    finally:
+        _state.critical -= 1
+        if not _state.critical and _state.pending is not None and _state.signum is None:
+            signum, _state.pending = _state.pending, None
+            _fire(signum)
 
 
 def interrupted() -> Interrupted | None:
@@ -127,9 +156,12 @@ def summary(exc: Interrupted, fallback_activity: str = "") -> str:
 
 
 def track(proc: subprocess.Popen[bytes]) -> None:
-    """Register a child tool so a stop signal kills it. Pair with :func:`untrack`."""
+    """Register a child tool so a stop signal kills it. Pair with :func:`untrack`; start
+    and track it inside :func:`critical` so no signal falls in between."""
     with _state.lock:
         _state.children.add(proc)
+    if _state.signum is not None and threading.current_thread() is not threading.main_thread():
+        _kill(proc)  # a worker started it as the run was being stopped: stop it too
 
 
 def untrack(proc: subprocess.Popen[bytes]) -> None:

@@ -78,20 +78,21 @@ def _status(name: str, returncode: int) -> str:
 def _spawn(
     argv: Sequence[str], env: Mapping[str, str], name: str, *, stdin: int | None
 ) -> subprocess.Popen[bytes]:
-    try:
-        proc = subprocess.Popen(
-            list(argv),
-            stdin=stdin,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            env=dict(env),
-            close_fds=True,
-        )
-    except FileNotFoundError as e:
-        raise ToolNotFound(f"{name} not found: {argv[0]}") from e
-    except PermissionError as e:
-        raise ToolNotFound(f"{name} is not executable: {argv[0]}") from e
-    interrupt.track(proc)  # a stop signal kills it, so no thread stays blocked on it
+    with interrupt.critical():  # a stop signal kills it, so no thread stays blocked on it
+        try:
+            proc = subprocess.Popen(
+                list(argv),
+                stdin=stdin,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                env=dict(env),
+                close_fds=True,
+            )
+        except FileNotFoundError as e:
+            raise ToolNotFound(f"{name} not found: {argv[0]}") from e
+        except PermissionError as e:
+            raise ToolNotFound(f"{name} is not executable: {argv[0]}") from e
+        interrupt.track(proc)
     return proc
 
 

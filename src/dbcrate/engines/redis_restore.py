@@ -62,11 +62,12 @@ class TempRedis:
             "--databases", "256", "--protected-mode", "no",
         ]
         try:
-            self._proc = subprocess.Popen(
-                argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL, close_fds=True,
-            )
-            interrupt.track(self._proc)  # a stop signal kills it at once
+            with interrupt.critical():  # a stop signal kills it at once, and stop() reaps it
+                self._proc = subprocess.Popen(
+                    argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL, close_fds=True,
+                )
+                interrupt.track(self._proc)
         except (FileNotFoundError, PermissionError) as e:
             raise ToolNotFound(
                 f"redis-server not found: {self.server}",
