@@ -213,7 +213,7 @@ def test_database_faults(tmp_path: Path, mariadb_db: MyDatabase, fault: str) -> 
 def _private_dirs() -> set[str]:
     found = set()
     for base in ("/dev/shm", "/tmp", os.environ.get("XDG_RUNTIME_DIR") or "/tmp"):
-        for p in Path(base).glob("dbcrate-mysql-*"):
+        for p in Path(base).glob("dbcrate-secret-*"):
             found.add(str(p))
     return found
 

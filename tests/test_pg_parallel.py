@@ -9,7 +9,6 @@ from pathlib import Path
 import pytest
 
 from dbcrate.engines import Engine, RestoreOptions, open_engine
-from dbcrate.engines.pg_stage import PREFIX
 from dbcrate.errors import RestoreFailed
 from tests.e2e import local_target, make_setup
 from tests.servers.postgres import PgDatabase, new_db_name
@@ -62,25 +61,38 @@ def _dump(db: PgDatabase) -> bytes:
     return b"".join(open_engine("postgres", db.connection()).dump())
 
 
-def test_staged_file_is_private_while_it_exists(
+def _staging_fds(under: Path) -> list[Path]:
+    """Our open descriptors of files (named or not) under ``under``."""
+    fds = []
+    for fd in Path("/proc/self/fd").iterdir():
+        try:
+            if str(fd.readlink()).startswith(str(under)):
+                fds.append(fd)
+        except OSError:
+            continue
+    return fds
+
+
+def test_staged_file_is_private_and_nameless_while_it_exists(
     pg_db: PgDatabase, pg_db_name: str, private_tmp: Path
 ) -> None:
     data = _dump(pg_db)
-    seen: list[tuple[int, int]] = []
+    seen: list[tuple[list[str], int, bool]] = []
 
     def chunks() -> Iterator[bytes]:
         yield data[:1000]
-        [d] = private_tmp.iterdir()
-        [f] = d.iterdir()
-        assert d.name.startswith(PREFIX)
-        seen.append((stat.S_IMODE(d.stat().st_mode), stat.S_IMODE(f.stat().st_mode)))
+        [fd] = _staging_fds(private_tmp)
+        seen.append(([p.name for p in private_tmp.iterdir()],
+                     stat.S_IMODE(fd.stat().st_mode), str(fd.readlink()).endswith("(deleted)")))
         yield data[1000:]
 
     target = PgDatabase(pg_db.server, pg_db_name)
     staging_engine(target, private_tmp).restore(chunks(), RestoreOptions(jobs=2))
-    assert seen == [(0o700, 0o600)]
+    # no name on disk holds the plaintext, only our descriptor (mode 0600)
+    assert seen == [([], 0o600, True)]
     assert target.checksums() == pg_db.checksums()
     assert list(private_tmp.iterdir()) == []
+    assert _staging_fds(private_tmp) == []
 
 
 def test_failing_pg_restore_drops_the_created_database_and_the_temp_file(

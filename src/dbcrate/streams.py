@@ -59,12 +59,23 @@ def apply(chunks: Iterable[bytes], stages: Sequence[Stage]) -> Chunks:
     A stage with a ``max_input`` attribute (decompressors) is fed at most that many bytes
     at a time and each of its outputs travels on separately, so an expanding stage cannot
     build one huge chunk. Errors from the input iterator or any stage propagate unchanged.
+    Closing the result early closes ``chunks`` too (it is ours: nobody else iterates it).
     """
-    for chunk in chunks:
-        yield from _push(stages, 0, chunk)
-    # flush each stage in order, pushing its tail through the stages after it
-    for i, stage in enumerate(stages):
-        yield from _push(stages, i + 1, stage.flush())
+    try:
+        for chunk in chunks:
+            yield from _push(stages, 0, chunk)
+        # flush each stage in order, pushing its tail through the stages after it
+        for i, stage in enumerate(stages):
+            yield from _push(stages, i + 1, stage.flush())
+    finally:
+        close_iter(chunks)
+
+
+def close_iter(chunks: object) -> None:
+    """Close ``chunks`` if it is a generator (or has ``close``); a no-op otherwise."""
+    close = getattr(chunks, "close", None)
+    if callable(close):
+        close()
 
 
 def _push(stages: Sequence[Stage], i: int, data: bytes) -> Chunks:
@@ -114,7 +125,11 @@ def threaded(chunks: Iterable[bytes], depth: int = 4) -> Chunks:
     Lets the work that produces the chunks (reading a pipe, hashing) overlap with the
     work that consumes them (compressing, encrypting, uploading) on another core; both
     sides release the GIL in their heavy parts. An error in ``chunks`` is re-raised here,
-    in order. Closing this iterator early stops the thread and closes ``chunks``.
+    in order. Closing this iterator early (or an exception thrown into it) tells the
+    thread to stop and joins it; the thread that runs ``chunks`` is the one that closes
+    it, so it is never closed while it is executing. The thread finishes the ``next()``
+    it is in first: a dump generator unblocks when its tool writes or dies (a stop signal
+    kills tools, see ``dbcrate.interrupt``).
     """
     items: queue.Queue[tuple[int, object]] = queue.Queue(maxsize=depth)
     stop = threading.Event()
@@ -137,6 +152,11 @@ def threaded(chunks: Iterable[bytes], depth: int = 4) -> Chunks:
         except BaseException as exc:  # handed to the consumer, never swallowed
             offer(_ERROR, exc)
             return
+        finally:
+            try:
+                close_iter(source)
+            except BaseException as exc:  # e.g. a tool's exit status on close
+                offer(_ERROR, exc)
         offer(_END, None)
 
     thread = threading.Thread(target=run, name="pipeline", daemon=True)
@@ -154,9 +174,6 @@ def threaded(chunks: Iterable[bytes], depth: int = 4) -> Chunks:
     finally:
         stop.set()
         thread.join()
-        close = getattr(source, "close", None)
-        if close is not None:
-            close()
 
 
 _DATA, _ERROR, _END = 0, 1, 2

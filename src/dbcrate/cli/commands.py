@@ -16,7 +16,7 @@ from dbcrate.config_keys import RESTORE_FLAGS
 from dbcrate.engines import RestoreOptions
 from dbcrate.errors import DbcrateError, InvalidKey, NoMatchingIdentity, OutputError, UsageError
 from dbcrate.operations.backup import BackupResult, run_backup
-from dbcrate.operations.listing import Listed, list_backups
+from dbcrate.operations.listing import Listed, count_leftovers, list_backups
 from dbcrate.operations.pipeline import KeyMaterial
 from dbcrate.operations.progress import Progress, Silent
 from dbcrate.operations.restore import Selector, run_cat, run_restore
@@ -171,12 +171,33 @@ def list_(args: argparse.Namespace) -> int:
     found, errors = list_backups(cfg, args.job, args.target)
     for name, err in errors.items():
         print_error(_in_job(err, f"target {name}"))
+    _note_leftovers(count_leftovers(cfg, args.job, args.target))
     if args.json:
         print_json([{**_manifest_json(x.manifest), "target": x.target,
                      "authenticated": x.authenticated} for x in found])
     else:
         _print_table(found)
     return next(iter(errors.values())).exit_code if errors else 0
+
+
+def _note_leftovers(counts: dict[str, int]) -> None:
+    """One stderr note per target holding temp objects of interrupted (or running) runs."""
+    for name, n in counts.items():
+        sys.stderr.write(
+            f"dbcrate: note: target {name} holds {n} incomplete upload(s) or temp file(s) of "
+            "interrupted or running backups; `dbcrate backup` and `dbcrate prune` remove "
+            f"those untouched for {_age()}\n"
+        )
+
+
+def _age() -> str:
+    from dbcrate.operations.leftovers import safe_age
+
+    try:
+        seconds = int(safe_age().total_seconds())
+    except DbcrateError:
+        return "an hour"
+    return f"{seconds // 3600}h" if seconds and seconds % 3600 == 0 else f"{seconds}s"
 
 
 def _print_table(found: list[Listed]) -> None:

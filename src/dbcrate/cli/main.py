@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import functools
 import logging
 import os
+import signal
 import sys
 from collections.abc import Callable, Sequence
 
-from dbcrate import __version__
+from dbcrate import __version__, interrupt
 from dbcrate.cli import commands, grants, tools
 from dbcrate.cli.output import print_error
 from dbcrate.errors import DbcrateError, UsageError
@@ -154,20 +156,37 @@ def _progress_flags(p: argparse.ArgumentParser) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the CLI; returns (and, as a console script, exits with) the exit code."""
+    """Run the CLI; returns (and, as a console script, exits with) the exit code.
+
+    SIGINT, SIGTERM and SIGHUP end any command like Ctrl-C (see ``dbcrate.interrupt``):
+    child tools are stopped, the clean-up runs, one line says what was removed, and the
+    exit code is 130 (143 for SIGTERM)."""
+    restore_handlers = interrupt.install()
     args_list = list(sys.argv[1:] if argv is None else argv)
+    try:
+        return _run(args_list)
+    except KeyboardInterrupt as exc:  # a signal that arrived outside the command itself
+        return _interrupted(exc)
+    finally:
+        restore_handlers()
+
+
+def _run(args_list: list[str]) -> int:
     debug = "--debug" in args_list or bool(os.environ.get("DBCRATE_DEBUG"))
     try:
         args = build_parser().parse_args(args_list)
         _setup_logging(args.verbose)
+        interrupt.doing(_activity(args))
         handler: Handler = args.handler
         return handler(args)
     except DbcrateError as err:
+        stopped = interrupt.interrupted()
+        if stopped is not None:  # a tool died of the same signal before we saw it
+            return _interrupted(stopped)
         print_error(err)
         return err.exit_code
-    except KeyboardInterrupt:
-        sys.stderr.write("dbcrate: interrupted; nothing was recorded for unfinished work\n")
-        return 130
+    except KeyboardInterrupt as exc:
+        return _interrupted(exc)
     except BrokenPipeError:
         return 141
     except Exception as exc:
@@ -178,6 +197,26 @@ def main(argv: Sequence[str] | None = None) -> int:
             "hint: this is a bug; run again with --debug and report the traceback\n"
         )
         return 1
+
+
+def _interrupted(exc: KeyboardInterrupt) -> int:
+    """Print the one line about an interruption; its exit code (130, or 143 for SIGTERM)."""
+    if not isinstance(exc, interrupt.Interrupted):  # KeyboardInterrupt before install()
+        exc = interrupt.interrupted() or interrupt.Interrupted(signal.SIGINT)
+    line = interrupt.summary(exc)
+    with contextlib.suppress(OSError):
+        sys.stderr.write(f"dbcrate: {line}\n")
+        sys.stderr.flush()
+    return exc.exit_code
+
+
+def _activity(args: argparse.Namespace) -> str:
+    """``restore of orders`` from the parsed command line (operations may say more)."""
+    command = str(getattr(args, "command", "") or "")
+    jobs = getattr(args, "jobs", None)
+    job = getattr(args, "job", None) or (jobs[0] if isinstance(jobs, list) and len(jobs) == 1
+                                         else None)
+    return f"{command} of {job}" if command and job else command
 
 
 def _setup_logging(verbose: int) -> None:

@@ -17,13 +17,10 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-import os
 import shutil
 import subprocess
-import tempfile
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 from urllib.parse import quote, unquote
 
@@ -41,6 +38,7 @@ from dbcrate.errors import (
     ToolNotFound,
 )
 from dbcrate.model import EngineInfo
+from dbcrate.private_files import secret_file
 
 log = logging.getLogger("dbcrate.engines.mongodb")
 #: the first four bytes of a mongodump archive (0x8199e26d, little-endian)
@@ -153,25 +151,21 @@ def _pop_key_password(rest: str) -> tuple[str, str | None]:
 
 @contextlib.contextmanager
 def _config_file(target: MongoTarget, parent: str | None) -> Iterator[list[str]]:
-    """``["--config", FILE]`` with ``password: ...`` (and ``sslPEMKeyPassword: ...``, the
-    tools' name for the url's ``tlsCertificateKeyFilePassword``) in a private temp dir
-    (removed on exit), or ``[]`` without either."""
+    """``["--config", FILE]`` with ``password: ...``
+    (and ``sslPEMKeyPassword: ...``, the tools' name for the url's
+    ``tlsCertificateKeyFilePassword``) in a private file (``private_files.secret_file``;
+    ``temp_dir`` overrides where), or ``[]`` without either."""
     if target.password is None and target.key_password is None:
         yield []
         return
-    d = tempfile.mkdtemp(prefix="dbcrate-mongo-", dir=parent)
-    try:
-        path = Path(d) / "tool.yaml"
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            # a JSON string is a valid YAML double-quoted scalar
-            if target.password is not None:
-                f.write(f"password: {json.dumps(target.password)}\n")
-            if target.key_password is not None:
-                f.write(f"sslPEMKeyPassword: {json.dumps(target.key_password)}\n")
+    # a JSON string is a valid YAML double-quoted scalar
+    text = ""
+    if target.password is not None:
+        text += f"password: {json.dumps(target.password)}\n"
+    if target.key_password is not None:
+        text += f"sslPEMKeyPassword: {json.dumps(target.key_password)}\n"
+    with secret_file("tool.yaml", text, under=parent, what="tool config file") as path:
         yield ["--config", str(path)]
-    finally:
-        shutil.rmtree(d, ignore_errors=True)
 
 
 class MongoEngine(SinglePart):

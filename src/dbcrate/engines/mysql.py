@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from dbcrate import interrupt
 from dbcrate.engines import Connection, RestoreOptions, SinglePart, mysql_swap
 from dbcrate.engines import mysql_tools as tools
 from dbcrate.engines.mysql_url import MyTarget
@@ -364,6 +365,8 @@ class MySQLEngine(SinglePart):
             self._query(f"DROP DATABASE IF EXISTS {quote_ident(db)}")
             if state.exists:
                 self._create_database(state.charset, state.collation, what="recreate")
+            interrupt.note_removed(f"what was restored into database {db}" if state.exists
+                                   else f"database {db} created for this restore")
         except Exception as cleanup:  # keep the original error; say what is left
             error.add_note(f"the database {db} could not be put back as it was: "
                            f"{self._target.scrub(str(cleanup))}")

@@ -11,15 +11,12 @@ is done; never argv, never a message.
 from __future__ import annotations
 
 import contextlib
-import os
-import shutil
-import tempfile
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field, replace
-from pathlib import Path
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 from dbcrate.errors import ConfigError
+from dbcrate.private_files import secret_file
 
 DEFAULT_PORT = 3306
 DEFAULT_CONNECT_TIMEOUT = "10"
@@ -136,27 +133,13 @@ class MyTarget:
 
     @contextlib.contextmanager
     def defaults_file(self) -> Iterator[str]:
-        """A private defaults file for ``--defaults-file=``: a fresh 0700 directory (in
-        ``$XDG_RUNTIME_DIR`` or ``/dev/shm`` when usable, so it stays in memory; else the
-        temp dir) holding one 0600 file; both removed on exit, whatever happens. Raises
-        ``OSError`` if it cannot be created (nothing is left behind)."""
-        directory = tempfile.mkdtemp(prefix="dbcrate-mysql-", dir=_private_base())
-        try:
-            path = str(Path(directory) / "client.cnf")
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
-            with os.fdopen(fd, "w", encoding="utf-8") as f:
-                f.write(self.defaults_text())
-            yield path
-        finally:
-            shutil.rmtree(directory, ignore_errors=True)
+        """A private defaults file for ``--defaults-file=`` (``private_files.secret_file``:
+        memory-backed where possible, 0700 directory, 0600 file, removed on every exit
+        path). Raises ``OSError`` if it cannot be created (nothing is left behind)."""
+        with secret_file("client.cnf", self.defaults_text(),
+                         what="client defaults file") as path:
+            yield str(path)
 
     def scrub(self, text: str) -> str:
         """``text`` with the password masked (defence in depth for messages)."""
         return text.replace(self.password, "***") if self.password else text
-
-
-def _private_base() -> str | None:
-    for candidate in (os.environ.get("XDG_RUNTIME_DIR"), "/dev/shm"):
-        if candidate and Path(candidate).is_dir() and os.access(candidate, os.W_OK | os.X_OK):
-            return candidate
-    return None

@@ -18,6 +18,7 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
+from dbcrate import interrupt
 from dbcrate.engines import Connection, Part, RestoreOptions, pg_dbentries, pg_globals, pg_swap
 from dbcrate.engines.pg_connect import MissingDatabase, connect, contents
 from dbcrate.engines.pg_options import PgOptions
@@ -330,6 +331,7 @@ class PostgresEngine:
         try:
             with self._maintenance() as conn:
                 pg_swap.drop(conn, name)
+            interrupt.note_removed(f"unfinished database {name}")
         except Exception as drop_error:  # keep the original error; say what is left
             error.add_note(f"the unfinished copy {name} could not be dropped: "
                            f"{self._target.scrub(str(drop_error))}")
@@ -349,6 +351,7 @@ class PostgresEngine:
             return
         try:
             self._drop_database()
+            interrupt.note_removed(f"database {self._target.dbname} created for this restore")
         except Exception as drop_error:  # keep the original error; say what is left
             error.add_note(
                 f"the database {self._target.dbname} created for this restore could "

@@ -23,14 +23,14 @@ import queue
 import shutil
 import signal
 import subprocess
-import tempfile
 import threading
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import IO
 
+from dbcrate import interrupt
 from dbcrate.errors import DumpFailed, RestoreFailed, ToolNotFound
+from dbcrate.private_files import SECRET_PREFIX, private_dir
 
 #: size of one read from the tool's stdout, and of the pipe buffer we ask the kernel for
 CHUNK = 1 << 20
@@ -100,21 +100,21 @@ ToolEnv = Mapping[str, "str | PrivateFile"]
 @contextlib.contextmanager
 def materialized(env: ToolEnv) -> Iterator[dict[str, str]]:
     """``env`` with every ``PrivateFile`` written to a 0600 file in one fresh 0700
-    directory (``$XDG_RUNTIME_DIR`` or ``/dev/shm`` when usable, so it stays in memory;
-    else the temp dir) and replaced by its path. The directory is removed on exit, whatever
-    happens; none is made without a ``PrivateFile``. Raises ``OSError`` if it cannot be
-    created (nothing is left behind)."""
+    directory, the one private place for secret files (``private_files.private_dir``:
+    memory-backed where available, pid-named so a SIGKILL's leftover is swept), and
+    replaced by its path. The directory is removed on exit, whatever happens (also on a
+    stop signal); none is made without a ``PrivateFile``. Raises ``OSError`` if it cannot
+    be created (nothing is left behind)."""
     files = {k: v for k, v in env.items() if isinstance(v, PrivateFile)}
     plain = {k: v for k, v in env.items() if isinstance(v, str)}
     if not files:
         yield plain
         return
-    base = next((d for d in (os.environ.get("XDG_RUNTIME_DIR"), "/dev/shm")
-                 if d and Path(d).is_dir() and os.access(d, os.W_OK | os.X_OK)), None)
-    directory = tempfile.mkdtemp(prefix="dbcrate-tool-", dir=base)
+    with interrupt.critical():
+        directory = private_dir(SECRET_PREFIX)
     try:
         for i, (name, private) in enumerate(sorted(files.items())):
-            path = Path(directory) / f"{i}.conf"
+            path = directory / f"{i}.conf"
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
             with os.fdopen(fd, "w", encoding="utf-8") as f:
                 f.write(private.content)
@@ -122,6 +122,7 @@ def materialized(env: ToolEnv) -> Iterator[dict[str, str]]:
         yield plain
     finally:
         shutil.rmtree(directory, ignore_errors=True)
+        interrupt.note_removed("tool secret file")
 
 
 def child_env(
@@ -151,19 +152,22 @@ def _status(name: str, returncode: int) -> str:
 def _spawn(
     argv: Sequence[str], env: Mapping[str, str], name: str, *, stdin: int | None
 ) -> subprocess.Popen[bytes]:
-    try:
-        return subprocess.Popen(
-            list(argv),
-            stdin=stdin,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            env=child_env(env),
-            close_fds=True,
-        )
-    except FileNotFoundError as e:
-        raise ToolNotFound(f"{name} not found: {argv[0]}") from e
-    except PermissionError as e:
-        raise ToolNotFound(f"{name} is not executable: {argv[0]}") from e
+    with interrupt.critical():  # a stop signal kills it, so no thread stays blocked on it
+        try:
+            proc = subprocess.Popen(
+                list(argv),
+                stdin=stdin,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                env=child_env(env),
+                close_fds=True,
+            )
+        except FileNotFoundError as e:
+            raise ToolNotFound(f"{name} not found: {argv[0]}") from e
+        except PermissionError as e:
+            raise ToolNotFound(f"{name} is not executable: {argv[0]}") from e
+        interrupt.track(proc)
+    return proc
 
 
 def _kill(proc: subprocess.Popen[bytes]) -> None:
@@ -171,6 +175,7 @@ def _kill(proc: subprocess.Popen[bytes]) -> None:
         with contextlib.suppress(ProcessLookupError):
             proc.kill()
     proc.wait()
+    interrupt.untrack(proc)
 
 
 def _close(*streams: IO[bytes] | None) -> None:
@@ -266,6 +271,7 @@ def _stream_stdout(
             yield item
         thread.join()
         proc.wait()
+        interrupt.untrack(proc)
         tail.join()
         finished = True
         if proc.returncode != 0:
@@ -352,6 +358,8 @@ def _feed_stdin(
             except BrokenPipeError:
                 broken = True
                 break
+        _close(proc.stdin)
+        proc.wait()  # an interruption here (a stop signal) kills the tool as well
     except BaseException:
         _kill(proc)
         _close(proc.stdin)
@@ -359,8 +367,7 @@ def _feed_stdin(
         tail.join()
         _close(proc.stdout, proc.stderr)
         raise
-    _close(proc.stdin)
-    proc.wait()
+    interrupt.untrack(proc)
     drain.join()
     tail.join()
     _close(proc.stdout, proc.stderr)

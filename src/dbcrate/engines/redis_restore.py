@@ -4,6 +4,7 @@ the stop/start commands of an in-place restore."""
 from __future__ import annotations
 
 import contextlib
+import os
 import shutil
 import socket
 import subprocess
@@ -13,16 +14,20 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from dbcrate import interrupt
 from dbcrate.engines.process import child_env
 from dbcrate.engines.redis_resp import RespClient, RespError
 from dbcrate.engines.redis_url import RedisTarget
 from dbcrate.errors import AuthenticationFailed, DatabaseError, RestoreFailed, ToolNotFound
+from dbcrate.private_files import sweep_dead
 
 #: keys per SCAN / DUMP / RESTORE round trip
 BATCH = 500
 #: payload bytes per RESTORE pipeline before it is sent
 BATCH_BYTES = 8 << 20
 _LOG_TAIL = 2000
+#: the temporary server's private dir: ``dbcrate-redis-<pid>-*``
+TEMP_PREFIX = "dbcrate-redis-"
 
 
 def _tail(path: Path) -> str:
@@ -40,7 +45,9 @@ class TempRedis:
 
     def __init__(self, server: str, parent: str | None = None) -> None:
         self.server = server
-        self.dir = Path(tempfile.mkdtemp(prefix="dbcrate-redis-", dir=parent))
+        base = parent or tempfile.gettempdir()
+        sweep_dead(base, TEMP_PREFIX)  # dirs of runs killed by SIGKILL
+        self.dir = Path(tempfile.mkdtemp(prefix=f"{TEMP_PREFIX}{os.getpid()}-", dir=base))
         self.rdb = self.dir / "dump.rdb"
         self.socket = str(self.dir / "redis.sock")
         self.log = self.dir / "redis.log"
@@ -56,10 +63,12 @@ class TempRedis:
             "--databases", "256", "--protected-mode", "no",
         ]
         try:
-            self._proc = subprocess.Popen(
-                argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL, close_fds=True, env=child_env(),
-            )
+            with interrupt.critical():  # a stop signal kills it at once, and stop() reaps it
+                self._proc = subprocess.Popen(
+                    argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL, close_fds=True, env=child_env(),
+                )
+                interrupt.track(self._proc)
         except (FileNotFoundError, PermissionError) as e:
             raise ToolNotFound(
                 f"redis-server not found: {self.server}",
@@ -97,7 +106,10 @@ class TempRedis:
             if self._proc.poll() is None:
                 self._proc.kill()
             self._proc.wait()
+            interrupt.untrack(self._proc)
         shutil.rmtree(self.dir, ignore_errors=True)
+        interrupt.note_removed("temporary redis-server and its snapshot copy"
+                               if self._proc is not None else "snapshot copy")
 
 
 def copy_keys(

@@ -7,11 +7,12 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 
-from dbcrate import __version__, catalog, signing
+from dbcrate import __version__, catalog, interrupt, signing
 from dbcrate.config import Config, JobConfig
 from dbcrate.engines import Connection, open_engine
 from dbcrate.errors import DbcrateError, StorageError
 from dbcrate.model import Digest, Manifest, ObjectInfo, PartRecord, StoredCopy
+from dbcrate.operations import leftovers
 from dbcrate.operations.authn import sig_key
 from dbcrate.operations.fanout import Tracked, fanout
 from dbcrate.operations.pipeline import EncodePlan, encode_plan
@@ -46,7 +47,10 @@ def run_backup(config: Config, job: JobConfig, progress: Progress | None = None)
     the others still complete; the failure is recorded in the result.
     """
     progress = progress or Silent()
+    interrupt.doing(f"backup of {job.name}")
     storages = {name: open_target(config.target(name)) for name in job.targets}
+    for storage in storages.values():
+        leftovers.sweep_quietly(storage, job.name)  # what killed runs left behind
     engine = open_engine(job.engine, Connection(job.url, job.password, job.options))
     info = engine.probe()
     if info.superuser:
@@ -142,7 +146,9 @@ def _store(
     try:
         outcomes = fanout(source, [_uploader(s, key) for s in live.values()]) if live else []
     finally:
-        _close(dump)  # if every upload failed early, stop the dump tool now
+        # if every upload failed early (or a signal arrived), stop the dump tool now: this
+        # stops and joins the reader thread, which closes the dump it runs (never here)
+        source.close()
         progress.finish()
     for name, outcome in zip(live, outcomes, strict=True):
         if isinstance(outcome, BaseException):
@@ -157,12 +163,6 @@ def _uploader(storage: Storage, key: str) -> Callable[[Iterator[bytes]], ObjectI
         return storage.put(key, chunks)
 
     return upload
-
-
-def _close(chunks: Iterator[bytes]) -> None:
-    close = getattr(chunks, "close", None)
-    if close is not None:
-        close()
 
 
 def _as_error(exc: BaseException, target: str) -> DbcrateError:

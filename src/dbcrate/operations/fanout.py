@@ -110,6 +110,12 @@ class Tracked:
     def __iter__(self) -> Iterator[bytes]:
         return self
 
+    def close(self) -> None:
+        """Close the wrapped iterator (if it can be closed)."""
+        close = getattr(self._it, "close", None)
+        if close is not None:
+            close()
+
     def __next__(self) -> bytes:
         try:
             return next(self._it)

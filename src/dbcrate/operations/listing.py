@@ -10,6 +10,7 @@ from dbcrate import catalog
 from dbcrate.config import Config
 from dbcrate.errors import DbcrateError, ManifestError, WrongKey
 from dbcrate.model import Manifest
+from dbcrate.operations import leftovers
 from dbcrate.operations.authn import Policy, authenticate, policy_for
 from dbcrate.storage import Storage, open_target
 
@@ -105,6 +106,23 @@ def list_backups(
             errors[name] = exc
     found.sort(key=lambda x: (x.manifest.started_at, x.manifest.id, x.target))
     return found, errors
+
+
+def count_leftovers(
+    config: Config, job: str | None = None, target: str | None = None
+) -> dict[str, int]:
+    """Per target (that has any), how many temp objects of interrupted or running writes
+    it holds under ``job``'s prefix (``operations.leftovers.count``). A target that
+    cannot be read is skipped (``list_backups`` reports it)."""
+    counts: dict[str, int] = {}
+    for name in [target] if target else list(_targets_of(config, job)):
+        try:
+            n = leftovers.count(open_target(config.target(name)), job)
+        except DbcrateError:
+            continue
+        if n:
+            counts[name] = n
+    return counts
 
 
 def _targets_of(config: Config, job: str | None) -> Iterator[str]:

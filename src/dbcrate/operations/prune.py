@@ -4,20 +4,18 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
 from dbcrate import catalog, retention
 from dbcrate.config import Config, JobConfig
 from dbcrate.errors import DbcrateError
 from dbcrate.model import Manifest
+from dbcrate.operations import leftovers
 from dbcrate.operations.authn import policy, sig_key
 from dbcrate.operations.listing import Skipped, trusted
 from dbcrate.storage import Storage, open_target
 
 log = logging.getLogger("dbcrate.prune")
-
-#: multipart uploads older than this are leftovers of crashed runs
-STALE_UPLOADS = timedelta(days=1)
 
 
 @dataclass
@@ -90,12 +88,10 @@ def _delete(storage: Storage, m: Manifest, report: PruneReport) -> None:
 
 
 def _abort_stale(storage: Storage, job: str, report: PruneReport) -> int:
-    """Abort multipart uploads a crashed run left behind (storages that have them)."""
-    abort = getattr(storage, "abort_incomplete", None)
-    if abort is None:
-        return 0
+    """Remove what killed runs left behind (multipart uploads, temp files) older than
+    the safe age (``operations.leftovers``)."""
     try:
-        return int(abort(f"{job}/", STALE_UPLOADS))
+        return leftovers.sweep(storage, job)
     except DbcrateError as exc:
         report.errors.append(exc)
         return 0

@@ -1,8 +1,9 @@
 """A directory on a local (or mounted) filesystem as a storage target.
 
 Objects are files under ``root``; a key's ``/`` separators are directories. Writes go to
-a ``.dbcrate-tmp-*`` file beside the final name, are fsynced, renamed into place and the
-directory fsynced, so a crash leaves either the old object or the new one. Files are
+a ``.dbcrate-tmp-<pid>-*`` file beside the final name, are fsynced, renamed into place and
+the directory fsynced, so a crash leaves either the old object or the new one (plus, after
+a SIGKILL, a temp file that ``leftovers`` finds and removes later). Files are
 created 0600 and directories 0700.
 
 Also home to the helpers every backend shares: ``check_key`` and ``run_probe``.
@@ -16,13 +17,15 @@ import os
 import stat
 import uuid
 from collections.abc import Iterable, Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import BinaryIO
 
+from dbcrate import interrupt
 from dbcrate.config import TargetConfig
 from dbcrate.errors import ObjectNotFound, StorageError
 from dbcrate.model import ObjectInfo
+from dbcrate.private_files import pid_alive
 from dbcrate.storage import Storage
 
 TMP_PREFIX = ".dbcrate-tmp-"
@@ -164,7 +167,7 @@ class LocalStorage:
         the same exception propagates. Raises ``StorageError`` on filesystem errors."""
         final = self._path(key)
         self._mkdirs(final.parent)
-        tmp = final.parent / f"{TMP_PREFIX}{uuid.uuid4().hex}"
+        tmp = final.parent / f"{TMP_PREFIX}{os.getpid()}-{uuid.uuid4().hex}"
         try:
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, FILE_MODE)
         except OSError as exc:
@@ -194,6 +197,7 @@ class LocalStorage:
                 tmp.unlink()
             except OSError:
                 pass
+            interrupt.note_removed(f"partial upload to target {self.name}")
             raise
         try:
             self._fsync_dir(final.parent)
@@ -292,7 +296,42 @@ class LocalStorage:
             except OSError:
                 pass
 
+    def leftovers(self, prefix: str, older_than: timedelta, *, remove: bool = False) -> int:
+        """Count (and with ``remove`` delete) the temp files of interrupted writes under
+        ``prefix`` not modified for ``older_than``. A temp file whose name carries the pid
+        of a process running on this host is never counted: it may still be written.
+        Raises ``StorageError`` on filesystem errors (a file vanishing meanwhile is fine)."""
+        check_prefix(prefix)
+        head, _, _ = prefix.rpartition("/")
+        base = self.root.joinpath(*head.split("/")) if head else self.root
+        if not base.is_dir():
+            return 0
+        cutoff = datetime.now(UTC) - older_than
+        count = 0
+        for dirpath, _dirs, filenames in os.walk(base):
+            for fn in filenames:
+                if not fn.startswith(TMP_PREFIX) or _live_writer(fn):
+                    continue
+                full = Path(dirpath) / fn
+                try:
+                    if datetime.fromtimestamp(full.stat().st_mtime, UTC) > cutoff:
+                        continue
+                    if remove:
+                        full.unlink()
+                except FileNotFoundError:
+                    continue
+                except OSError as exc:
+                    raise self._error("remove" if remove else "stat", full, exc) from None
+                count += 1
+        return count
+
     def probe(self) -> None:
         """Write, read, list and delete a probe object (creating the root 0700 if needed).
         Raises ``StorageError`` naming the step that failed."""
         run_probe(self)
+
+
+def _live_writer(name: str) -> bool:
+    """Whether temp file ``name`` (``.dbcrate-tmp-<pid>-<hex>``) belongs to a live process."""
+    pid = name[len(TMP_PREFIX):].partition("-")[0]
+    return pid.isdigit() and pid_alive(int(pid))  # an old name without a pid: age decides

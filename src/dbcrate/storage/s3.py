@@ -291,8 +291,16 @@ class S3Storage:
         run_probe(self)
 
     def abort_incomplete(self, prefix: str = "", older_than: timedelta = timedelta(days=1)) -> int:
-        """Abort multipart uploads under ``prefix`` started more than ``older_than`` ago
-        (left by crashed runs). Returns how many were aborted. Raises ``StorageError``."""
+        """Abort multipart uploads under ``prefix`` with no activity (start or last part)
+        for ``older_than`` (left by crashed runs). Returns how many were aborted. Raises
+        ``StorageError``."""
+        return self.leftovers(prefix, older_than, remove=True)
+
+    def leftovers(self, prefix: str, older_than: timedelta, *, remove: bool = False) -> int:
+        """Count (and with ``remove`` abort) the multipart uploads under ``prefix`` that
+        neither started nor received a part for ``older_than``: those of killed runs (a
+        live upload sends a part at least every ``part_size`` bytes). Raises
+        ``StorageError``."""
         check_prefix(prefix)
         full_prefix = self._root + prefix
         cutoff = datetime.now(UTC) - older_than
@@ -303,15 +311,32 @@ class S3Storage:
         try:
             for page in pages:
                 for up in page.get("Uploads", []):
-                    if up["Initiated"] <= cutoff:
+                    if up["Initiated"] <= cutoff and self._idle_since(up, cutoff):
                         stale.append((up["Key"], up["UploadId"]))
         except (ClientError, BotoCoreError) as exc:
             raise translate(exc, "list multipart uploads", self._where, full_prefix) from exc
+        if not remove:
+            return len(stale)
         count = 0
         for key, upload_id in stale:
             if self._abort_one(key, upload_id):
                 count += 1
         return count
+
+    def _idle_since(self, upload: Any, cutoff: datetime) -> bool:
+        """Whether no part of ``upload`` arrived after ``cutoff``."""
+        pages = self._client.get_paginator("list_parts").paginate(
+            Bucket=self.bucket, Key=upload["Key"], UploadId=upload["UploadId"]
+        )
+        try:
+            for page in pages:
+                if any(p["LastModified"] > cutoff for p in page.get("Parts", [])):
+                    return False
+        except ClientError as exc:
+            if error_code(exc) == "NoSuchUpload":
+                return False  # completed or aborted meanwhile
+            raise
+        return True
 
     def _abort_one(self, key: str, upload_id: str) -> bool:
         def abort() -> bool:

@@ -25,6 +25,7 @@ from botocore.exceptions import (
 )
 from botocore.exceptions import ConnectionError as BotoConnectionError
 
+from dbcrate import interrupt
 from dbcrate.errors import ObjectNotFound, StorageError
 from dbcrate.storage.retry import TransientStorageError, backoff_delays
 
@@ -337,4 +338,5 @@ class StreamUpload:
             )
             return False
         self.upload_id = None
+        interrupt.note_removed(f"partial upload to {self.where.url()}")
         return True
