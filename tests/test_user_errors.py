@@ -5,6 +5,7 @@ the real CLI against a real PostgreSQL server, a local target, a real full devic
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 from pathlib import Path
 
@@ -142,8 +143,12 @@ def test_staging_write_failure_hint_names_staging_dir(tmp_path: Path, under: str
     from dbcrate.engines.pg_stage import _write
     from dbcrate.errors import RestoreFailed
 
-    with open("/dev/full", "wb") as full, pytest.raises(RestoreFailed) as info:
-        _write(full, b"x" * 100_000, tmp_path, under, flush=True)
+    fd = os.open("/dev/full", os.O_WRONLY)
+    try:
+        with pytest.raises(RestoreFailed) as info:
+            _write(fd, b"x" * 100_000, str(tmp_path), under)
+    finally:
+        os.close(fd)
     assert "No space left on device" in info.value.message
     assert "staging_dir" in info.value.hint
     if under:
