@@ -85,6 +85,18 @@ def test_cat_to_a_full_disk_is_a_clean_error(backed_up: Setup) -> None:
     assert "No space left on device" in err
 
 
+@pytest.mark.parametrize("command", [["list", "orders", "--json"], ["grants", "orders"]])
+def test_any_output_to_a_full_disk_is_exit_14(backed_up: Setup, command: list[str]) -> None:
+    """Every command's stdout, not only cat's: ENOSPC is the machine's state, not a bug."""
+    with open("/dev/full", "wb") as full:
+        run = subprocess.run(
+            [DBCRATE, "--config", str(backed_up.config), *command],
+            stdout=full, stderr=subprocess.PIPE, text=True, timeout=120, check=False,
+        )
+    err = clean(subprocess.CompletedProcess(run.args, run.returncode, "", run.stderr), 14)
+    assert "cannot write the output" in err and "No space left on device" in err
+
+
 def test_restore_errors_name_the_identity_file_and_hint(
     backed_up: Setup, pg_db_name: str, pg_db: PgDatabase
 ) -> None:

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from dbcrate import catalog, config
-from dbcrate.cli.output import TerminalProgress, human, print_error, print_json
+from dbcrate.cli.output import TerminalProgress, human, print_error, print_json, stdout_to_devnull
 from dbcrate.config_keys import RESTORE_FLAGS
 from dbcrate.engines import RestoreOptions
 from dbcrate.errors import DbcrateError, InvalidKey, NoMatchingIdentity, OutputError, UsageError
@@ -345,22 +345,12 @@ def cat(args: argparse.Namespace) -> int:
     except BrokenPipeError:
         raise
     except OSError as exc:
-        _stdout_to_devnull()
+        stdout_to_devnull()
         raise OutputError(
             f"cannot write the dump to stdout: {exc.strerror or exc}; the output is incomplete",
             hint="discard what was written; free space (or write elsewhere) and run cat again",
         ) from None
     return 0
-
-
-def _stdout_to_devnull() -> None:
-    """After a failed write, point fd 1 at /dev/null so the interpreter's final flush of
-    the unwritten buffer cannot fail again (and print a traceback-like warning)."""
-    devnull = os.open(os.devnull, os.O_WRONLY)
-    try:
-        os.dup2(devnull, sys.stdout.fileno())
-    finally:
-        os.close(devnull)
 
 
 # -- prune ------------------------------------------------------------------------------------

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import errno
 import functools
 import logging
 import os
@@ -13,8 +14,8 @@ from collections.abc import Callable, Sequence
 
 from dbcrate import __version__, interrupt
 from dbcrate.cli import commands, grants, tools
-from dbcrate.cli.output import print_error
-from dbcrate.errors import DbcrateError, UsageError
+from dbcrate.cli.output import print_error, stdout_to_devnull
+from dbcrate.errors import DbcrateError, OutputError, UsageError
 
 Handler = Callable[[argparse.Namespace], int]
 
@@ -189,14 +190,30 @@ def _run(args_list: list[str]) -> int:
         return _interrupted(exc)
     except BrokenPipeError:
         return 141
+    except OSError as exc:
+        if exc.errno not in _OUTPUT_ERRNOS:
+            return _internal(exc, debug)
+        stdout_to_devnull()
+        out_err = OutputError(f"cannot write the output: {exc.strerror or exc}")
+        print_error(out_err)
+        return out_err.exit_code
     except Exception as exc:
-        if debug:
-            raise
-        sys.stderr.write(
-            f"dbcrate: internal error: {type(exc).__name__}: {exc}\n"
-            "hint: this is a bug; run again with --debug and report the traceback\n"
-        )
-        return 1
+        return _internal(exc, debug)
+
+
+#: errors of a write to stdout or a file that are the machine's state, not a bug
+_OUTPUT_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EIO})
+
+
+def _internal(exc: Exception, debug: bool) -> int:
+    """Report a bug (re-raised with ``--debug``); exit code 1."""
+    if debug:
+        raise exc
+    sys.stderr.write(
+        f"dbcrate: internal error: {type(exc).__name__}: {exc}\n"
+        "hint: this is a bug; run again with --debug and report the traceback\n"
+    )
+    return 1
 
 
 def _interrupted(exc: KeyboardInterrupt) -> int:

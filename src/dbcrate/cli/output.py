@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 import threading
 import time
@@ -67,3 +68,13 @@ def print_error(err: DbcrateError, stream: TextIO | None = None) -> None:
 
 def print_json(value: Any) -> None:
     sys.stdout.write(json.dumps(value, indent=2, ensure_ascii=False) + "\n")
+
+
+def stdout_to_devnull() -> None:
+    """After a failed write, point fd 1 at /dev/null so the interpreter's final flush of
+    the unwritten buffer cannot fail again (and print a traceback-like warning)."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, sys.stdout.fileno())
+    finally:
+        os.close(devnull)
