@@ -13,8 +13,8 @@ import pytest
 
 from dbcrate import config as config_mod
 from dbcrate.engines import Connection
-from dbcrate.engines.mysql import MySQLEngine, dump_options
-from dbcrate.engines.mysql_url import MyTarget
+from dbcrate.engines.mysql.engine import MySQLEngine, dump_options
+from dbcrate.engines.mysql.url import MyTarget
 from dbcrate.errors import ConfigError, DumpFailed
 from dbcrate.operations.backup import run_backup
 from tests.e2e import Setup, local_target, make_setup

@@ -14,7 +14,7 @@ import pytest
 
 from dbcrate import pgbin
 from dbcrate.engines import Connection, RestoreOptions, open_engine
-from dbcrate.engines.postgres import PostgresEngine
+from dbcrate.engines.postgres.engine import PostgresEngine
 from dbcrate.errors import (
     AuthenticationFailed,
     DatabaseError,

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from dbcrate import config as config_mod
-from dbcrate.engines.redis_rdb import checked_rdb
+from dbcrate.engines.redis.rdb import checked_rdb
 from dbcrate.errors import DumpFailed
 from dbcrate.operations.backup import run_backup
 from tests.e2e import Setup, local_target, make_setup

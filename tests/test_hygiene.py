@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 
 from dbcrate import config
-from dbcrate.engines.mongodb import MongoTarget, _config_file
-from dbcrate.engines.mysql import dump_options
-from dbcrate.engines.pg_url import PgTarget
+from dbcrate.engines.mongodb.engine import MongoTarget, _config_file
+from dbcrate.engines.mysql.engine import dump_options
+from dbcrate.engines.postgres.url import PgTarget
 from dbcrate.engines.process import PrivateFile, child_env, materialized
 from dbcrate.errors import ConfigError
 from dbcrate.redact import redact_url

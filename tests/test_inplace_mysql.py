@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from dbcrate.engines import Connection, RestoreOptions
-from dbcrate.engines.mysql import MySQLEngine
+from dbcrate.engines.mysql.engine import MySQLEngine
 from tests.e2e import Setup, local_target, make_setup
 from tests.servers.mariadb import CLIENT, MyDatabase, TempMariaDB
 

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from dbcrate.engines.redis_resp import RespError
+from dbcrate.engines.redis.resp import RespError
 from dbcrate.sandbox import load_sample as load_pg_sample
 from tests.e2e import Setup, local_target, make_setup
 from tests.servers.mariadb import CLIENT, MyDatabase, TempMariaDB

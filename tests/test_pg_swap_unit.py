@@ -3,8 +3,8 @@ database-level entries aimed at the sibling)."""
 
 from __future__ import annotations
 
-from dbcrate.engines.pg_dbentries import parse
-from dbcrate.engines.pg_swap import MAX_IDENT, sibling_names, split_list_setting
+from dbcrate.engines.postgres.dbentries import parse
+from dbcrate.engines.postgres.swap import MAX_IDENT, sibling_names, split_list_setting
 
 
 def test_sibling_names_fit_the_identifier_limit() -> None:

@@ -182,7 +182,7 @@ def _installed_copy(wheel_copy: Path, pg17: pgbin.Installed, tmp_path: Path) -> 
 def test_a_changed_cached_binary_is_refused_before_use(
     wheel_copy: Path, pg17: pgbin.Installed, tmp_path: Path
 ) -> None:
-    from dbcrate.engines.pg_tools import resolve
+    from dbcrate.engines.postgres.tools import resolve
 
     cache = _installed_copy(wheel_copy, pg17, tmp_path)
     [inst] = pgbin.cached(cache)

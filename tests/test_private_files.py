@@ -14,7 +14,7 @@ import pytest
 
 from dbcrate import private_files
 from dbcrate.engines import Connection
-from dbcrate.engines.mysql import MySQLEngine
+from dbcrate.engines.mysql.engine import MySQLEngine
 from dbcrate.errors import DumpFailed
 from tests.e2e import Setup, local_target, make_setup
 from tests.procs import children

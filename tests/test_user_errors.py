@@ -152,7 +152,7 @@ def test_wrong_s3_secret_on_restore_is_a_storage_error_naming_the_credential(
 def test_staging_write_failure_hint_names_staging_dir(tmp_path: Path, under: str | None) -> None:
     """The staging file's write fails on a real full device; the hint names the job's
     staging_dir (its value when set)."""
-    from dbcrate.engines.pg_stage import _write
+    from dbcrate.engines.postgres.staging import _write
     from dbcrate.errors import RestoreFailed
 
     fd = os.open("/dev/full", os.O_WRONLY)

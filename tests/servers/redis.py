@@ -27,8 +27,8 @@ from typing import Any
 
 import pytest
 
-from dbcrate.engines.redis_resp import RespClient
-from dbcrate.engines.redis_url import RedisTarget
+from dbcrate.engines.redis.resp import RespClient
+from dbcrate.engines.redis.url import RedisTarget
 from dbcrate.sandbox import free_port
 
 REDIS_SERVER = shutil.which("redis-server") or "/usr/bin/redis-server"

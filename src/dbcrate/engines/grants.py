@@ -13,11 +13,11 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from dbcrate.engines.mongodb import MongoTarget
-from dbcrate.engines.mysql import quote_ident
-from dbcrate.engines.mysql_url import MyTarget
-from dbcrate.engines.pg_url import PgTarget
-from dbcrate.engines.redis_url import RedisTarget
+from dbcrate.engines.mongodb.engine import MongoTarget
+from dbcrate.engines.mysql.engine import quote_ident
+from dbcrate.engines.mysql.url import MyTarget
+from dbcrate.engines.postgres.url import PgTarget
+from dbcrate.engines.redis.url import RedisTarget
 from dbcrate.errors import ConfigError
 
 #: the user the scripts create when the job's url has none or a superuser's

@@ -16,9 +16,10 @@ from pathlib import Path
 from typing import Any
 
 from dbcrate import interrupt
-from dbcrate.engines import Connection, RestoreOptions, SinglePart, mysql_swap
-from dbcrate.engines import mysql_tools as tools
-from dbcrate.engines.mysql_url import MyTarget
+from dbcrate.engines.base import Connection, RestoreOptions, SinglePart
+from dbcrate.engines.mysql import swap as mysql_swap
+from dbcrate.engines.mysql import tools
+from dbcrate.engines.mysql.url import MyTarget
 from dbcrate.engines.process import child_env, feed_stdin, stream_stdout
 from dbcrate.errors import (
     AuthenticationFailed,
@@ -303,7 +304,7 @@ class MySQLEngine(SinglePart):
         """Run the SQL dump ``chunks`` through the client into the database, creating it if
         missing. MySQL commits DDL implicitly, so nothing is loaded into a live non-empty
         database: with ``options.clean`` the dump is loaded into a sibling schema and
-        swapped in when complete (:mod:`dbcrate.engines.mysql_swap`: the tables in one
+        swapped in when complete (:mod:`dbcrate.engines.mysql.swap`: the tables in one
         atomic ``RENAME TABLE``; views, routines, triggers and events recreated right
         after); any failure before the swap drops the sibling and leaves the database as
         it was.

@@ -7,7 +7,7 @@ from typing import Any
 
 import psycopg
 
-from dbcrate.engines.pg_url import PgTarget
+from dbcrate.engines.postgres.url import PgTarget
 from dbcrate.errors import AuthenticationFailed, DatabaseError, DatabaseUnreachable
 
 _AUTH_MARKERS = (

@@ -27,16 +27,16 @@ from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-from dbcrate.engines import Connection, RestoreOptions, SinglePart
+from dbcrate.engines.base import Connection, RestoreOptions, SinglePart
 from dbcrate.engines.process import child_env, stream_stdout
-from dbcrate.engines.redis_rdb import checked_rdb, commit, stage, write_atomically
-from dbcrate.engines.redis_resp import RespClient, RespError
-from dbcrate.engines.redis_restore import TempRedis, copy_keys, run_command, wait_down, wait_up
-from dbcrate.engines.redis_url import RedisTarget
+from dbcrate.engines.redis.rdb import checked_rdb, commit, stage, write_atomically
+from dbcrate.engines.redis.resp import RespClient, RespError
+from dbcrate.engines.redis.restore import TempRedis, copy_keys, run_command, wait_down, wait_up
+from dbcrate.engines.redis.url import RedisTarget
 from dbcrate.errors import ConfigError, RestoreFailed, RestoreRefused, ToolNotFound, UsageError
 from dbcrate.model import EngineInfo
 
-log = logging.getLogger("dbcrate.engines.redis")
+log = logging.getLogger("dbcrate.engines.redis.engine")
 MODES = ("copy", "inplace", "datadir")
 _SYNC_DELAY = "repl-diskless-sync-delay"
 

@@ -13,7 +13,7 @@ import ssl
 from collections.abc import Iterable, Sequence
 from typing import IO, Any
 
-from dbcrate.engines.redis_url import RedisTarget
+from dbcrate.engines.redis.url import RedisTarget
 from dbcrate.errors import AuthenticationFailed, DatabaseError, DatabaseUnreachable
 
 DEFAULT_TIMEOUT = 10.0

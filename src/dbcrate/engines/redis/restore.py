@@ -16,8 +16,8 @@ from typing import Any
 
 from dbcrate import interrupt
 from dbcrate.engines.process import child_env
-from dbcrate.engines.redis_resp import RespClient, RespError
-from dbcrate.engines.redis_url import RedisTarget
+from dbcrate.engines.redis.resp import RespClient, RespError
+from dbcrate.engines.redis.url import RedisTarget
 from dbcrate.errors import AuthenticationFailed, DatabaseError, RestoreFailed, ToolNotFound
 from dbcrate.private_files import sweep_dead
 

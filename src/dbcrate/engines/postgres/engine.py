@@ -1,7 +1,7 @@
 """PostgreSQL: ``pg_dump -Fc -Z0`` to dump (compression is the pipeline's job) and
 ``pg_restore --single-transaction`` to restore, with tools of the server's major (see
-:mod:`dbcrate.engines.pg_tools`); with job option ``globals = true`` also the cluster-wide
-objects (:mod:`dbcrate.engines.pg_globals`) as a second part of the backup.
+:mod:`dbcrate.engines.postgres.tools`); with job option ``globals = true`` also the cluster-wide
+objects (:mod:`dbcrate.engines.postgres.cluster`) as a second part of the backup.
 
 Job options are validated by :class:`dbcrate.engines.pg_options.PgOptions`. The password
 reaches the tools as ``PGPASSWORD`` in their environment only. Nothing assumes the server
@@ -19,12 +19,15 @@ import psycopg
 from psycopg import sql
 
 from dbcrate import interrupt
-from dbcrate.engines import Connection, Part, RestoreOptions, pg_dbentries, pg_globals, pg_swap
-from dbcrate.engines.pg_connect import MissingDatabase, connect, contents
-from dbcrate.engines.pg_options import PgOptions
-from dbcrate.engines.pg_stage import staged
-from dbcrate.engines.pg_tools import PgTools, resolve
-from dbcrate.engines.pg_url import PgTarget
+from dbcrate.engines.base import Connection, Part, RestoreOptions
+from dbcrate.engines.postgres import cluster as pg_globals
+from dbcrate.engines.postgres import dbentries as pg_dbentries
+from dbcrate.engines.postgres import swap as pg_swap
+from dbcrate.engines.postgres.connect import MissingDatabase, connect, contents
+from dbcrate.engines.postgres.options import PgOptions
+from dbcrate.engines.postgres.staging import staged
+from dbcrate.engines.postgres.tools import PgTools, resolve
+from dbcrate.engines.postgres.url import PgTarget
 from dbcrate.engines.process import feed_stdin, stream_stdout
 from dbcrate.errors import RestoreFailed, RestoreRefused
 from dbcrate.model import EngineInfo
@@ -171,7 +174,7 @@ class PostgresEngine:
         """Raise ``RestoreRefused`` if the target server's major is older than the backup's
         (pg_restore does not support that) unless ``options.force``; if the database is
         not empty (``_contents``) unless ``options.clean``; or if a restore over it (an
-        atomic swap, see :mod:`dbcrate.engines.pg_swap`) would find other sessions on it
+        atomic swap, see :mod:`dbcrate.engines.postgres.swap`) would find other sessions on it
         and ``options.terminate_sessions`` is false. Connection errors as ``probe()``.
         Changes nothing; remembers the backup's major for ``restore``."""
         major, version = self._target_version()
@@ -234,7 +237,7 @@ class PostgresEngine:
           failure.
         - A non-empty database with ``options.clean``, or an existing one with ``jobs > 1``:
           restored into a new sibling database created like it, then swapped in by renaming
-          (see :mod:`dbcrate.engines.pg_swap`); any failure before the swap drops the
+          (see :mod:`dbcrate.engines.postgres.swap`); any failure before the swap drops the
           sibling and leaves the original untouched.
 
         Raises ``RestoreRefused`` (not empty without ``clean``; other sessions without
@@ -360,7 +363,7 @@ class PostgresEngine:
 
     def restore_part(self, name: str, chunks: Iterable[bytes], options: RestoreOptions) -> None:
         """Apply part ``globals`` with psql through the maintenance database (see
-        :mod:`dbcrate.engines.pg_globals`: roles that already exist do not abort it; not
+        :mod:`dbcrate.engines.postgres.cluster`: roles that already exist do not abort it; not
         atomic). Raises ``RestoreFailed``, ``ToolNotFound``, connection errors as ``probe``,
         the errors ``chunks`` raises (before anything is applied), ``KeyError`` for
         another part."""

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote, unquote
 
-from dbcrate.engines import Connection, RestoreOptions, SinglePart
+from dbcrate.engines.base import Connection, RestoreOptions, SinglePart
 from dbcrate.engines.process import child_env, feed_stdin, stream_stdout
 from dbcrate.errors import (
     AuthenticationFailed,
@@ -40,7 +40,7 @@ from dbcrate.errors import (
 from dbcrate.model import EngineInfo
 from dbcrate.private_files import secret_file
 
-log = logging.getLogger("dbcrate.engines.mongodb")
+log = logging.getLogger("dbcrate.engines.mongodb.engine")
 #: the first four bytes of a mongodump archive (0x8199e26d, little-endian)
 ARCHIVE_MAGIC = bytes.fromhex("6de29981")
 _AUTH_MARKERS = ("authentication failed", "auth error", "sasl", "unauthorized",

@@ -20,7 +20,7 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from dbcrate.engines.pg_swap import DbAttributes
+from dbcrate.engines.postgres.swap import DbAttributes
 from dbcrate.engines.process import ToolEnv, child_env, materialized
 
 #: how much of the stream is kept to read the table of contents from
