@@ -16,7 +16,7 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path, PurePosixPath
 
 from dbcrate.errors import DigestMismatch, ToolNotFound
-from dbcrate.pgbin_index import BLOCK, sha256_file
+from dbcrate.pgbin.index import BLOCK, sha256_file
 
 #: what dbcrate runs from a cached tree as a client (dumps, restores, globals)
 CLIENT_FILES = ("bin/pg_dump", "bin/pg_restore", "bin/pg_dumpall", "bin/psql")

