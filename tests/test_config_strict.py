@@ -13,7 +13,7 @@ import pytest
 
 from dbcrate import config
 from dbcrate.config import JobConfig, TargetConfig
-from dbcrate.config_keys import ENGINE_OPTIONS, TARGET_KEYS
+from dbcrate.config.keys import ENGINE_OPTIONS, TARGET_KEYS
 from dbcrate.errors import ConfigError
 from dbcrate.operations.pipeline import encode_plan
 from tests.e2e import DBCRATE

@@ -12,7 +12,8 @@ from typing import Any
 
 from dbcrate import catalog, config
 from dbcrate.cli.output import TerminalProgress, human, print_error, print_json, stdout_to_devnull
-from dbcrate.config_keys import RESTORE_FLAGS
+from dbcrate.config.keys import RESTORE_FLAGS
+from dbcrate.config.secrets import read_secret_file
 from dbcrate.engines import RestoreOptions
 from dbcrate.errors import DbcrateError, InvalidKey, NoMatchingIdentity, OutputError, UsageError
 from dbcrate.operations.backup import BackupResult, run_backup
@@ -21,7 +22,6 @@ from dbcrate.operations.pipeline import KeyMaterial
 from dbcrate.operations.progress import Progress, Silent
 from dbcrate.operations.restore import Selector, run_cat, run_restore
 from dbcrate.redact import redact_url
-from dbcrate.secrets import read_secret_file
 from dbcrate.storage import open_target
 
 

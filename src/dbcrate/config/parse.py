@@ -3,12 +3,22 @@
 from __future__ import annotations
 
 import difflib
+import os
+import tomllib
 from collections.abc import Mapping
 from collections.abc import Set as AbstractSet
+from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-from dbcrate.config import (
+from dbcrate.config.keys import (
+    ALL_ENGINE_OPTIONS,
+    ENGINE_OPTIONS,
+    TARGET_KEYS,
+    job_name_problem,
+    with_file_variants,
+)
+from dbcrate.config.model import (
     COMPRESSIONS,
     ENCRYPTIONS,
     ENGINES,
@@ -17,17 +27,9 @@ from dbcrate.config import (
     JobConfig,
     Retention,
     TargetConfig,
-    decode_key,
     option_problem,
-    resolve_secrets,
 )
-from dbcrate.config_keys import (
-    ALL_ENGINE_OPTIONS,
-    ENGINE_OPTIONS,
-    TARGET_KEYS,
-    job_name_problem,
-    with_file_variants,
-)
+from dbcrate.config.secrets import decode_key, resolve_secrets
 from dbcrate.errors import ConfigError
 
 #: keys a [backup] table and a job may both set (the job overrides)
@@ -401,3 +403,49 @@ class Parser:
             if k in job:
                 opts[k] = job[k]
         return opts
+
+
+#: Where the config is looked for, after --config and $DBCRATE_CONFIG.
+DEFAULT_PATHS = ("dbcrate.toml", "/etc/dbcrate/config.toml")
+
+
+def find_config(explicit: str | None) -> Path:
+    """The config file to use: ``explicit``, ``$DBCRATE_CONFIG``, then DEFAULT_PATHS.
+    Raises ``ConfigError`` if none exists."""
+    if explicit:
+        candidates: tuple[str, ...] = (explicit,)
+    elif os.environ.get("DBCRATE_CONFIG"):
+        candidates = (os.environ["DBCRATE_CONFIG"],)
+    else:
+        candidates = DEFAULT_PATHS
+    for c in candidates:
+        p = Path(c).expanduser()
+        if p.is_file():
+            return p
+    raise ConfigError(
+        f"no config file found (looked at {', '.join(candidates)})",
+        hint="pass --config FILE or set DBCRATE_CONFIG; see docs/config.md",
+    )
+
+
+def load(path: str | Path) -> Config:
+    """Read and validate a TOML config. Raises ``ConfigError`` naming file and key."""
+    p = Path(path)
+    try:
+        raw = tomllib.loads(p.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ConfigError(f"cannot read config: {exc.strerror or exc}", file=str(p)) from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(
+            f"is not UTF-8 text (invalid byte at offset {exc.start})",
+            hint="TOML files must be UTF-8; re-save the file as UTF-8 (e.g. with iconv)",
+            file=str(p),
+        ) from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"invalid TOML: {exc}", file=str(p)) from None
+    return parse(raw, source=str(p))
+
+
+def parse(raw: Mapping[str, Any], *, source: str = "<memory>") -> Config:
+    """Validate an already-decoded config mapping. Raises ``ConfigError``."""
+    return Parser(source).config(raw)

@@ -8,28 +8,18 @@ any secret ``KEY``. A config can also be built in memory (the future control pla
 
 from __future__ import annotations
 
-import base64
-import binascii
-import os
-import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
-from dbcrate.config_keys import (
+from dbcrate.config.keys import (
     ENGINE_OPTIONS,
-    SECRET_KEYS,
     TARGET_KEYS,
     engines_reading,
     job_name_problem,
 )
 from dbcrate.errors import ConfigError, UsageError
 from dbcrate.redact import redact_url, shown_repr
-from dbcrate.secrets import expand, read_secret_file
-
-#: Where the config is looked for, after --config and $DBCRATE_CONFIG.
-DEFAULT_PATHS = ("dbcrate.toml", "/etc/dbcrate/config.toml")
 
 COMPRESSIONS = ("zstd", "gzip", "none")
 ENCRYPTIONS = ("age", "aes-256-gcm", "none")
@@ -37,7 +27,6 @@ ENGINES = ("postgres", "mysql", "redis", "mongodb")
 #: target types the config accepts; the storage registry says which this build can open
 TARGET_TYPES = ("local", "s3", "sftp", "gcs", "azure")
 
-_SECRET_KEYS = SECRET_KEYS
 
 
 @dataclass(frozen=True)
@@ -202,92 +191,3 @@ class Config:
             raise UsageError(
                 f"no target named {name!r} in {self.source}", hint=f"targets defined: {known}"
             ) from None
-
-
-def find_config(explicit: str | None) -> Path:
-    """The config file to use: ``explicit``, ``$DBCRATE_CONFIG``, then DEFAULT_PATHS.
-    Raises ``ConfigError`` if none exists."""
-    if explicit:
-        candidates: tuple[str, ...] = (explicit,)
-    elif os.environ.get("DBCRATE_CONFIG"):
-        candidates = (os.environ["DBCRATE_CONFIG"],)
-    else:
-        candidates = DEFAULT_PATHS
-    for c in candidates:
-        p = Path(c).expanduser()
-        if p.is_file():
-            return p
-    raise ConfigError(
-        f"no config file found (looked at {', '.join(candidates)})",
-        hint="pass --config FILE or set DBCRATE_CONFIG; see docs/config.md",
-    )
-
-
-def load(path: str | Path) -> Config:
-    """Read and validate a TOML config. Raises ``ConfigError`` naming file and key."""
-    p = Path(path)
-    try:
-        raw = tomllib.loads(p.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise ConfigError(f"cannot read config: {exc.strerror or exc}", file=str(p)) from None
-    except UnicodeDecodeError as exc:
-        raise ConfigError(
-            f"is not UTF-8 text (invalid byte at offset {exc.start})",
-            hint="TOML files must be UTF-8; re-save the file as UTF-8 (e.g. with iconv)",
-            file=str(p),
-        ) from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"invalid TOML: {exc}", file=str(p)) from None
-    return parse(raw, source=str(p))
-
-
-def parse(raw: Mapping[str, Any], *, source: str = "<memory>") -> Config:
-    """Validate an already-decoded config mapping. Raises ``ConfigError``."""
-    from dbcrate.config_parse import Parser
-
-    return Parser(source).config(raw)
-
-
-def decode_key(text: str, *, file: str, key: str) -> bytes:
-    """Decode a base64 256-bit key. Raises ``ConfigError`` if it is not 32 bytes."""
-    try:
-        data = base64.b64decode(text.strip(), validate=True)
-    except (binascii.Error, ValueError):
-        raise ConfigError(
-            "is not valid base64",
-            hint="generate one with: head -c 32 /dev/urandom | base64",
-            file=file,
-            key=key,
-        ) from None
-    if len(data) != 32:
-        raise ConfigError(
-            f"must decode to 32 bytes (256 bits), got {len(data)}",
-            hint="generate one with: head -c 32 /dev/urandom | base64",
-            file=file,
-            key=key,
-        )
-    return data
-
-
-def resolve_secrets(table: Mapping[str, Any], *, file: str, where: str) -> dict[str, Any]:
-    """Copy ``table`` with ``${ENV}`` expanded in strings and ``X_file`` keys read into ``X``.
-
-    Raises ``SecretError``/``ConfigError`` naming the key, never the value.
-    """
-    out: dict[str, Any] = {}
-    for k, v in table.items():
-        key = f"{where}.{k}" if where else k
-        if isinstance(v, str):
-            v = expand(v, file=file, key=key)
-        if k.endswith("_file") and k[: -len("_file")] in _SECRET_KEYS:
-            base = k[: -len("_file")]
-            if base in table:
-                raise ConfigError(
-                    f"both {base} and {k} are set", hint="keep one of them", file=file, key=key
-                )
-            if not isinstance(v, str):
-                raise ConfigError("expected a file path", file=file, key=key)
-            out[base] = read_secret_file(v, file=file, key=key)
-            continue
-        out[k] = v
-    return out
