@@ -134,6 +134,6 @@ def test_sshsig_sign_and_verify() -> None:
 
 def test_stage_names_are_the_codec_registry_names() -> None:
     from dbcrate import codecs
-    from dbcrate.catalog_check import STAGES
+    from dbcrate.catalog.check import STAGES
 
     assert set(STAGES) == set(codecs._registry())

@@ -139,28 +139,13 @@ def _in_job(err: DbcrateError, where: str) -> DbcrateError:
 def _result_json(result: BackupResult) -> dict[str, Any]:
     out: dict[str, Any] = {"job": result.job, "ok": result.ok}
     if result.manifest is not None:
-        out.update(_manifest_json(result.manifest))
+        out.update(catalog.summary(result.manifest))
     out["targets"] = [c.target for c in result.copies]
     out["failures"] = {t: e.message for t, e in result.failures.items()}
     return out
 
 
 # -- list -------------------------------------------------------------------------------------
-
-
-def _manifest_json(m: Any) -> dict[str, Any]:
-    doc: dict[str, Any] = {
-        "id": m.id, "job": m.job, "engine": m.engine, "key": m.data_key,
-        "started_at": catalog.encode_time(m.started_at),
-        "finished_at": catalog.encode_time(m.finished_at),
-        "size": m.stored.size, "sha256": m.stored.sha256,
-        "plaintext_size": m.plaintext.size, "plaintext_sha256": m.plaintext.sha256,
-        "stages": list(m.stages), "encryption": m.encryption,
-        "encrypted": m.encryption != "none", "recipients": list(m.recipients),
-        "server_version": m.server_version, "tool": m.tool, "tool_version": m.tool_version,
-        "status": m.status, "format": m.format,
-    }
-    return doc
 
 
 def list_(args: argparse.Namespace) -> int:
@@ -173,7 +158,7 @@ def list_(args: argparse.Namespace) -> int:
         print_error(_in_job(err, f"target {name}"))
     _note_leftovers(count_leftovers(cfg, args.job, args.target))
     if args.json:
-        print_json([{**_manifest_json(x.manifest), "target": x.target,
+        print_json([{**catalog.summary(x.manifest), "target": x.target,
                      "authenticated": x.authenticated} for x in found])
     else:
         _print_table(found)
