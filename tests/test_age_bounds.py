@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from dbcrate.codecs.age import AgeCodec, _AgeDecoder, generate_identity
-from dbcrate.codecs.age_header import ARMOR_BEGIN, MAX_HEADER, HeaderScanner
+from dbcrate.codecs.age.header import ARMOR_BEGIN, MAX_HEADER, HeaderScanner
 from dbcrate.errors import CorruptedData
 
 IDENTITY, RECIPIENT = generate_identity()

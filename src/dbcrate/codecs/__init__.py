@@ -1,4 +1,5 @@
-"""Codecs: compression and encryption as Stages, one module per implementation.
+"""Codecs: compression and encryption as Stages, one module per implementation
+(the Protocol is in ``codecs.base``), and their registry.
 
 Every codec has a registry ``name`` (recorded in manifests, in order) and a file
 extension ``ext`` (used in object keys; empty for ``none``). Encryption codecs are
@@ -8,30 +9,9 @@ constructed with key material; ``encoder()`` needs what encrypts (recipients, ke
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any, Protocol
+from typing import Any
 
-from dbcrate.streams import Stage
-
-
-class Codec(Protocol):
-    """A reversible byte transformation."""
-
-    name: str
-    ext: str
-
-    def encoder(self) -> Stage:
-        """A fresh Stage that encodes one stream. Raises ``InvalidKey`` if key material
-        needed for encoding is missing or malformed."""
-        ...
-
-    def decoder(self) -> Stage:
-        """A fresh Stage that decodes one stream. Its ``feed``/``flush`` raise
-        ``CorruptedData``, ``TruncatedData``, ``NoMatchingIdentity`` or ``WrongKey``."""
-        ...
-
-
-CodecFactory = Callable[..., Codec]
+from dbcrate.codecs.base import Codec, CodecFactory
 
 
 def _registry() -> dict[str, CodecFactory]:
@@ -72,3 +52,6 @@ def make(name: str, **params: Any) -> Codec:
             hint=f"known codecs: {', '.join(sorted(registry))}; upgrade dbcrate?",
         ) from None
     return factory(**params)
+
+
+__all__ = ["COMPRESSIONS", "ENCRYPTIONS", "Codec", "CodecFactory", "make"]

@@ -26,8 +26,9 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X
 from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
-from dbcrate.codecs import age_header, bech32
-from dbcrate.codecs.age_header import ArmorDecoder, Stanza
+from dbcrate.codecs.age import bech32
+from dbcrate.codecs.age import header as age_header
+from dbcrate.codecs.age.header import ArmorDecoder, Stanza
 from dbcrate.codecs.stream_aead import PrefixedSealer, StreamOpener, StreamSealer
 from dbcrate.errors import CorruptedData, InvalidKey, NoMatchingIdentity
 from dbcrate.streams import Stage
