@@ -14,9 +14,9 @@ import pytest
 from botocore.exceptions import ClientError
 
 from dbcrate.config import TargetConfig
-from dbcrate.errors import ConfigError, ObjectNotFound, StorageError
+from dbcrate.errors import ConfigError, ObjectNotFound, StorageError, StorageUnavailable
 from dbcrate.storage import open_target
-from dbcrate.storage.retry import RetryingStorage, TransientStorageError
+from dbcrate.storage.retry import RetryingStorage
 from dbcrate.storage.s3 import S3Storage
 from tests.servers.s3 import S3Server, TcpProxy, free_port
 
@@ -92,7 +92,7 @@ def test_unreachable_endpoint_fails_fast(s3_server: S3Server) -> None:
         lambda: b"".join(storage.get("k")),
         lambda: storage.delete("k"),
     ):
-        with pytest.raises(TransientStorageError) as caught:
+        with pytest.raises(StorageUnavailable) as caught:
             action()
         assert caught.value.message.startswith("cannot reach s3 endpoint http://127.0.0.1:")
         assert caught.value.message == caught.value.message.lower()

@@ -10,7 +10,7 @@ import os
 from datetime import timedelta
 
 from dbcrate.errors import ConfigError, DbcrateError
-from dbcrate.storage import Storage
+from dbcrate.storage import AbortsIncomplete, Storage
 
 log = logging.getLogger("dbcrate.leftovers")
 
@@ -43,10 +43,9 @@ def _prefix(job: str | None) -> str:
 def sweep(storage: Storage, job: str) -> int:
     """Remove the leftovers under ``job``'s prefix older than ``safe_age()``; how many.
     Raises ``StorageError``, ``ConfigError``."""
-    find = getattr(storage, "leftovers", None)
-    if find is None:
+    if not isinstance(storage, AbortsIncomplete):
         return 0
-    removed = int(find(_prefix(job), safe_age(), remove=True))
+    removed = storage.leftovers(_prefix(job), safe_age(), remove=True)
     if removed:
         log.info("%s: removed %d leftover temp object(s) of interrupted runs of %s",
                  storage.name, removed, job)
@@ -66,7 +65,6 @@ def sweep_quietly(storage: Storage, job: str) -> int:
 def count(storage: Storage, job: str | None = None) -> int:
     """How many temp objects (of any age, not of a live local process) there are under
     ``job``'s prefix (the whole target without one). Raises ``StorageError``."""
-    find = getattr(storage, "leftovers", None)
-    if find is None:
+    if not isinstance(storage, AbortsIncomplete):
         return 0
-    return int(find(_prefix(job), timedelta(0), remove=False))
+    return storage.leftovers(_prefix(job), timedelta(0), remove=False)

@@ -6,7 +6,6 @@ the directory fsynced, so a crash leaves either the old object or the new one (p
 a SIGKILL, a temp file that ``leftovers`` finds and removes later). Files are
 created 0600 and directories 0700.
 
-Also home to the helpers every backend shares: ``check_key`` and ``run_probe``.
 """
 
 from __future__ import annotations
@@ -26,78 +25,11 @@ from dbcrate.config import TargetConfig
 from dbcrate.errors import ObjectNotFound, StorageError
 from dbcrate.model import ObjectInfo
 from dbcrate.private_files import pid_alive
-from dbcrate.storage import Storage
+from dbcrate.storage.base import PROBE_PREFIX, TMP_PREFIX, check_key, check_prefix, run_probe
 
-TMP_PREFIX = ".dbcrate-tmp-"
-PROBE_PREFIX = ".dbcrate-probe/"
 READ_CHUNK = 1 << 20
 FILE_MODE = 0o600
 DIR_MODE = 0o700
-
-
-def check_key(key: str) -> str:
-    """Return ``key`` if it is a valid relative key; raise ``StorageError`` otherwise.
-
-    Keys are non-empty, ``/``-separated, relative, and have no empty, ``.`` or ``..``
-    segments (so they cannot escape the target's root) and no temp-file names.
-    """
-    if not isinstance(key, str) or not key:
-        raise StorageError("invalid storage key: empty", hint="this is a bug; please report it")
-    parts = key.split("/")
-    if (
-        key.startswith("/")
-        or "\\" in key
-        or "\0" in key
-        or any(p in ("", ".", "..") for p in parts)
-        or parts[-1].startswith(TMP_PREFIX)
-    ):
-        raise StorageError(
-            f"invalid storage key {key!r}: keys are relative '/'-separated paths "
-            "without empty, '.' or '..' segments",
-            hint="this is a bug; please report it",
-        )
-    return key
-
-
-def check_prefix(prefix: str) -> str:
-    """Return ``prefix`` if it cannot escape the root (it may be empty or end in ``/``)."""
-    if prefix:
-        check_key(prefix.rstrip("/") or ".")
-    return prefix
-
-
-def run_probe(storage: Storage) -> None:
-    """List, then write, read, list and delete a small object under ``.dbcrate-probe/``.
-
-    Raises ``StorageError`` (of the same class as the underlying failure) whose message
-    names the step that failed and ``storage.describe()``.
-    """
-    key = f"{PROBE_PREFIX}{uuid.uuid4().hex}"
-    payload = b"dbcrate probe " + key.encode()
-    step = "list"
-    try:
-        for _ in storage.list(PROBE_PREFIX):
-            break
-        step = "write"
-        storage.put(key, [payload])
-        step = "read"
-        data = b"".join(storage.get(key))
-        if data != payload:
-            raise StorageError(f"read back {len(data)} bytes, expected {len(payload)}")
-        step = "list after write"
-        if key not in [o.key for o in storage.list(PROBE_PREFIX)]:
-            raise StorageError("the probe object just written is not listed")
-        step = "delete"
-        storage.delete(key)
-        if any(o.key == key for o in storage.list(PROBE_PREFIX)):
-            raise StorageError("the probe object is still listed after delete")
-    except StorageError as exc:
-        message = f"probe of {storage.describe()} failed at step '{step}': {exc.message}"
-        try:  # keep the class (e.g. transient, so a retry wrapper may try again)
-            wrapped = type(exc)(message, exc.hint)
-        except TypeError:
-            wrapped = StorageError(message, exc.hint)
-        raise wrapped from exc
 
 
 class LocalStorage:

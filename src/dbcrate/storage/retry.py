@@ -3,7 +3,7 @@
 Only work that can be repeated without side effects is retried: ``list``, ``delete``,
 ``probe``, and ``get`` up to the moment its first byte is handed to the caller. ``put``
 is passed through untouched, because a stream cannot be replayed; backends retry their
-own buffered parts. Only ``TransientStorageError`` (unreachable, timed out, throttled,
+own buffered parts. Only ``StorageUnavailable`` (unreachable, timed out, throttled,
 5xx) is retried; every other error propagates at once.
 """
 
@@ -23,10 +23,6 @@ T = TypeVar("T")
 MAX_DELAY = 8.0
 
 
-#: kept for imports of the old name; the class lives in the error tree
-TransientStorageError = StorageUnavailable
-
-
 def backoff_delays(attempts: int, base_delay: float) -> Iterator[float]:
     """The sleeps between ``attempts`` tries: ``base, 2*base, 4*base ...`` capped at MAX_DELAY."""
     for i in range(max(attempts - 1, 0)):
@@ -34,7 +30,7 @@ def backoff_delays(attempts: int, base_delay: float) -> Iterator[float]:
 
 
 class RetryingStorage:
-    """Wraps a Storage; retries its replayable operations on ``TransientStorageError``.
+    """Wraps a Storage; retries its replayable operations on ``StorageUnavailable``.
 
     ``attempts`` counts the first try. Errors after the last attempt propagate unchanged.
     """
@@ -55,7 +51,7 @@ class RetryingStorage:
         while True:
             try:
                 return fn()
-            except TransientStorageError:
+            except StorageUnavailable:
                 delay = next(delays, None)
                 if delay is None:
                     raise

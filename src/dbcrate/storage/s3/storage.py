@@ -1,7 +1,7 @@
 """S3 and S3-compatible object storage (AWS, MinIO, Ceph, Backblaze, Wasabi, R2, ...).
 
 Keys are relative to ``bucket/prefix``. Uploads stream with one part in memory (see
-``s3_multipart``); nothing is written to local disk. Credentials live only inside the
+``s3.upload``); nothing is written to local disk. Credentials live only inside the
 boto3 client: they never appear in ``repr``, messages or logs.
 """
 
@@ -18,20 +18,11 @@ from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
 from dbcrate.config import TargetConfig
-from dbcrate.errors import ObjectNotFound
+from dbcrate.errors import ObjectNotFound, StorageUnavailable
 from dbcrate.model import ObjectInfo
-from dbcrate.storage.local import check_key, check_prefix, run_probe
-from dbcrate.storage.retry import TransientStorageError
-from dbcrate.storage.s3_multipart import (
-    MAX_PART,
-    MIN_PART,
-    MiB,
-    StreamUpload,
-    Where,
-    call,
-    error_code,
-    translate,
-)
+from dbcrate.storage.base import check_key, check_prefix, run_probe
+from dbcrate.storage.s3.errors import Where, call, error_code, translate
+from dbcrate.storage.s3.upload import MAX_PART, MIN_PART, MiB, StreamUpload
 
 if TYPE_CHECKING:
     from mypy_boto3_s3.client import S3Client
@@ -247,7 +238,7 @@ class S3Storage:
         try:
             yield from body.iter_chunks(READ_CHUNK)
         except (BotoCoreError, OSError) as exc:
-            raise TransientStorageError(
+            raise StorageUnavailable(
                 f"reading {self._where.url(full)} from {self._where.endpoint} failed: "
                 f"{type(exc).__name__}",
                 "check the network and the S3 server, then try again",

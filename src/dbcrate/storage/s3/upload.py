@@ -1,4 +1,4 @@
-"""S3 plumbing shared by ``S3Storage``: error translation, retries, streaming upload.
+"""The streaming S3 upload of ``S3Storage`` (errors and retries: ``s3.errors``).
 
 The upload holds exactly one part in memory. Objects smaller than one part go up with a
 single PutObject; larger ones with a multipart upload that is created when the first
@@ -10,24 +10,16 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from botocore.exceptions import (
     BotoCoreError,
     ClientError,
-    ConnectionClosedError,
-    ConnectTimeoutError,
-    NoCredentialsError,
-    PartialCredentialsError,
-    ReadTimeoutError,
-    SSLError,
 )
-from botocore.exceptions import ConnectionError as BotoConnectionError
 
 from dbcrate import interrupt
-from dbcrate.errors import ObjectNotFound, StorageError
-from dbcrate.storage.retry import TransientStorageError, backoff_delays
+from dbcrate.errors import StorageError
+from dbcrate.storage.s3.errors import Where, call, error_code
 
 if TYPE_CHECKING:
     from mypy_boto3_s3.client import S3Client
@@ -42,135 +34,6 @@ MAX_PART = 5 * 1024 * MiB
 MAX_PARTS = 10_000
 #: Every this many parts the part size doubles, so 10,000 parts reach ~1000x part_size.
 PARTS_PER_SIZE_STEP = 1000
-
-_TRANSIENT_CODES = {
-    "RequestTimeout",
-    "SlowDown",
-    "Throttling",
-    "ThrottlingException",
-    "RequestThrottled",
-    "InternalError",
-    "ServiceUnavailable",
-    "RequestTimeTooSkewed",
-}
-_AUTH_CODES = {
-    "InvalidAccessKeyId",
-    "SignatureDoesNotMatch",
-    "InvalidToken",
-    "ExpiredToken",
-    "TokenRefreshRequired",
-    "InvalidSecurity",
-}
-
-
-def error_code(exc: ClientError) -> str:
-    """The provider's error code (``NoSuchKey``, ``AccessDenied``, or the HTTP status)."""
-    err = exc.response.get("Error", {})
-    code = err.get("Code") or str(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode"))
-    return str(code)
-
-
-@dataclass(frozen=True)
-class Where:
-    """What a request was about, for messages. Holds the strings to scrub, never prints them."""
-
-    bucket: str
-    endpoint: str
-    secrets: tuple[str, ...] = field(default=(), repr=False)
-
-    def url(self, key: str = "") -> str:
-        return f"s3://{self.bucket}/{key}"
-
-    def scrub(self, text: str) -> str:
-        for s in self.secrets:
-            if s:
-                text = text.replace(s, "***")
-        return text
-
-
-def translate(exc: Exception, op: str, where: Where, key: str = "") -> StorageError:
-    """Map a botocore exception to a ``StorageError`` (``TransientStorageError`` when a
-    retry may help, ``ObjectNotFound`` for a missing key). Never includes credentials."""
-    url = where.url(key)
-    if isinstance(exc, ClientError):
-        code = error_code(exc)
-        status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
-        if code in ("NoSuchKey", "404", "NotFound") and key:
-            return ObjectNotFound(f"no object {url}", "run `dbcrate list` to see what exists")
-        if code == "NoSuchBucket" or (code in ("404", "NotFound") and not key):
-            return StorageError(
-                f"s3 bucket {where.bucket!r} does not exist at {where.endpoint}",
-                "create the bucket, or fix `bucket` (and `endpoint`, `region`) in the target",
-            )
-        if code in _AUTH_CODES:
-            return StorageError(
-                f"s3 rejected the credentials ({code}) for {op} of {url} at {where.endpoint}",
-                "check the target's access_key and secret_key (or the AWS credential chain)",
-            )
-        if code in ("AccessDenied", "403", "Forbidden", "AllAccessDisabled"):
-            return StorageError(
-                f"access denied by s3 for {op} of {url} ({code})",
-                "check the credentials and the bucket policy: dbcrate needs s3:PutObject, "
-                "GetObject, ListBucket, DeleteObject and AbortMultipartUpload",
-            )
-        detail = where.scrub(str(exc.response.get("Error", {}).get("Message") or ""))
-        message = f"s3 {op} of {url} failed: {code}" + (f": {detail}" if detail else "")
-        if code in _TRANSIENT_CODES or status >= 500:
-            return TransientStorageError(message)
-        return StorageError(message)
-    if isinstance(exc, SSLError):
-        return StorageError(
-            f"tls error talking to s3 endpoint {where.endpoint} during {op} of {url}",
-            "check the endpoint's certificate; set `ca_bundle` for a private CA",
-        )
-    if isinstance(exc, BotoConnectionError | ConnectionClosedError | ReadTimeoutError):
-        kind = {
-            ConnectTimeoutError: "connect timed out",
-            ReadTimeoutError: "read timed out",
-            ConnectionClosedError: "connection closed by the server",
-        }.get(type(exc), "connection failed")
-        return TransientStorageError(
-            f"cannot reach s3 endpoint {where.endpoint} (during {op} of {url}): {kind}",
-            "check `endpoint`, the network, and that the S3 server is running",
-        )
-    if isinstance(exc, NoCredentialsError | PartialCredentialsError):
-        return StorageError(
-            "no s3 credentials found",
-            "set access_key and secret_key on the target, or configure the AWS credential chain",
-        )
-    if isinstance(exc, BotoCoreError):
-        name = type(exc).__name__
-        return TransientStorageError(f"s3 {op} of {url} failed: {name}: {where.scrub(str(exc))}")
-    return StorageError(f"s3 {op} of {url} failed: {type(exc).__name__}")
-
-
-def call(
-    op: str,
-    fn: Callable[[], T],
-    where: Where,
-    key: str = "",
-    *,
-    attempts: int = 1,
-    base_delay: float = 0.5,
-    deadline: float | None = None,
-) -> T:
-    """Run ``fn``; retry transient failures ``attempts`` times (or until ``deadline``,
-    a ``time.monotonic()`` value) with exponential backoff. Raises ``StorageError``."""
-    delays = backoff_delays(attempts if deadline is None else 1 << 30, base_delay)
-    while True:
-        try:
-            return fn()
-        except (ClientError, BotoCoreError) as exc:
-            err = translate(exc, op, where, key)
-            delay = next(delays, None)
-            if deadline is not None and delay is not None:
-                delay = min(delay, deadline - time.monotonic())
-                delay = delay if delay > 0 else None
-            if not isinstance(err, TransientStorageError) or delay is None:
-                raise err from exc
-            log.info("%s; retrying in %.1fs", err.message, delay)
-            time.sleep(delay)
-
 
 class StreamUpload:
     """One ``put``: buffer one part at a time, upload, complete or abort."""
