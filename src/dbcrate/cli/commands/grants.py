@@ -7,9 +7,9 @@ import argparse
 import sys
 from typing import Any
 
-from dbcrate import config
+from dbcrate.cli.options import load_config
 from dbcrate.cli.output import print_json
-from dbcrate.engines.grants import grants
+from dbcrate.operations.probe import job_grants
 
 
 def register(sub: Any, common: argparse.ArgumentParser) -> None:
@@ -24,9 +24,9 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Print the script for ``args.job``. Raises ``ConfigError``/``UsageError``."""
-    cfg = config.load(config.find_config(args.config))
+    cfg = load_config(args)
     job = cfg.job(args.job)
-    script = grants(job.engine, job.url, job.options)
+    script = job_grants(job)
     if args.json:
         print_json({"job": job.name, "engine": job.engine, "script": script})
     else:

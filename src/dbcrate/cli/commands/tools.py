@@ -9,9 +9,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from dbcrate import pgbin
 from dbcrate.cli.output import print_json
-from dbcrate.errors import DbcrateError, UsageError
+from dbcrate.operations import tools
 
 
 def register(sub: Any, common: argparse.ArgumentParser) -> None:
@@ -44,38 +43,20 @@ def fetch(args: argparse.Namespace) -> int:
     """Install each major (a cached, verified install is kept as it is)."""
     cache = _cache(args)
     for major in args.majors:
-        if not 9 < major < 100:
-            raise UsageError(f"{major} is not a PostgreSQL major version", hint="e.g. 17")
-        root = (pgbin.reinstall if args.reinstall else pgbin.ensure)(major, cache)
-        inst = next(i for i in pgbin.cached(cache) if i.root == root)
-        sys.stdout.write(f"PostgreSQL {inst.version}: {root}\n  from {inst.source or '-'}\n"
+        inst = tools.fetch(major, cache, reinstall=args.reinstall)
+        sys.stdout.write(f"PostgreSQL {inst.version}: {inst.root}\n  from {inst.source or '-'}\n"
                          f"  sha256 {inst.sha256}\n")
     return 0
-
-
-def _describe(inst: pgbin.Installed) -> dict[str, Any]:
-    try:
-        pgbin.verify(inst, (*pgbin.CLIENT_FILES, *pgbin.SERVER_FILES))
-        verified, problem = True, ""
-    except DbcrateError as e:
-        verified, problem = False, e.message
-    return {
-        "major": inst.major, "version": inst.version, "path": str(inst.root),
-        "bin_dir": str(inst.bin_dir), "wheel": inst.filename, "sha256": inst.sha256,
-        "known_good": pgbin.KNOWN_GOOD.get(inst.filename) == inst.sha256,
-        "source": inst.source, "fetched_at": inst.fetched_at,
-        "verified": verified, "problem": problem,
-    }
 
 
 def list_(args: argparse.Namespace) -> int:
     """Print every cached install; exit 5 if any fails verification."""
     cache = _cache(args)
-    rows = [_describe(i) for i in pgbin.cached(cache)]
+    rows = tools.describe(cache)
     if args.json:
         print_json(rows)
     elif not rows:
-        sys.stdout.write(f"no PostgreSQL tools cached in {pgbin.pg_dir(cache)}\n")
+        sys.stdout.write(f"no PostgreSQL tools cached in {tools.cache_dir(cache)}\n")
     for r in [] if args.json else rows:
         state = "verified" if r["verified"] else f"FAILED VERIFICATION: {r['problem']}"
         sys.stdout.write(f"PostgreSQL {r['version']}  {r['path']}  {state}\n"

@@ -1,0 +1,70 @@
+"""``dbcrate backup [JOB...] [--json]``."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from typing import Any
+
+from dbcrate import catalog
+from dbcrate.cli.options import add_progress_flags, in_job, load_config, progress
+from dbcrate.cli.output import human, print_error, print_json
+from dbcrate.errors import DbcrateError, UsageError
+from dbcrate.operations.backup import BackupResult, run_backup
+
+
+def register(sub: Any, common: argparse.ArgumentParser) -> None:
+    """Add ``backup`` to the subparsers ``sub``."""
+    p = sub.add_parser("backup", parents=[common], help="run backup jobs now")
+    p.add_argument("jobs", nargs="*", metavar="JOB", help="jobs to run (default: all)")
+    p.add_argument("--json", action="store_true", help="print results as JSON")
+    add_progress_flags(p)
+    p.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run the named jobs (all by default); exit 0 only if every job reached every target."""
+    cfg = load_config(args)
+    names = args.jobs or list(cfg.jobs)
+    if not names:
+        raise UsageError(f"no jobs defined in {cfg.source}", hint="add a [[backup.jobs]] table")
+    jobs = [cfg.job(n) for n in names]  # validate every name before running any job
+    exit_code = 0
+    report: list[dict[str, Any]] = []
+    for job in jobs:
+        t0 = time.monotonic()
+        try:
+            result = run_backup(cfg, job, progress(args))
+        except DbcrateError as err:
+            print_error(in_job(err, job.name))
+            report.append({"job": job.name, "ok": False, "error": err.message})
+            exit_code = exit_code or err.exit_code
+            continue
+        for target, failure in result.failures.items():
+            print_error(in_job(failure, f"{job.name} on target {target}"))
+            exit_code = exit_code or failure.exit_code
+        report.append(_result_json(result))
+        if not args.json and result.manifest is not None:
+            m = result.manifest
+            where = ", ".join(c.target for c in result.copies)
+            ratio = m.stored.size / m.plaintext.size if m.plaintext.size else 1.0
+            sys.stdout.write(
+                f"{job.name}: backup {m.id} stored on {where}: {m.data_key}\n"
+                f"  {human(m.plaintext.size)} dumped, {human(m.stored.size)} stored "
+                f"({ratio:.0%}), {' -> '.join(m.stages) or 'no codecs'}"
+                f"{', UNENCRYPTED' if m.encryption == 'none' else ''}, "
+                f"{time.monotonic() - t0:.1f}s\n"
+            )
+    if args.json:
+        print_json(report)
+    return exit_code
+
+
+def _result_json(result: BackupResult) -> dict[str, Any]:
+    out: dict[str, Any] = {"job": result.job, "ok": result.ok}
+    if result.manifest is not None:
+        out.update(catalog.summary(result.manifest))
+    out["targets"] = [c.target for c in result.copies]
+    out["failures"] = {t: e.message for t, e in result.failures.items()}
+    return out
