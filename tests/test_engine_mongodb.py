@@ -18,7 +18,8 @@ from pathlib import Path
 import pytest
 
 from dbcrate.engines import Connection, RestoreOptions
-from dbcrate.engines.mongodb.engine import ARCHIVE_MAGIC, MongoEngine, MongoTarget
+from dbcrate.engines.mongodb.engine import ARCHIVE_MAGIC, MongoEngine
+from dbcrate.engines.mongodb.url import MongoTarget
 from dbcrate.errors import DumpFailed, RestoreFailed
 from tests.e2e import Setup, local_target, make_setup
 from tests.servers.redis import free_port

@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 from dbcrate import config
-from dbcrate.engines.mongodb.engine import MongoTarget, _config_file
+from dbcrate.engines.mongodb.engine import _config_file
+from dbcrate.engines.mongodb.url import MongoTarget
 from dbcrate.engines.mysql.engine import dump_options
 from dbcrate.engines.postgres.url import PgTarget
 from dbcrate.engines.process import PrivateFile, child_env, materialized

@@ -13,7 +13,7 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from dbcrate.engines.mongodb.engine import MongoTarget
+from dbcrate.engines.mongodb.url import MongoTarget
 from dbcrate.engines.mysql.engine import quote_ident
 from dbcrate.engines.mysql.url import MyTarget
 from dbcrate.engines.postgres.url import PgTarget

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dbcrate.sandbox.postgres import SANDBOX_USER, SandboxError, TempPostgres, free_port
+from dbcrate.sandbox.postgres import TempPostgres
+from dbcrate.sandbox.privileges import SANDBOX_USER, SandboxError, free_port
 from dbcrate.sandbox.sample import load_sample, table_checksums
 
 __all__ = [

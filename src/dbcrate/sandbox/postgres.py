@@ -15,7 +15,6 @@ import os
 import pwd
 import secrets
 import shutil
-import socket
 import subprocess
 import tempfile
 import time
@@ -28,56 +27,13 @@ import psycopg
 from psycopg import sql
 
 from dbcrate import pgbin
-from dbcrate.errors import DbcrateError
-
-SANDBOX_USER = "dbcrate-sandbox"
-
-
-class SandboxError(DbcrateError):
-    """The disposable server could not be set up, started or stopped."""
-
-    exit_code = 1
-    default_hint = "see the server log quoted above"
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that was free a moment ago."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _ensure_user(name: str) -> pwd.struct_passwd:
-    try:
-        return pwd.getpwnam(name)
-    except KeyError:
-        pass
-    useradd = shutil.which("useradd") or "/usr/sbin/useradd"
-    proc = subprocess.run(
-        [useradd, "--system", "--user-group", "--no-create-home", "--home-dir", "/nonexistent",
-         "--shell", "/usr/sbin/nologin", name],
-        capture_output=True, text=True, check=False,
-    )  # fmt: skip
-    try:
-        return pwd.getpwnam(name)  # exit code 9 (exists) is a race we lost: fine
-    except KeyError:
-        raise SandboxError(
-            f"cannot create the unprivileged user {name}: {proc.stderr.strip()}",
-            hint="create it yourself (useradd --system) or run as a non-root user",
-        ) from None
-
-
-def _drop_privileges_prefix(user: pwd.struct_passwd) -> list[str]:
-    setpriv = shutil.which("setpriv")
-    if setpriv:
-        return [setpriv, f"--reuid={user.pw_uid}", f"--regid={user.pw_gid}", "--init-groups", "--"]
-    runuser = shutil.which("runuser")
-    if runuser:
-        return [runuser, "-u", user.pw_name, "--"]
-    raise SandboxError(
-        "running as root, but neither setpriv nor runuser is installed to drop privileges",
-        hint="install util-linux, or run as a non-root user",
-    )
+from dbcrate.sandbox.privileges import (
+    SANDBOX_USER,
+    SandboxError,
+    drop_privileges_prefix,
+    ensure_user,
+    free_port,
+)
 
 
 class TempPostgres:
@@ -157,8 +113,8 @@ class TempPostgres:
         self.base = Path(tempfile.mkdtemp(prefix=f"dbcrate-pg{self.major}-"))
         try:
             if os.geteuid() == 0:
-                self._owner = _ensure_user(SANDBOX_USER)
-                self._prefix = _drop_privileges_prefix(self._owner)
+                self._owner = ensure_user(SANDBOX_USER)
+                self._prefix = drop_privileges_prefix(self._owner)
                 os.chown(self.base, self._owner.pw_uid, self._owner.pw_gid)
             self.socket_dir.mkdir(mode=0o700)
             self._chown(self.socket_dir)
