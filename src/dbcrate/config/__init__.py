@@ -5,7 +5,8 @@
   the control plane can fill them directly.
 - ``keys``: which keys each table accepts (per engine, per target type).
 - ``secrets``: ``${ENV}`` and ``KEY_file`` resolution, base64 keys.
-- ``parse``: the TOML file and the mapping -> model, every error naming file and key.
+- ``parse``: a decoded mapping -> model, every error naming file and key; ``files``:
+  finding and reading the TOML file.
 
 The shape is in docs/config.md. The seed's keys (``database``, ``target``, ``compress``,
 ``encrypt``, ``retention_days``, ``encryption_key``) are accepted as written there.
@@ -13,6 +14,7 @@ The shape is in docs/config.md. The seed's keys (``database``, ``target``, ``com
 
 from __future__ import annotations
 
+from dbcrate.config.files import DEFAULT_PATHS, find_config, load, parse
 from dbcrate.config.model import (
     COMPRESSIONS,
     ENCRYPTIONS,
@@ -24,7 +26,7 @@ from dbcrate.config.model import (
     TargetConfig,
     option_problem,
 )
-from dbcrate.config.parse import DEFAULT_PATHS, Parser, find_config, load, parse
+from dbcrate.config.parse import Parser
 from dbcrate.config.secrets import decode_key, expand, read_secret_file, resolve_secrets
 
 __all__ = [

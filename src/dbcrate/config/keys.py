@@ -29,6 +29,13 @@ ENGINE_OPTIONS: dict[str, frozenset[str]] = {
         "mongodump_path", "mongorestore_path", "mongosh_path", "version_probe", "temp_dir",
     }),
 }
+#: engine -> the URL a job gets when it names only a ``database`` (``{db}``)
+DEFAULT_URLS: dict[str, str] = {
+    "postgres": "postgresql://localhost:5432/{db}",
+    "mysql": "mysql://localhost:3306/{db}",
+    "redis": "redis://localhost:6379/0",
+    "mongodb": "mongodb://localhost:27017/{db}",
+}
 #: every engine option of any engine
 ALL_ENGINE_OPTIONS: frozenset[str] = frozenset().union(*ENGINE_OPTIONS.values())
 

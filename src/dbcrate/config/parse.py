@@ -3,16 +3,14 @@
 from __future__ import annotations
 
 import difflib
-import os
-import tomllib
 from collections.abc import Mapping
 from collections.abc import Set as AbstractSet
-from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
 from dbcrate.config.keys import (
     ALL_ENGINE_OPTIONS,
+    DEFAULT_URLS,
     ENGINE_OPTIONS,
     TARGET_KEYS,
     job_name_problem,
@@ -40,17 +38,11 @@ _SHARED_KEYS = {
 }
 _BACKUP_KEYS = _SHARED_KEYS | {"targets", "jobs"}
 #: engine-specific job keys (any engine's), passed in ``JobConfig.options``; which engine
-#: reads which is in ``config_keys.ENGINE_OPTIONS`` (docs/engines/*.md)
+#: reads which is in ``config.keys.ENGINE_OPTIONS`` (docs/engines/*.md)
 ENGINE_OPTION_KEYS = set(ALL_ENGINE_OPTIONS)
 _JOB_KEYS = _SHARED_KEYS | ENGINE_OPTION_KEYS | {
     "name", "database", "engine", "url", "password", "password_file", "schedule",
     "target", "targets", "options",
-}
-_DEFAULT_URLS = {
-    "postgres": "postgresql://localhost:5432/{db}",
-    "mysql": "mysql://localhost:3306/{db}",
-    "redis": "redis://localhost:6379/0",
-    "mongodb": "mongodb://localhost:27017/{db}",
 }
 _RETENTION_KEYS = ("daily", "weekly", "monthly", "days")
 _DEFAULT_RETENTION = Retention(daily=7, weekly=4, monthly=12)
@@ -171,7 +163,7 @@ class Parser:
         if url is None:
             if database is None and engine != "redis":
                 raise self.err(f"{where}.url", "is required (or set database)")
-            url = _DEFAULT_URLS[engine].format(db=quote(database or "", safe=""))
+            url = DEFAULT_URLS[engine].format(db=quote(database or "", safe=""))
 
         return JobConfig(
             name=name,
@@ -403,49 +395,3 @@ class Parser:
             if k in job:
                 opts[k] = job[k]
         return opts
-
-
-#: Where the config is looked for, after --config and $DBCRATE_CONFIG.
-DEFAULT_PATHS = ("dbcrate.toml", "/etc/dbcrate/config.toml")
-
-
-def find_config(explicit: str | None) -> Path:
-    """The config file to use: ``explicit``, ``$DBCRATE_CONFIG``, then DEFAULT_PATHS.
-    Raises ``ConfigError`` if none exists."""
-    if explicit:
-        candidates: tuple[str, ...] = (explicit,)
-    elif os.environ.get("DBCRATE_CONFIG"):
-        candidates = (os.environ["DBCRATE_CONFIG"],)
-    else:
-        candidates = DEFAULT_PATHS
-    for c in candidates:
-        p = Path(c).expanduser()
-        if p.is_file():
-            return p
-    raise ConfigError(
-        f"no config file found (looked at {', '.join(candidates)})",
-        hint="pass --config FILE or set DBCRATE_CONFIG; see docs/config.md",
-    )
-
-
-def load(path: str | Path) -> Config:
-    """Read and validate a TOML config. Raises ``ConfigError`` naming file and key."""
-    p = Path(path)
-    try:
-        raw = tomllib.loads(p.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise ConfigError(f"cannot read config: {exc.strerror or exc}", file=str(p)) from None
-    except UnicodeDecodeError as exc:
-        raise ConfigError(
-            f"is not UTF-8 text (invalid byte at offset {exc.start})",
-            hint="TOML files must be UTF-8; re-save the file as UTF-8 (e.g. with iconv)",
-            file=str(p),
-        ) from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"invalid TOML: {exc}", file=str(p)) from None
-    return parse(raw, source=str(p))
-
-
-def parse(raw: Mapping[str, Any], *, source: str = "<memory>") -> Config:
-    """Validate an already-decoded config mapping. Raises ``ConfigError``."""
-    return Parser(source).config(raw)
