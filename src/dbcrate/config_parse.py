@@ -8,6 +8,7 @@ from collections.abc import Set as AbstractSet
 from typing import Any
 from urllib.parse import quote
 
+from dbcrate import config_agent
 from dbcrate.config import (
     COMPRESSIONS,
     ENCRYPTIONS,
@@ -34,7 +35,7 @@ from dbcrate.errors import ConfigError
 _SHARED_KEYS = {
     "compression", "compression_level", "compress", "encryption", "encrypt",
     "recipients", "encryption_key", "encryption_key_file", "retention", "retention_days",
-    "signing_key_file", "trusted_signers", "allowed_signers_file",
+    "signing_key_file", "trusted_signers", "allowed_signers_file", "max_age",
 }
 _BACKUP_KEYS = _SHARED_KEYS | {"targets", "jobs"}
 #: engine-specific job keys (any engine's), passed in ``JobConfig.options``; which engine
@@ -42,7 +43,7 @@ _BACKUP_KEYS = _SHARED_KEYS | {"targets", "jobs"}
 ENGINE_OPTION_KEYS = set(ALL_ENGINE_OPTIONS)
 _JOB_KEYS = _SHARED_KEYS | ENGINE_OPTION_KEYS | {
     "name", "database", "engine", "url", "password", "password_file", "schedule",
-    "target", "targets", "options",
+    "target", "targets", "options", "timezone",
 }
 _DEFAULT_URLS = {
     "postgres": "postgresql://localhost:5432/{db}",
@@ -50,7 +51,7 @@ _DEFAULT_URLS = {
     "redis": "redis://localhost:6379/0",
     "mongodb": "mongodb://localhost:27017/{db}",
 }
-_RETENTION_KEYS = ("daily", "weekly", "monthly", "days")
+_RETENTION_KEYS = ("hourly", "daily", "weekly", "monthly", "yearly", "days")
 _DEFAULT_RETENTION = Retention(daily=7, weekly=4, monthly=12)
 
 
@@ -83,7 +84,9 @@ class Parser:
     # -- whole file -------------------------------------------------------------------
 
     def config(self, raw: Mapping[str, Any]) -> Config:
-        self.unknown(raw, {"backup"}, "")
+        self.unknown(raw, {"backup", "agent", "notify"}, "")
+        agent = config_agent.parse_agent(raw.get("agent"), self.source)
+        self.agent_tz = agent.timezone
         backup = dict(self.table(raw.get("backup", {}), "backup"))
         self.unknown(backup, _BACKUP_KEYS, "backup")
         self.encryption_setting(backup, "backup")
@@ -100,7 +103,9 @@ class Parser:
             if job.name in jobs:
                 raise self.err(f"backup.jobs[{i}].name", f"duplicate job name {job.name!r}")
             jobs[job.name] = job
-        return Config(targets=targets, jobs=jobs, source=self.source)
+        notify = config_agent.parse_notify(raw.get("notify"), self.source, jobs)
+        return Config(targets=targets, jobs=jobs, source=self.source, agent=agent,
+                      notify=notify)
 
     # -- targets ---------------------------------------------------------------------------
 
@@ -177,7 +182,12 @@ class Parser:
             url=url,
             targets=self.job_targets(job, where, targets),
             password=self.str_key(job, "password", where, default=None),
-            schedule=self.str_key(job, "schedule", where, default=None),
+            schedule=config_agent.job_schedule(
+                job.get("schedule"), self.job_tz(job, where), self.source, where,
+                f"{where}.timezone" if "timezone" in job else "agent.timezone"),
+            timezone=self.job_tz(job, where) if "timezone" in job else None,
+            max_age=config_agent.duration(merged["max_age"], self.source, f"{where}.max_age")
+            if "max_age" in merged else None,
             compression=self.compression(merged, where),
             compression_level=self.int_key(merged, "compression_level", where),
             encryption=self.encryption(job, defaults, merged, where),
@@ -191,6 +201,12 @@ class Parser:
             allowed_signers_file=self.str_key(merged, "allowed_signers_file", where,
                                               default=None),
         )
+
+    def job_tz(self, job: Mapping[str, Any], where: str) -> str:
+        """The job's ``timezone`` (validated), else ``[agent] timezone``."""
+        if "timezone" not in job:
+            return getattr(self, "agent_tz", "UTC")
+        return config_agent.time_zone(job["timezone"], self.source, f"{where}.timezone")
 
     def engine_keys(self, raw: Mapping[str, Any], engine: str, where: str) -> None:
         """Raise ``ConfigError`` for a job option (a job key or in ``options``) that

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from dbcrate import catalog, config
+from dbcrate.cli import auditing
 from dbcrate.cli.output import TerminalProgress, human, print_error, print_json, stdout_to_devnull
 from dbcrate.config_keys import RESTORE_FLAGS
 from dbcrate.engines import RestoreOptions
@@ -102,9 +103,12 @@ def backup(args: argparse.Namespace) -> int:
     report: list[dict[str, Any]] = []
     for job in jobs:
         t0 = time.monotonic()
+        auditing.record(cfg, "backup.start", job=job.name, trigger="manual")
         try:
             result = run_backup(cfg, job, _progress(args))
         except DbcrateError as err:
+            auditing.record(cfg, "backup.fail", job=job.name, trigger="manual",
+                            error=err.message)
             print_error(_in_job(err, job.name))
             report.append({"job": job.name, "ok": False, "error": err.message})
             exit_code = exit_code or err.exit_code
@@ -112,6 +116,7 @@ def backup(args: argparse.Namespace) -> int:
         for target, failure in result.failures.items():
             print_error(_in_job(failure, f"{job.name} on target {target}"))
             exit_code = exit_code or failure.exit_code
+        auditing.backup_done(cfg, job.name, result)
         report.append(_result_json(result))
         if not args.json and result.manifest is not None:
             m = result.manifest
@@ -308,6 +313,7 @@ def restore(args: argparse.Namespace) -> int:
     if options.jobs < 1:
         raise UsageError("--jobs must be at least 1")
     _check_restore_flags(args, job.engine)
+    auditing.record(cfg, "restore.start", job=job.name, trigger="manual")
     try:
         located = run_restore(
             cfg, job, _selector(args), keys=_keys(args, job.encryption_key), options=options,
@@ -315,9 +321,13 @@ def restore(args: argparse.Namespace) -> int:
             progress=_progress(args), allow_unencrypted=args.allow_unencrypted,
         )
     except DbcrateError as err:
+        auditing.record(cfg, "restore.fail", job=job.name, trigger="manual",
+                        error=err.message)
         _explain(err, args)
         raise
     m = located.manifest
+    auditing.record(cfg, "restore.ok", job=job.name, trigger="manual", backup_id=m.id,
+                    target=located.target)
     sys.stdout.write(
         f"{job.name}: restored backup {m.id} (started {catalog.encode_time(m.started_at)}) "
         f"from {located.target} into {redact_url(args.to or job.url)} "
@@ -366,6 +376,9 @@ def prune(args: argparse.Namespace) -> int:
     out: list[dict[str, Any]] = []
     for job in jobs:
         for report in run_prune(cfg, job, target=args.target, dry_run=args.dry_run):
+            for backup_id in report.deleted:
+                auditing.record(cfg, "retain.delete", job=job.name, trigger="manual",
+                                backup_id=backup_id, target=report.target)
             for err in report.errors:
                 print_error(_in_job(err, f"{job.name} on target {report.target}"))
                 exit_code = exit_code or err.exit_code

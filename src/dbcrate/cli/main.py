@@ -13,7 +13,7 @@ import sys
 from collections.abc import Callable, Sequence
 
 from dbcrate import __version__, interrupt
-from dbcrate.cli import commands, grants, tools
+from dbcrate.cli import agent, audit, commands, grants, status, tools
 from dbcrate.cli.output import print_error, stdout_to_devnull
 from dbcrate.errors import DbcrateError, OutputError, UsageError
 
@@ -147,6 +147,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     tools.register(sub, common)
     grants.register(sub, common)
+    agent.register(sub, common)
+    status.register(sub, common)
+    audit.register(sub, common)
     return parser
 
 
