@@ -190,7 +190,8 @@ def verify(state_dir: Path) -> int:
         if rec.get("hash") != record_hash(rec):
             raise AuditChainBroken(f"{where}: record was edited (its hash does not match)")
         if seq != expected:
-            what = "deleted" if isinstance(seq, int) and seq > expected else "reordered"
+            what = ("deleted or moved" if isinstance(seq, int) and seq > expected
+                    else "reordered")
             raise AuditChainBroken(f"{where}: expected seq {expected}: a record was {what}")
         if rec.get("prev") != prev:
             raise AuditChainBroken(f"{where}: prev does not match the hash of the record "

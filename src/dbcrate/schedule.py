@@ -118,8 +118,10 @@ class Schedule:
 
     def latest(self, t: datetime) -> datetime | None:
         """The latest slot at or before ``t`` (None if there is none)."""
+        # cronsim's reverse walk is strictly before its start; slots are whole seconds
+        start = t.replace(microsecond=0) + timedelta(seconds=1)
         try:
-            slot = next(self._sim(t, reverse=True))
+            slot = next(self._sim(start, reverse=True))
         except StopIteration:
             return None
         return slot.astimezone(UTC)

@@ -15,6 +15,7 @@ The main thread keeps time and handles signals; each run is a worker thread (at 
 from __future__ import annotations
 
 import logging
+import os
 import random
 import signal
 import threading
@@ -96,7 +97,7 @@ class Agent:
                 event(logging.WARNING, f"{crashed} run(s) of a previous agent did not end; "
                       "recorded as interrupted", ev="agent.start")
             runner.audit_quietly(self.audit, "agent.start")
-            event(logging.INFO, f"agent started (pid state dir {self.state_dir}, "
+            event(logging.INFO, f"agent started (pid {os.getpid()}, state dir {self.state_dir}, "
                   f"{len(self.scheduled())} scheduled job(s))", ev="agent.start")
             self.plan(now_utc())
             self._metrics()

@@ -75,9 +75,7 @@ def run_job(config: Config, db: StateDB, log: AuditLog, job: JobConfig, trigger:
         for target, exc in res.failures.items():
             audit_quietly(log, "backup.fail", job=job.name, trigger=trigger, target=target,
                           error=exc.message)
-    elif out.result == "failed":
-        audit_quietly(log, "backup.fail", job=job.name, trigger=trigger, error=out.error)
-    elif out.result == "interrupted":
+    elif out.result == "failed" or out.result == "interrupted":
         audit_quietly(log, "backup.fail", job=job.name, trigger=trigger, error=out.error)
     now = datetime.now(UTC)
     db.finish(run_id, out.result, now, backup_id=out.backup_id, size=out.size, error=out.error)

@@ -35,29 +35,26 @@ def state_dir(args: argparse.Namespace, cfg: Config) -> Path:
 
 
 def agent(args: argparse.Namespace) -> int:
-    """Run the agent until SIGTERM/SIGINT (exit 0), or check the config (--check)."""
+    """Run the agent until SIGTERM/SIGINT (exit 0), or check the config (--check).
+    With JSON logs, an error that stops the agent is a JSON line too."""
     from dbcrate.agent import logs
-
-    fmt = args.log_format
-    path = config.find_config(args.config)
-    try:
-        cfg = config.load(path)
-    except Exception:
-        if fmt == "json":
-            logs.setup("json", args.verbose)
-        raise
-    fmt = fmt or cfg.agent.log_format
-    logs.setup(fmt, args.verbose)
-    if args.check:
-        return check(cfg)
-    from dbcrate.agent.loop import Agent
     from dbcrate.errors import DbcrateError
 
+    fmt = args.log_format
     try:
+        path = config.find_config(args.config)
+        cfg = config.load(path)
+        fmt = fmt or cfg.agent.log_format
+        logs.setup(fmt, args.verbose)
+        if args.check:
+            return check(cfg)
+        from dbcrate.agent.loop import Agent
+
         return Agent(path, cfg, state_dir(args, cfg)).run()
     except DbcrateError as exc:
         if fmt != "json":
             raise
+        logs.setup("json", args.verbose)
         logs.event(logging.ERROR, exc.message + (f" (hint: {exc.hint})" if exc.hint else ""),
                    ev="agent.start")
         return exc.exit_code
