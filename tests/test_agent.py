@@ -50,11 +50,12 @@ def table_lock(db: PgDatabase) -> Iterator[psycopg.Connection[Any]]:
     with db.server.connect(db.name) as setup_conn:
         setup_conn.execute("CREATE TABLE IF NOT EXISTS slowlock (x int)")
     conn = db.server.connect(db.name)
+    conn.execute("BEGIN")
     conn.execute("LOCK TABLE slowlock IN ACCESS EXCLUSIVE MODE")
     try:
         yield conn
     finally:
-        conn.rollback()
+        conn.execute("ROLLBACK")
         conn.close()
 
 

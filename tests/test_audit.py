@@ -3,6 +3,7 @@ from two processes leave one valid chain (through the real ``dbcrate audit`` CLI
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import subprocess
@@ -34,7 +35,7 @@ def test_records_are_chained_as_documented(tmp_path: Path) -> None:
     recs = [json.loads(line) for line in lines]
     assert [r["seq"] for r in recs] == [1, 2, 3]
     assert recs[0]["prev"] == GENESIS
-    for a, b in zip(recs, recs[1:], strict=False):
+    for a, b in itertools.pairwise(recs):
         assert b["prev"] == a["hash"]
     for r in recs:
         assert r["hash"] == record_hash(r)

@@ -161,7 +161,7 @@ def read(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
     """``(line number, record)`` for each line. Raises ``AuditChainBroken`` for a line
     that is not a JSON object, ``AuditError`` if the file cannot be read."""
     try:
-        f = open(path, encoding="utf-8")
+        f = open(path, encoding="utf-8")  # noqa: SIM115 (closed by the with below)
     except OSError as exc:
         raise AuditError(f"cannot read the audit log {path}: {exc.strerror or exc}") from None
     with f:

@@ -23,8 +23,11 @@ LOG_FORMATS = ("text", "json")
 
 
 def default_state_dir() -> str:
-    """``$STATE_DIRECTORY`` (systemd's StateDirectory=), else /var/lib/dbcrate for root,
-    else the user's state dir (platformdirs), so no root is needed."""
+    """``$DBCRATE_STATE_DIR``, else ``$STATE_DIRECTORY`` (systemd's StateDirectory=),
+    else /var/lib/dbcrate for root, else the user's state dir (platformdirs), so no root
+    is needed."""
+    if os.environ.get("DBCRATE_STATE_DIR"):
+        return os.environ["DBCRATE_STATE_DIR"]
     if os.environ.get("STATE_DIRECTORY"):
         return os.environ["STATE_DIRECTORY"].split(":")[0]
     if os.geteuid() == 0:

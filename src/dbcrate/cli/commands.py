@@ -104,11 +104,13 @@ def backup(args: argparse.Namespace) -> int:
     for job in jobs:
         t0 = time.monotonic()
         auditing.record(cfg, "backup.start", job=job.name, trigger="manual")
+        run_id = auditing.run_started(cfg, job.name)
         try:
             result = run_backup(cfg, job, _progress(args))
         except DbcrateError as err:
             auditing.record(cfg, "backup.fail", job=job.name, trigger="manual",
                             error=err.message)
+            auditing.run_finished(cfg, run_id, error=err)
             print_error(_in_job(err, job.name))
             report.append({"job": job.name, "ok": False, "error": err.message})
             exit_code = exit_code or err.exit_code
@@ -117,6 +119,7 @@ def backup(args: argparse.Namespace) -> int:
             print_error(_in_job(failure, f"{job.name} on target {target}"))
             exit_code = exit_code or failure.exit_code
         auditing.backup_done(cfg, job.name, result)
+        auditing.run_finished(cfg, run_id, result)
         report.append(_result_json(result))
         if not args.json and result.manifest is not None:
             m = result.manifest
