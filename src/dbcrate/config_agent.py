@@ -11,8 +11,8 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+from dbcrate.config_time import ScheduleProblem, cron_expr, parse_duration, zone
 from dbcrate.errors import ConfigError
-from dbcrate.schedule import Schedule, ScheduleProblem, parse_duration, zone
 from dbcrate.secrets import expand, read_secret_file
 
 AGENT_KEYS = frozenset({"state_dir", "concurrency", "jitter", "grace_period", "timezone",
@@ -204,7 +204,7 @@ def job_schedule(expr: Any, tz: str, source: str, where: str, tz_key: str) -> st
         raise _err(source, tz_key, str(exc), hint="use an IANA name such as UTC or "
                    "Europe/Berlin") from None
     try:
-        Schedule(expr, tz)
+        cron_expr(expr)
     except ScheduleProblem as exc:
         raise _err(source, f"{where}.schedule", str(exc),
                    hint="five fields: minute hour day-of-month month day-of-week "

@@ -11,60 +11,23 @@ All returned times are aware and in UTC.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from cronsim import CronSim, CronSimError
 
-ALIASES = {
-    "@yearly": "0 0 1 1 *",
-    "@annually": "0 0 1 1 *",
-    "@monthly": "0 0 1 * *",
-    "@weekly": "0 0 * * 0",
-    "@daily": "0 0 * * *",
-    "@midnight": "0 0 * * *",
-    "@hourly": "0 * * * *",
-}
+from dbcrate.config_time import (
+    ALIASES,
+    ScheduleProblem,
+    cron_expr,
+    format_duration,
+    parse_duration,
+    zone,
+)
 
-_DURATION = re.compile(r"(\d+)([smhd])")
-_UNIT = {"s": 1, "m": 60, "h": 3600, "d": 86400}
-
-
-class ScheduleProblem(ValueError):
-    """A cron expression, time zone or duration that cannot be used (the message says
-    why; the config layer adds file and key)."""
-
-
-def zone(name: str) -> ZoneInfo:
-    """The IANA zone ``name``. Raises ``ScheduleProblem`` for an unknown zone."""
-    try:
-        if not name or name != name.strip() or name.startswith("/") or ".." in name:
-            raise ValueError(name)
-        return ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError, OSError):
-        raise ScheduleProblem(f"unknown time zone {name!r}") from None
-
-
-def parse_duration(text: str) -> timedelta:
-    """``N`` followed by ``s``, ``m``, ``h`` or ``d`` (``90s``, ``10m``, ``26h``, ``7d``).
-    Raises ``ScheduleProblem``."""
-    m = _DURATION.fullmatch(text.strip()) if isinstance(text, str) else None
-    if m is None:
-        raise ScheduleProblem(f"invalid duration {text!r} (expected N followed by s, m, h "
-                              "or d, e.g. 10m or 26h)")
-    return timedelta(seconds=int(m.group(1)) * _UNIT[m.group(2)])
-
-
-def format_duration(d: timedelta) -> str:
-    """The shortest ``N<unit>`` form of ``d`` (inverse of :func:`parse_duration`)."""
-    seconds = int(d.total_seconds())
-    for unit in ("d", "h", "m"):
-        if seconds and seconds % _UNIT[unit] == 0:
-            return f"{seconds // _UNIT[unit]}{unit}"
-    return f"{seconds}s"
+__all__ = ["ALIASES", "Schedule", "ScheduleProblem", "format_duration", "parse_duration",
+           "zone"]
 
 
 @dataclass(frozen=True)
@@ -77,24 +40,17 @@ class Schedule:
     def __post_init__(self) -> None:
         """Raises ``ScheduleProblem`` for a bad expression or zone."""
         zone(self.tz)
-        self._sim(datetime(2000, 1, 1, tzinfo=UTC))
+        cron_expr(self.expr)
 
     @property
     def cron(self) -> str:
         """The expression cronsim reads (an alias expanded)."""
-        return ALIASES.get(self.expr.strip().lower(), self.expr.strip())
+        return cron_expr(self.expr)
 
     def _sim(self, at: datetime, *, reverse: bool = False) -> CronSim:
-        fields = self.cron.split()
-        if self.expr.strip().startswith("@") and self.expr.strip().lower() not in ALIASES:
-            raise ScheduleProblem(f"unknown schedule alias {self.expr!r} (known: "
-                                  f"{', '.join(ALIASES)})")
-        if len(fields) not in (5, 6):
-            raise ScheduleProblem(f"invalid cron expression {self.expr!r}: expected 5 fields "
-                                  f"(or 6 with leading seconds), got {len(fields)}")
         try:
-            return CronSim(" ".join(fields), at.astimezone(zone(self.tz)), reverse=reverse)
-        except CronSimError as exc:
+            return CronSim(self.cron, at.astimezone(zone(self.tz)), reverse=reverse)
+        except CronSimError as exc:  # validated already; kept for safety
             raise ScheduleProblem(f"invalid cron expression {self.expr!r}: "
                                   f"{str(exc).lower()}") from None
 
