@@ -210,3 +210,17 @@ def job_schedule(expr: Any, tz: str, source: str, where: str, tz_key: str) -> st
                    hint="five fields: minute hour day-of-month month day-of-week "
                    "(e.g. \"0 3 * * *\"), or @daily, @hourly ...") from None
     return expr
+
+
+def job_keys(job: Mapping[str, Any], merged: Mapping[str, Any], agent_tz: str, source: str,
+             where: str) -> dict[str, Any]:
+    """The ``JobConfig`` fields ``schedule``, ``timezone`` and ``max_age`` of one job
+    table (``merged``: with the ``[backup]`` defaults). Raises ``ConfigError``."""
+    tz = time_zone(job["timezone"], source, f"{where}.timezone") if "timezone" in job else None
+    tz_key = f"{where}.timezone" if tz else "agent.timezone"
+    return {
+        "schedule": job_schedule(job.get("schedule"), tz or agent_tz, source, where, tz_key),
+        "timezone": tz,
+        "max_age": duration(merged["max_age"], source, f"{where}.max_age")
+        if "max_age" in merged else None,
+    }

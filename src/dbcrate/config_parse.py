@@ -60,6 +60,7 @@ class Parser:
 
     def __init__(self, source: str) -> None:
         self.source = source
+        self.agent_tz = "UTC"
 
     def err(self, key: str, message: str, hint: str | None = None) -> ConfigError:
         return ConfigError(message, hint, file=self.source, key=key)
@@ -86,7 +87,7 @@ class Parser:
     def config(self, raw: Mapping[str, Any]) -> Config:
         self.unknown(raw, {"backup", "agent", "notify"}, "")
         agent = config_agent.parse_agent(raw.get("agent"), self.source)
-        self.agent_tz = agent.timezone
+        self.agent_tz = agent.timezone  # the zone of schedules whose job sets none
         backup = dict(self.table(raw.get("backup", {}), "backup"))
         self.unknown(backup, _BACKUP_KEYS, "backup")
         self.encryption_setting(backup, "backup")
@@ -182,12 +183,7 @@ class Parser:
             url=url,
             targets=self.job_targets(job, where, targets),
             password=self.str_key(job, "password", where, default=None),
-            schedule=config_agent.job_schedule(
-                job.get("schedule"), self.job_tz(job, where), self.source, where,
-                f"{where}.timezone" if "timezone" in job else "agent.timezone"),
-            timezone=self.job_tz(job, where) if "timezone" in job else None,
-            max_age=config_agent.duration(merged["max_age"], self.source, f"{where}.max_age")
-            if "max_age" in merged else None,
+            **config_agent.job_keys(job, merged, self.agent_tz, self.source, where),
             compression=self.compression(merged, where),
             compression_level=self.int_key(merged, "compression_level", where),
             encryption=self.encryption(job, defaults, merged, where),
@@ -201,12 +197,6 @@ class Parser:
             allowed_signers_file=self.str_key(merged, "allowed_signers_file", where,
                                               default=None),
         )
-
-    def job_tz(self, job: Mapping[str, Any], where: str) -> str:
-        """The job's ``timezone`` (validated), else ``[agent] timezone``."""
-        if "timezone" not in job:
-            return getattr(self, "agent_tz", "UTC")
-        return config_agent.time_zone(job["timezone"], self.source, f"{where}.timezone")
 
     def engine_keys(self, raw: Mapping[str, Any], engine: str, where: str) -> None:
         """Raise ``ConfigError`` for a job option (a job key or in ``options``) that
