@@ -81,8 +81,10 @@ class Agent:
     args: tuple[str, ...] = ()
     proc: subprocess.Popen[bytes] = field(init=False)
     log: IO[bytes] = field(init=False)
+    starts_before: int = field(init=False)
 
     def __post_init__(self) -> None:
+        self.starts_before = len(events(self.state, "agent.start"))
         self.log_path = self.state.parent / f"agent-{time.monotonic_ns()}.log"
         self.log = open(self.log_path, "wb")  # noqa: SIM115
         self.proc = subprocess.Popen([DBCRATE, "--config", str(self.config), "agent",
@@ -95,9 +97,8 @@ class Agent:
         return self.log_path.read_text(errors="replace")
 
     def started(self) -> Agent:
-        wait_until("agent.start", lambda: events(self.state, "agent.start")
-                   and len(events(self.state, "agent.start"))
-                   > len(events(self.state, "agent.stop")), self)
+        wait_until("agent.start", lambda: len(events(self.state, "agent.start"))
+                   > self.starts_before, self)
         return self
 
     def send(self, sig: int) -> None:

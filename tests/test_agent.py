@@ -67,7 +67,7 @@ def ok_runs(state: Path, job: str = "orders", trigger: str | None = None) -> lis
 def test_scheduled_runs_restore_prune_metrics_status_json_logs(
     pg_db: PgDatabase, pg_db_name: str, tmp_path: Path
 ) -> None:
-    setup, state = agent_setup(tmp_path, pg_db, retention="{ hourly = 1 }",
+    setup, state = agent_setup(tmp_path, pg_db, retention="{ days = 0 }",
                                metrics_file=str(tmp_path / "dbcrate.prom"))
     agent = Agent(setup.config, state, ("--log-format", "json")).started()
     try:
@@ -87,7 +87,7 @@ def test_scheduled_runs_restore_prune_metrics_status_json_logs(
         assert {"ts", "level", "msg"} <= set(obj)
 
     done = ok_runs(state)
-    # prune after each success: hourly = 1 keeps only the newest of this hour
+    # prune after each success: days = 0 keeps only the newest
     assert events(state, "retain.delete", "orders")
     listed = setup.list_json("orders")
     assert [b["id"] for b in listed] == [done[-1]["backup_id"]]

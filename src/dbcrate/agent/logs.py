@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import logging
 import sys
+import threading
 from datetime import UTC, datetime
 
 log = logging.getLogger("dbcrate.agent")
@@ -44,6 +45,15 @@ def setup(fmt: str, verbose: int) -> None:
         root.removeHandler(h)
     root.addHandler(handler)
     root.setLevel(logging.DEBUG if verbose > 1 else logging.INFO)
+    logging.captureWarnings(True)  # a library's warning is a log line too (json: an object)
+    threading.excepthook = _thread_error
+
+
+def _thread_error(args: threading.ExceptHookArgs) -> None:
+    """A bug in a worker thread: one log line, not a traceback on stderr."""
+    name = args.exc_type.__name__
+    log.error(f"internal error in {args.thread.name if args.thread else 'a thread'}: {name}: "
+              f"{args.exc_value}", extra={"event": "internal"})
 
 
 def event(level: int, msg: str, *, job: str | None = None, ev: str | None = None) -> None:

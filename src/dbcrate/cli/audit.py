@@ -50,8 +50,11 @@ def list_(args: argparse.Namespace) -> int:
         return 0
     with open(path, encoding="utf-8") as f:
         lines = [line for line in f if line.strip()]
-    for line in lines:
-        rec = json.loads(line)
+    for n, line in enumerate(lines, 1):
+        try:
+            rec = json.loads(line)
+        except ValueError:
+            raise audit.AuditChainBroken(f"{path}: line {n} is not a JSON record") from None
         if args.job and rec.get("job") != args.job:
             continue
         if args.event and rec.get("event") != args.event:
