@@ -116,3 +116,20 @@ def test_two_processes_appending_leave_one_chain(tmp_path: Path) -> None:
     assert listed.returncode == 0
     stored = (tmp_path / "audit.jsonl").read_text().splitlines()
     assert listed.stdout.splitlines() == [line for line in stored if '"job":"b"' in line]
+
+
+def test_list_filters_by_job_and_event(tmp_path: Path) -> None:
+    log = AuditLog(tmp_path)
+    log.append("backup.start", job="orders", trigger="manual")
+    log.append("backup.ok", job="orders", trigger="manual", backup_id="B1", target="local",
+               size=5)
+    log.append("backup.ok", job="users", trigger="schedule", backup_id="B2", target="s3",
+               size=7)
+    proc = cli("audit", "list", "--state-dir", str(tmp_path), "--event", "backup.ok",
+               "--job", "orders")
+    assert proc.returncode == 0
+    [line] = proc.stdout.splitlines()
+    assert line.startswith("2 ") and "backup.ok job=orders" in line and "backup_id=B1" in line
+    as_json = cli("audit", "list", "--state-dir", str(tmp_path), "--event", "backup.ok",
+                  "--json")
+    assert [json.loads(x)["backup_id"] for x in as_json.stdout.splitlines()] == ["B1", "B2"]

@@ -207,7 +207,10 @@ class Agent:
             self.wake.set()
 
     def timeout(self, now: datetime) -> float:
-        times = [*self.next_slot.values(), *(p.not_before for p in self.pending)]
+        # a queued run that is due but waits for a free slot is started when a worker
+        # ends (it sets ``wake``), so only future times bound the wait
+        times = [*self.next_slot.values(), *(p.not_before for p in self.pending
+                                             if p.not_before > now)]
         until = min([now + _IDLE, *times])
         return max(0.0, min((until - now).total_seconds(), _IDLE.total_seconds())) + 0.01
 
