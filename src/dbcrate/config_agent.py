@@ -11,13 +11,11 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+from dbcrate.config_keys import AGENT_KEYS, NOTIFY_KEYS
 from dbcrate.config_time import ScheduleProblem, cron_expr, parse_duration, zone
 from dbcrate.errors import ConfigError
 from dbcrate.secrets import expand, read_secret_file
 
-AGENT_KEYS = frozenset({"state_dir", "concurrency", "jitter", "grace_period", "timezone",
-                        "metrics_file", "log_format"})
-NOTIFY_KEYS = frozenset({"url", "url_file", "on", "jobs"})
 NOTIFY_EVENTS = ("failure", "success", "max_age")
 LOG_FORMATS = ("text", "json")
 
