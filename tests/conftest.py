@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import tempfile
 
 pytest_plugins = [
     "tests.servers.postgres",
@@ -14,3 +15,7 @@ pytest_plugins = [
 # Children get an allowlisted environment (engines/process.py: child_env); the stand-in
 # tools in tests/standins/ are configured by STANDIN_* variables, so pass those on.
 os.environ.setdefault("DBCRATE_CHILD_ENV", "STANDIN_*")
+
+# The CLI appends audit records to [agent] state_dir (default: the user's state dir); keep
+# the test run's records out of the home directory.
+os.environ.setdefault("DBCRATE_STATE_DIR", tempfile.mkdtemp(prefix="dbcrate-test-state-"))

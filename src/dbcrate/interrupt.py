@@ -124,6 +124,16 @@ def critical() -> Iterator[None]:
             _fire(signum)
 
 
+def abort(signum: int = signal.SIGTERM) -> None:
+    """End the current run from any thread without raising (the agent, after its grace
+    period): ``signum`` becomes the interruption, so :func:`interrupted` reports it, every
+    tracked child is killed and a child tracked from a worker from now on is killed at
+    once. Operations check :func:`interrupted` before recording anything."""
+    with _state.lock:
+        _state.signum = signum
+    stop_children()
+
+
 def interrupted() -> Interrupted | None:
     """The interruption in progress, if a stop signal has arrived."""
     return None if _state.signum is None else Interrupted(_state.signum)

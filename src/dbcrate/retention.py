@@ -1,9 +1,10 @@
 """Retention policy: which backups to keep, and why. Pure functions, no I/O.
 
-GFS rules count calendar buckets (UTC days, ISO weeks, months) that hold backups: with
+GFS rules count calendar buckets (UTC hours, days, ISO weeks, months, years) that hold backups: with
 ``daily = 7`` the newest backup of each of the 7 most recent days *that have backups* is
 kept (so a host that was down for a week does not lose its history); likewise
-``weekly`` and ``monthly``. ``days = N`` keeps every backup started in the last N days.
+``hourly``, ``weekly``, ``monthly`` and ``yearly``. ``days = N`` keeps every backup
+started in the last N days.
 The newest backup is always kept. A policy with no rule at all keeps everything.
 """
 
@@ -26,6 +27,14 @@ class Decision:
     reasons: tuple[str, ...] = field(default=())
 
 
+def _hour(t: datetime) -> str:
+    return t.astimezone(UTC).strftime("%Y-%m-%dT%H")
+
+
+def _year(t: datetime) -> str:
+    return t.astimezone(UTC).strftime("%Y")
+
+
 def _day(t: datetime) -> str:
     return t.astimezone(UTC).strftime("%Y-%m-%d")
 
@@ -40,15 +49,18 @@ def _month(t: datetime) -> str:
 
 
 _BUCKETS: dict[str, Callable[[datetime], str]] = {
+    "hourly": _hour,
     "daily": _day,
     "weekly": _week,
     "monthly": _month,
+    "yearly": _year,
 }
 
 
 def is_keep_all(policy: Retention) -> bool:
     """True when the policy sets no rule (keep backups indefinitely)."""
-    return all(v is None for v in (policy.daily, policy.weekly, policy.monthly, policy.days))
+    return all(v is None for v in (policy.hourly, policy.daily, policy.weekly, policy.monthly,
+                                   policy.yearly, policy.days))
 
 
 def plan(manifests: Sequence[Manifest], policy: Retention, now: datetime) -> list[Decision]:

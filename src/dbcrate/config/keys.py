@@ -77,6 +77,13 @@ TARGET_KEYS: dict[str, frozenset[str]] = {
 }
 
 
+#: the ``[agent]`` table (config_agent.py, docs/config.md, docs/agent.md)
+AGENT_KEYS = frozenset({"state_dir", "concurrency", "jitter", "grace_period", "timezone",
+                        "metrics_file", "log_format"})
+#: one ``[[notify]]`` entry (``url`` is a secret: ``url_file`` and ``${ENV}`` work)
+NOTIFY_KEYS = frozenset({"url", "url_file", "on", "jobs"})
+
+
 def with_file_variants(keys: frozenset[str]) -> frozenset[str]:
     """``keys`` plus ``KEY_file`` for each secret key among them."""
     return keys | {f"{k}_file" for k in keys if k in SECRET_KEYS}

@@ -10,8 +10,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Any
 
+from dbcrate.config.agent import AgentConfig, NotifyConfig
 from dbcrate.config.keys import (
     ENGINE_OPTIONS,
     TARGET_KEYS,
@@ -86,6 +88,8 @@ class Retention:
     weekly: int | None = None
     monthly: int | None = None
     days: int | None = None
+    hourly: int | None = None
+    yearly: int | None = None
 
 
 @dataclass(frozen=True)
@@ -111,6 +115,10 @@ class JobConfig:
     signing_key_file: str | None = None
     trusted_signers: tuple[str, ...] = ()
     allowed_signers_file: str | None = None
+    #: the zone ``schedule`` is read in (None: ``[agent] timezone``), and how old the
+    #: newest successful backup may get before status/notifications call it overdue
+    timezone: str | None = None
+    max_age: timedelta | None = None
 
     def __post_init__(self) -> None:
         """Validate what the file parser validates, so a config built in memory cannot
@@ -171,6 +179,8 @@ class Config:
     targets: Mapping[str, TargetConfig]
     jobs: Mapping[str, JobConfig]
     source: str = "<memory>"
+    agent: AgentConfig = field(default_factory=AgentConfig)
+    notify: tuple[NotifyConfig, ...] = ()
 
     def job(self, name: str) -> JobConfig:
         """The job called ``name``. Raises ``UsageError`` listing the known jobs."""

@@ -8,6 +8,7 @@ from collections.abc import Set as AbstractSet
 from typing import Any
 from urllib.parse import quote
 
+from dbcrate.config import agent as config_agent
 from dbcrate.config.keys import (
     ALL_ENGINE_OPTIONS,
     DEFAULT_URLS,
@@ -28,13 +29,14 @@ from dbcrate.config.model import (
     option_problem,
 )
 from dbcrate.config.secrets import decode_key, resolve_secrets
+from dbcrate.config.signers import signers
 from dbcrate.errors import ConfigError
 
 #: keys a [backup] table and a job may both set (the job overrides)
 _SHARED_KEYS = {
     "compression", "compression_level", "compress", "encryption", "encrypt",
     "recipients", "encryption_key", "encryption_key_file", "retention", "retention_days",
-    "signing_key_file", "trusted_signers", "allowed_signers_file",
+    "signing_key_file", "trusted_signers", "allowed_signers_file", "max_age",
 }
 _BACKUP_KEYS = _SHARED_KEYS | {"targets", "jobs"}
 #: engine-specific job keys (any engine's), passed in ``JobConfig.options``; which engine
@@ -42,9 +44,9 @@ _BACKUP_KEYS = _SHARED_KEYS | {"targets", "jobs"}
 ENGINE_OPTION_KEYS = set(ALL_ENGINE_OPTIONS)
 _JOB_KEYS = _SHARED_KEYS | ENGINE_OPTION_KEYS | {
     "name", "database", "engine", "url", "password", "password_file", "schedule",
-    "target", "targets", "options",
+    "target", "targets", "options", "timezone",
 }
-_RETENTION_KEYS = ("daily", "weekly", "monthly", "days")
+_RETENTION_KEYS = ("hourly", "daily", "weekly", "monthly", "yearly", "days")
 _DEFAULT_RETENTION = Retention(daily=7, weekly=4, monthly=12)
 
 
@@ -53,6 +55,7 @@ class Parser:
 
     def __init__(self, source: str) -> None:
         self.source = source
+        self.agent_tz = "UTC"
 
     def err(self, key: str, message: str, hint: str | None = None) -> ConfigError:
         return ConfigError(message, hint, file=self.source, key=key)
@@ -77,7 +80,9 @@ class Parser:
     # -- whole file -------------------------------------------------------------------
 
     def config(self, raw: Mapping[str, Any]) -> Config:
-        self.unknown(raw, {"backup"}, "")
+        self.unknown(raw, {"backup", "agent", "notify"}, "")
+        agent = config_agent.parse_agent(raw.get("agent"), self.source)
+        self.agent_tz = agent.timezone  # the zone of schedules whose job sets none
         backup = dict(self.table(raw.get("backup", {}), "backup"))
         self.unknown(backup, _BACKUP_KEYS, "backup")
         self.encryption_setting(backup, "backup")
@@ -94,7 +99,9 @@ class Parser:
             if job.name in jobs:
                 raise self.err(f"backup.jobs[{i}].name", f"duplicate job name {job.name!r}")
             jobs[job.name] = job
-        return Config(targets=targets, jobs=jobs, source=self.source)
+        notify = config_agent.parse_notify(raw.get("notify"), self.source, jobs)
+        return Config(targets=targets, jobs=jobs, source=self.source, agent=agent,
+                      notify=notify)
 
     # -- targets ---------------------------------------------------------------------------
 
@@ -171,7 +178,7 @@ class Parser:
             url=url,
             targets=self.job_targets(job, where, targets),
             password=self.str_key(job, "password", where, default=None),
-            schedule=self.str_key(job, "schedule", where, default=None),
+            **config_agent.job_keys(job, merged, self.agent_tz, self.source, where),
             compression=self.compression(merged, where),
             compression_level=self.int_key(merged, "compression_level", where),
             encryption=self.encryption(job, defaults, merged, where),
@@ -357,35 +364,8 @@ class Parser:
         return Retention(**counts)
 
     def signers(self, merged: Mapping[str, Any], where: str) -> tuple[str, ...]:
-        """trusted_signers lines plus allowed_signers_file entries, as normalised
-        ``ssh-ed25519 AAAA... name`` lines. Raises ``ConfigError``."""
-        from dbcrate import signing
-        from dbcrate.errors import InvalidKey
-
-        value = merged.get("trusted_signers", [])
-        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-            raise self.err(f"{where}.trusted_signers", "expected a list of "
-                           "\"ssh-ed25519 AAAA... name\" strings")
-        keys = []
-        try:
-            keys = [signing.parse_public_line(v) for v in value]
-        except InvalidKey as exc:
-            raise self.err(f"{where}.trusted_signers", exc.message, exc.hint) from None
-        path = self.str_key(merged, "allowed_signers_file", where, default=None)
-        if path is not None:
-            key = f"{where}.allowed_signers_file"
-            try:
-                with open(path, encoding="utf-8") as f:
-                    file_keys = signing.parse_allowed_signers(f.read())
-            except OSError as exc:
-                raise self.err(key, f"cannot read {path}: {exc.strerror or exc}") from None
-            except (InvalidKey, UnicodeDecodeError) as exc:
-                raise self.err(key, f"{path}: {exc}") from None
-            if not file_keys:
-                raise self.err(key, f"{path} holds no ssh-ed25519 signer",
-                               hint="lines look like: NAME ssh-ed25519 AAAA...")
-            keys += file_keys
-        return tuple(k.line() for k in keys)
+        """trusted_signers plus allowed_signers_file entries (``config.signers``)."""
+        return signers(merged, where, self.source)
 
     def options(self, job: Mapping[str, Any], where: str) -> dict[str, Any]:
         """The job's engine options: its ``options`` table, then its option keys (checked

@@ -68,16 +68,21 @@ def run_backup(config: Config, job: JobConfig, progress: Progress | None = None)
     written: dict[str, list[str]] = {name: [] for name in storages}
 
     parts: list[PartRecord] = []
-    for part in engine.extra_parts():
-        part_key = catalog.data_key(job.name, started, backup_id, (part.ext, *plan.exts),
-                                    part=part.name)
-        progress.start(f"{job.name} {part.name}")
-        plain_d, stored_d = _store(engine.dump_part(part.name), part_key, plan, storages,
-                                   failures, written, progress)
-        parts.append(PartRecord(part.name, part_key, plain_d, stored_d))
+    try:
+        for part in engine.extra_parts():
+            part_key = catalog.data_key(job.name, started, backup_id, (part.ext, *plan.exts),
+                                        part=part.name)
+            progress.start(f"{job.name} {part.name}")
+            plain_d, stored_d = _store(engine.dump_part(part.name), part_key, plan, storages,
+                                       failures, written, progress)
+            parts.append(PartRecord(part.name, part_key, plain_d, stored_d))
 
-    progress.start(f"{job.name}: {info.tool} {info.tool_version} -> {', '.join(storages)}")
-    plain, stored = _store(engine.dump(), key, plan, storages, failures, written, progress)
+        progress.start(f"{job.name}: {info.tool} {info.tool_version} -> {', '.join(storages)}")
+        plain, stored = _store(engine.dump(), key, plan, storages, failures, written, progress)
+    except BaseException:  # no manifest will be written: the parts stored so far go too
+        for name, storage in storages.items():
+            _discard(storage, written[name])
+        raise
     finished = datetime.now(UTC)
 
     manifest = Manifest(
@@ -92,6 +97,11 @@ def run_backup(config: Config, job: JobConfig, progress: Progress | None = None)
         tag = signing.mac(signing.mac_key(job.encryption_key),
                           catalog.mac_input(catalog.encode(manifest)))
         manifest = replace(manifest, hmac=tag)
+    stopped = interrupt.interrupted()
+    if stopped is not None:  # aborted from another thread (the agent's grace period ended)
+        for name, storage in storages.items():
+            _discard(storage, written[name])
+        raise stopped
     result = BackupResult(job=job.name, manifest=manifest, failures=failures)
     body = catalog.encode(manifest)
     mkey = catalog.manifest_key(key)

@@ -6,6 +6,8 @@ from __future__ import annotations
 from types import ModuleType
 
 from dbcrate.cli.commands import (
+    agent,
+    audit,
     backup,
     cat,
     grants,
@@ -13,12 +15,13 @@ from dbcrate.cli.commands import (
     listing,
     prune,
     restore,
+    status,
     target,
     tools,
 )
 
 MODULES: tuple[ModuleType, ...] = (
-    keygen, backup, listing, restore, cat, prune, target, tools, grants,
+    keygen, backup, listing, restore, cat, prune, target, tools, grants, agent, status, audit,
 )
 
 __all__ = ["MODULES"]

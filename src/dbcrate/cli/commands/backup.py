@@ -8,6 +8,7 @@ import time
 from typing import Any
 
 from dbcrate import catalog
+from dbcrate.cli import auditing
 from dbcrate.cli.options import add_progress_flags, in_job, load_config, progress
 from dbcrate.cli.output import human, print_error, print_json
 from dbcrate.errors import DbcrateError, UsageError
@@ -34,9 +35,14 @@ def run(args: argparse.Namespace) -> int:
     report: list[dict[str, Any]] = []
     for job in jobs:
         t0 = time.monotonic()
+        auditing.record(cfg, "backup.start", job=job.name, trigger="manual")
+        run_id = auditing.run_started(cfg, job.name)
         try:
             result = run_backup(cfg, job, progress(args))
         except DbcrateError as err:
+            auditing.record(cfg, "backup.fail", job=job.name, trigger="manual",
+                            error=err.message)
+            auditing.run_finished(cfg, run_id, error=err)
             print_error(in_job(err, job.name))
             report.append({"job": job.name, "ok": False, "error": err.message})
             exit_code = exit_code or err.exit_code
@@ -44,6 +50,8 @@ def run(args: argparse.Namespace) -> int:
         for target, failure in result.failures.items():
             print_error(in_job(failure, f"{job.name} on target {target}"))
             exit_code = exit_code or failure.exit_code
+        auditing.backup_done(cfg, job.name, result)
+        auditing.run_finished(cfg, run_id, result)
         report.append(_result_json(result))
         if not args.json and result.manifest is not None:
             m = result.manifest

@@ -7,6 +7,7 @@ import sys
 from typing import Any
 
 from dbcrate import catalog
+from dbcrate.cli import auditing
 from dbcrate.cli.options import in_job, load_config
 from dbcrate.cli.output import print_error, print_json
 from dbcrate.operations.prune import run_prune
@@ -31,6 +32,9 @@ def run(args: argparse.Namespace) -> int:
     out: list[dict[str, Any]] = []
     for job in jobs:
         for report in run_prune(cfg, job, target=args.target, dry_run=args.dry_run):
+            for backup_id in report.deleted:
+                auditing.record(cfg, "retain.delete", job=job.name, trigger="manual",
+                                backup_id=backup_id, target=report.target)
             for err in report.errors:
                 print_error(in_job(err, f"{job.name} on target {report.target}"))
                 exit_code = exit_code or err.exit_code

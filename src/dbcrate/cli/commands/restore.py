@@ -10,6 +10,7 @@ import time
 from typing import Any
 
 from dbcrate import catalog
+from dbcrate.cli import auditing
 from dbcrate.cli.options import add_progress_flags, add_selection, load_config, progress, selector
 from dbcrate.config import read_secret_file
 from dbcrate.config.keys import RESTORE_FLAGS
@@ -122,6 +123,7 @@ def run(args: argparse.Namespace) -> int:
     if options.jobs < 1:
         raise UsageError("--jobs must be at least 1")
     check_restore_flags(args, job.engine)
+    auditing.record(cfg, "restore.start", job=job.name, trigger="manual")
     try:
         located = run_restore(
             cfg, job, selector(args), keys=keys(args, job.encryption_key), options=options,
@@ -129,9 +131,13 @@ def run(args: argparse.Namespace) -> int:
             progress=progress(args), allow_unencrypted=args.allow_unencrypted,
         )
     except DbcrateError as err:
+        auditing.record(cfg, "restore.fail", job=job.name, trigger="manual",
+                        error=err.message)
         explain(err, args)
         raise
     m = located.manifest
+    auditing.record(cfg, "restore.ok", job=job.name, trigger="manual", backup_id=m.id,
+                    target=located.target)
     sys.stdout.write(
         f"{job.name}: restored backup {m.id} (started {catalog.encode_time(m.started_at)}) "
         f"from {located.target} into {redact_url(args.to or job.url)} "
