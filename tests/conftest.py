@@ -9,6 +9,7 @@ pytest_plugins = [
     "tests.servers.s3",
     "tests.servers.mariadb",
     "tests.servers.redis",
+    "tests.servers.sshd",
 ]
 
 # Children get an allowlisted environment (engines/process.py: child_env); the stand-in

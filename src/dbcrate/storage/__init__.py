@@ -61,6 +61,7 @@ StorageFactory = Callable[[TargetConfig], Storage]
 REGISTRY: dict[str, str] = {
     "local": "dbcrate.storage.local:LocalStorage.from_config",
     "s3": "dbcrate.storage.s3:S3Storage.from_config",
+    "sftp": "dbcrate.storage.sftp:SftpStorage.from_config",
 }
 
 
