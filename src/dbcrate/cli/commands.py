@@ -18,6 +18,7 @@ from dbcrate.errors import DbcrateError, InvalidKey, NoMatchingIdentity, OutputE
 from dbcrate.operations.backup import BackupResult, run_backup
 from dbcrate.operations.listing import Listed, count_leftovers, list_backups
 from dbcrate.operations.pipeline import KeyMaterial
+from dbcrate.operations.preflight import PARTIAL_EXIT, naming, run_exit_code
 from dbcrate.operations.progress import Progress, Silent
 from dbcrate.operations.restore import Selector, run_cat, run_restore
 from dbcrate.redact import redact_url
@@ -98,7 +99,7 @@ def backup(args: argparse.Namespace) -> int:
     if not names:
         raise UsageError(f"no jobs defined in {cfg.source}", hint="add a [[backup.jobs]] table")
     jobs = [cfg.job(n) for n in names]  # validate every name before running any job
-    exit_code = 0
+    outcomes: list[tuple[str, int]] = []
     report: list[dict[str, Any]] = []
     for job in jobs:
         t0 = time.monotonic()
@@ -106,12 +107,15 @@ def backup(args: argparse.Namespace) -> int:
             result = run_backup(cfg, job, _progress(args))
         except DbcrateError as err:
             print_error(_in_job(err, job.name))
-            report.append({"job": job.name, "ok": False, "error": err.message})
-            exit_code = exit_code or err.exit_code
+            report.append({"job": job.name, "ok": False, "outcome": "failed",
+                           "error": err.message, "targets": [], "failures": {},
+                           "results": []})
+            outcomes.append(("failed", err.exit_code))
             continue
         for target, failure in result.failures.items():
             print_error(_in_job(failure, f"{job.name} on target {target}"))
-            exit_code = exit_code or failure.exit_code
+        first = next(iter(result.failures.values()), None)
+        outcomes.append((result.outcome, first.exit_code if first else 0))
         report.append(_result_json(result))
         if not args.json and result.manifest is not None:
             m = result.manifest
@@ -126,7 +130,7 @@ def backup(args: argparse.Namespace) -> int:
             )
     if args.json:
         print_json(report)
-    return exit_code
+    return run_exit_code(outcomes)
 
 
 def _in_job(err: DbcrateError, where: str) -> DbcrateError:
@@ -141,7 +145,9 @@ def _result_json(result: BackupResult) -> dict[str, Any]:
     if result.manifest is not None:
         out.update(_manifest_json(result.manifest))
     out["targets"] = [c.target for c in result.copies]
-    out["failures"] = {t: e.message for t, e in result.failures.items()}
+    out["failures"] = {t: naming(t, e) for t, e in result.failures.items()}
+    out["outcome"] = result.outcome
+    out["results"] = [r.json() for r in result.results]
     return out
 
 
@@ -174,10 +180,15 @@ def list_(args: argparse.Namespace) -> int:
     _note_leftovers(count_leftovers(cfg, args.job, args.target))
     if args.json:
         print_json([{**_manifest_json(x.manifest), "target": x.target,
-                     "authenticated": x.authenticated} for x in found])
+                     "targets": list(x.targets), "authenticated": x.authenticated}
+                    for x in found])
     else:
         _print_table(found)
-    return next(iter(errors.values())).exit_code if errors else 0
+    names = [args.target] if args.target else (
+        list(cfg.job(args.job).targets) if args.job else list(cfg.targets))
+    if errors and len(errors) >= len(names):  # nothing could be read at all
+        return next(iter(errors.values())).exit_code
+    return PARTIAL_EXIT if errors else 0
 
 
 def _note_leftovers(counts: dict[str, int]) -> None:
@@ -204,11 +215,12 @@ def _print_table(found: list[Listed]) -> None:
     if not found:
         sys.stdout.write("no backups found\n")
         return
-    rows = [("ID", "JOB", "TARGET", "STARTED (UTC)", "SIZE", "STAGES", "ENCRYPTION")]
+    rows = [("ID", "JOB", "TARGETS", "STARTED (UTC)", "SIZE", "STAGES", "ENCRYPTION")]
     for x in found:
         m = x.manifest
         rows.append((
-            m.id, m.job, x.target, m.started_at.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S"),
+            m.id, m.job, ",".join(x.targets) or x.target,
+            m.started_at.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S"),
             human(m.stored.size), "+".join(m.stages) or "-",
             "UNENCRYPTED" if m.encryption == "none" else m.encryption,
         ))
@@ -318,6 +330,11 @@ def restore(args: argparse.Namespace) -> int:
         _explain(err, args)
         raise
     m = located.manifest
+    if args.json:
+        print_json({"id": m.id, "job": job.name, "target": located.target,
+                    "skipped": [{"target": t, "error": e} for t, e in located.skipped],
+                    "seconds": round(time.monotonic() - t0, 3)})
+        return 0
     sys.stdout.write(
         f"{job.name}: restored backup {m.id} (started {catalog.encode_time(m.started_at)}) "
         f"from {located.target} into {redact_url(args.to or job.url)} "
@@ -365,10 +382,12 @@ def prune(args: argparse.Namespace) -> int:
     exit_code = 0
     out: list[dict[str, Any]] = []
     for job in jobs:
-        for report in run_prune(cfg, job, target=args.target, dry_run=args.dry_run):
+        reports = run_prune(cfg, job, target=args.target, dry_run=args.dry_run)
+        some_ok = any(not r.errors for r in reports)
+        for report in reports:
             for err in report.errors:
                 print_error(_in_job(err, f"{job.name} on target {report.target}"))
-                exit_code = exit_code or err.exit_code
+                exit_code = exit_code or _prune_code(err, some_ok)
             out.append({
                 "job": job.name, "target": report.target, "dry_run": args.dry_run,
                 "kept": [{"id": d.manifest.id, "reasons": list(d.reasons)}
@@ -394,6 +413,14 @@ def prune(args: argparse.Namespace) -> int:
     if args.json:
         print_json(out)
     return exit_code
+
+
+def _prune_code(err: DbcrateError, some_ok: bool) -> int:
+    """A target that cannot be read or written, while another was pruned, makes the
+    run partial (11)."""
+    from dbcrate.errors import StorageError
+
+    return PARTIAL_EXIT if some_ok and isinstance(err, StorageError) else err.exit_code
 
 
 # -- target -----------------------------------------------------------------------------------

@@ -116,6 +116,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--allow-unencrypted", action="store_true",
                    help="accept a backup stored without encryption although the job "
                    "requires encryption (an old plaintext backup, on purpose; loud warning)")
+    p.add_argument("--json", action="store_true", help="print the id, the target read "
+                   "and the copies skipped as JSON")
     _progress_flags(p)
     p.set_defaults(handler=commands.restore)
 
