@@ -10,6 +10,7 @@ pytest_plugins = [
     "tests.servers.mariadb",
     "tests.servers.redis",
     "tests.servers.sshd",
+    "tests.servers.azurite",
 ]
 
 # Children get an allowlisted environment (engines/process.py: child_env); the stand-in

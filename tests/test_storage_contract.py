@@ -51,7 +51,8 @@ class Subject:
         )
 
 
-@pytest.fixture(params=["local", "s3", "sftp", "retry-local", "retry-s3", "retry-sftp"])
+@pytest.fixture(params=["local", "s3", "sftp", "azure",
+                        "retry-local", "retry-s3", "retry-sftp", "retry-azure"])
 def subject(request: pytest.FixtureRequest, tmp_path: Path) -> Subject:
     param: str = request.param
     if param.endswith("local"):
@@ -61,6 +62,9 @@ def subject(request: pytest.FixtureRequest, tmp_path: Path) -> Subject:
         sshd: SshServer = request.getfixturevalue("sshd_server")
         where = sshd.new_dir()
         sub = Subject(open_target(sshd.target(where)), "sftp", root=where)
+    elif param.endswith("azure"):
+        azure_target = request.getfixturevalue("azure_target")
+        sub = Subject(open_target(azure_target), "azure")
     else:
         server: S3Server = request.getfixturevalue("s3_server")
         target = request.getfixturevalue("s3_target")

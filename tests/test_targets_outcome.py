@@ -144,7 +144,7 @@ def test_restore_falls_back_to_the_next_copy(
     finally:
         pg_db.server.drop_database(name)
     # --target reads only that copy: the damaged one fails, nothing else is tried
-    only, name2 = _restore(setup, pg_db, "--latest", "--target", "local")
+    only, _ = _restore(setup, pg_db, "--latest", "--target", "local")
     assert only.returncode == (5 if damage == "corrupt" else 4), only.stderr
     assert "Traceback" not in only.stderr
 

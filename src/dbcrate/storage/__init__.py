@@ -62,6 +62,7 @@ REGISTRY: dict[str, str] = {
     "local": "dbcrate.storage.local:LocalStorage.from_config",
     "s3": "dbcrate.storage.s3:S3Storage.from_config",
     "sftp": "dbcrate.storage.sftp:SftpStorage.from_config",
+    "azure": "dbcrate.storage.azure:AzureStorage.from_config",
 }
 
 
