@@ -11,6 +11,7 @@ pytest_plugins = [
     "tests.servers.redis",
     "tests.servers.sshd",
     "tests.servers.azurite",
+    "tests.servers.gcs",
 ]
 
 # Children get an allowlisted environment (engines/process.py: child_env); the stand-in

@@ -51,8 +51,8 @@ class Subject:
         )
 
 
-@pytest.fixture(params=["local", "s3", "sftp", "azure",
-                        "retry-local", "retry-s3", "retry-sftp", "retry-azure"])
+@pytest.fixture(params=["local", "s3", "sftp", "azure", "gcs", "retry-local", "retry-s3",
+                        "retry-sftp", "retry-azure", "retry-gcs"])
 def subject(request: pytest.FixtureRequest, tmp_path: Path) -> Subject:
     param: str = request.param
     if param.endswith("local"):
@@ -65,6 +65,8 @@ def subject(request: pytest.FixtureRequest, tmp_path: Path) -> Subject:
     elif param.endswith("azure"):
         azure_target = request.getfixturevalue("azure_target")
         sub = Subject(open_target(azure_target), "azure")
+    elif param.endswith("gcs"):
+        sub = Subject(open_target(request.getfixturevalue("gcs_target")), "gcs")
     else:
         server: S3Server = request.getfixturevalue("s3_server")
         target = request.getfixturevalue("s3_target")

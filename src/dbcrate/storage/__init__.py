@@ -63,6 +63,7 @@ REGISTRY: dict[str, str] = {
     "s3": "dbcrate.storage.s3:S3Storage.from_config",
     "sftp": "dbcrate.storage.sftp:SftpStorage.from_config",
     "azure": "dbcrate.storage.azure:AzureStorage.from_config",
+    "gcs": "dbcrate.storage.gcs:GcsStorage.from_config",
 }
 
 
