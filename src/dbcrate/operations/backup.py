@@ -84,8 +84,8 @@ def run_backup(config: Config, job: JobConfig, progress: Progress | None = None)
     log.info("backing up %s (%s %s) to %s as %s", job.name, job.engine, info.server_version,
              ", ".join(storages), key)
     written: dict[str, list[str]] = {name: [] for name in storages}
-    for name in storages:
-        results[name].step = "upload"
+    for name in storages:  # passed the preflight; ok again only once the manifest is stored
+        results[name].ok, results[name].step = False, "upload"
 
     parts: list[PartRecord] = []
     for part in engine.extra_parts():
