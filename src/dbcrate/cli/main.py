@@ -13,7 +13,7 @@ import sys
 from collections.abc import Callable, Sequence
 
 from dbcrate import __version__, interrupt
-from dbcrate.cli import commands, grants, tools
+from dbcrate.cli import commands, grants, targets, tools
 from dbcrate.cli.output import print_error, stdout_to_devnull
 from dbcrate.errors import DbcrateError, OutputError, UsageError
 
@@ -145,7 +145,9 @@ def build_parser() -> argparse.ArgumentParser:
     c = tsub.add_parser("check", parents=[common],
                         help="write/read/list/delete probe of a target")
     c.add_argument("name", metavar="NAME")
-    c.set_defaults(handler=commands.target_check)
+    c.add_argument("--json", action="store_true", help="print the steps, versioning, "
+                   "object lock and notes as JSON")
+    c.set_defaults(handler=targets.target_check)
 
     tools.register(sub, common)
     grants.register(sub, common)
