@@ -63,7 +63,8 @@ class SftpStorage:
         if isinstance(timeout, bool) or not isinstance(timeout, int | float) or timeout <= 0:
             raise target.error("connect_timeout", f"expected a positive number of seconds, "
                                f"got {timeout!r}")
-        if target.get_int("max_attempts", 3) < 1:
+        attempts = target.get_int("max_attempts", 3)
+        if attempts < 1:
             raise target.error("max_attempts", "must be at least 1")
         params = SshParams(
             target=target.name, host=target.require_str("host"), port=port,
@@ -73,7 +74,7 @@ class SftpStorage:
             private_key_file=target.get_str("private_key_file") or None,
             passphrase=target.get_str("private_key_passphrase") or None,
             password=target.get_str("password") or None,
-            connect_timeout=float(timeout),
+            connect_timeout=float(timeout), attempts=attempts,
         )
         return cls(params, path, name=target.name)
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 from collections.abc import Awaitable
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,6 +41,7 @@ class SshParams:
     passphrase: str | None
     password: str | None
     connect_timeout: float
+    attempts: int = 3
 
     @property
     def where(self) -> str:
@@ -115,7 +117,14 @@ class SftpSession:
             if self._sftp is not None and self._conn is not None and not self._closed():
                 return self._sftp
         self._ensure_loop()
-        conn, sftp = self.run(self._connect())
+        for attempt in range(self.params.attempts):  # only an unreachable server is retried
+            try:
+                conn, sftp = self.run(self._connect())
+                break
+            except StorageUnavailable:
+                if attempt + 1 >= self.params.attempts:
+                    raise
+                time.sleep(min(0.5 * 2**attempt, 4.0))
         with self._lock:
             self._conn, self._sftp = conn, sftp
         return sftp
