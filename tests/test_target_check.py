@@ -122,3 +122,25 @@ def test_local_text_output(tmp_path: Path) -> None:
     proc = setup.run("target", "check", "local")
     assert proc.returncode == 0, proc.stderr
     assert "delete ok" in proc.stdout and "versioning: unknown" in proc.stdout
+
+
+def test_verbose_check_shows_no_secret(tmp_path: Path, azurite_server: AzuriteServer,
+                                       sshd_server: SshServer) -> None:
+    from tests.test_storage_azure import _sas
+
+    container = azurite_server.make_container()
+    sas = _sas(container, read=True, list=True, write=True, delete=True)
+    az = TargetConfig("az", "azure", {"container": container, "sas_token": sas,
+                                      "endpoint": azurite_server.endpoint})
+    code, doc, err = _check(_setup(tmp_path / "az", az), "az")
+    assert code == 0, err
+    proc = _setup(tmp_path / "az2", az).run("-vv", "target", "check", "az")
+    assert proc.returncode == 0, proc.stderr
+    sig = sas.split("sig=")[1].split("&")[0]
+    assert sig not in proc.stdout + proc.stderr
+    box = dataclasses.replace(sshd_server.target(sshd_server.new_dir(), private_key_file="",
+                                                 password="pw-never-shown"), name="box")
+    proc = _setup(tmp_path / "box", box).run("-vv", "target", "check", "box")
+    assert proc.returncode == 4
+    assert "pw-never-shown" not in proc.stdout + proc.stderr
+    assert "password" in proc.stderr

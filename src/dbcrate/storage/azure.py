@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import base64
 import builtins
+import logging
 import uuid
 from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime, timedelta
@@ -33,6 +34,11 @@ from dbcrate.config import TargetConfig
 from dbcrate.errors import ObjectNotFound, StorageError, StorageUnavailable
 from dbcrate.model import ObjectInfo
 from dbcrate.storage.local import check_key, check_prefix, run_probe
+
+# the SDK logs connection details (user names, URLs, headers) at INFO/DEBUG; dbcrate's own
+# messages say what matters, so `-v` never shows the SDK's (secrets stay out of logs)
+for _name in ("azure", "urllib3"):
+    logging.getLogger(_name).setLevel(logging.WARNING)
 
 MiB = 1 << 20
 READ_CHUNK = 4 * MiB

@@ -14,6 +14,7 @@ emulator). Only this module imports the Google SDK.
 from __future__ import annotations
 
 import builtins
+import logging
 import time
 from collections.abc import Callable, Iterable, Iterator
 from datetime import UTC, datetime, timedelta
@@ -30,6 +31,11 @@ from dbcrate.config import TargetConfig
 from dbcrate.errors import ObjectNotFound, StorageError, StorageUnavailable
 from dbcrate.model import ObjectInfo
 from dbcrate.storage.local import check_key, check_prefix, run_probe
+
+# the SDK logs connection details (user names, URLs, headers) at INFO/DEBUG; dbcrate's own
+# messages say what matters, so `-v` never shows the SDK's (secrets stay out of logs)
+for _name in ("google", "urllib3"):
+    logging.getLogger(_name).setLevel(logging.WARNING)
 
 T = TypeVar("T")
 MiB = 1 << 20

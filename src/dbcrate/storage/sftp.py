@@ -10,6 +10,7 @@ object or the new one, plus at worst a temp file that is never listed and that
 
 from __future__ import annotations
 
+import logging
 import os
 import posixpath
 import stat
@@ -27,6 +28,11 @@ from dbcrate.model import ObjectInfo
 from dbcrate.private_files import pid_alive
 from dbcrate.storage.local import PROBE_PREFIX, TMP_PREFIX, check_key, check_prefix, run_probe
 from dbcrate.storage.sftp_session import SftpSession, SshParams
+
+# the SDK logs connection details (user names, URLs, headers) at INFO/DEBUG; dbcrate's own
+# messages say what matters, so `-v` never shows the SDK's (secrets stay out of logs)
+for _name in ("asyncssh",):
+    logging.getLogger(_name).setLevel(logging.WARNING)
 
 READ_CHUNK = 256 * 1024
 FILE_MODE = 0o600
