@@ -133,7 +133,7 @@ def test_verbose_check_shows_no_secret(tmp_path: Path, azurite_server: AzuriteSe
     az = TargetConfig("az", "azure", {"container": container, "sas_token": sas,
                                       "endpoint": azurite_server.endpoint})
     code, doc, err = _check(_setup(tmp_path / "az", az), "az")
-    assert code == 0, err
+    assert code == 0 and doc["ok"], err
     proc = _setup(tmp_path / "az2", az).run("-vv", "target", "check", "az")
     assert proc.returncode == 0, proc.stderr
     sig = sas.split("sig=")[1].split("&")[0]
