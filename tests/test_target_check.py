@@ -144,3 +144,19 @@ def test_verbose_check_shows_no_secret(tmp_path: Path, azurite_server: AzuriteSe
     assert proc.returncode == 4
     assert "pw-never-shown" not in proc.stdout + proc.stderr
     assert "password" in proc.stderr
+
+
+
+def test_s3_denied_names_the_permission() -> None:
+    """moto's IAM cannot make a second user here; the mapping is a pure unit."""
+    from botocore.exceptions import ClientError
+
+    from dbcrate.storage.s3_multipart import Where, translate
+
+    where = Where(bucket="b", endpoint="http://x", secrets=("SECRET",))
+    denied = ClientError({"Error": {"Code": "AccessDenied", "Message": "no"}}, "PutObject")
+    for op, perm in (("put object", "s3:PutObject"), ("upload part 3", "s3:PutObject"),
+                     ("list objects", "s3:ListBucket"), ("get object", "s3:GetObject"),
+                     ("delete object", "s3:DeleteObject")):
+        err = translate(denied, op, where, "k")
+        assert perm in err.message and perm in (err.hint or ""), op

@@ -23,7 +23,6 @@ from dbcrate.operations.progress import Progress, Silent
 from dbcrate.operations.restore import Selector, run_cat, run_restore
 from dbcrate.redact import redact_url
 from dbcrate.secrets import read_secret_file
-from dbcrate.storage import open_target
 
 
 def _config(args: argparse.Namespace) -> config.Config:
@@ -423,15 +422,4 @@ def _prune_code(err: DbcrateError, some_ok: bool) -> int:
     return PARTIAL_EXIT if some_ok and isinstance(err, StorageError) else err.exit_code
 
 
-# -- target -----------------------------------------------------------------------------------
-
-
-def target_check(args: argparse.Namespace) -> int:
-    """Probe a target end to end: write, read, list, delete."""
-    cfg = _config(args)
-    storage = open_target(cfg.target(args.name))
-    t0 = time.monotonic()
-    storage.probe()
-    sys.stdout.write(f"target {args.name} ({storage.describe()}): write, read, list and "
-                     f"delete ok in {time.monotonic() - t0:.2f}s\n")
-    return 0
+# -- target: see cli/targets.py ----------------------------------------------------------------
