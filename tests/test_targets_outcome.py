@@ -160,3 +160,21 @@ def test_every_copy_damaged_names_each_target(
     proc, _ = _restore(setup, pg_db, "--latest")
     assert proc.returncode == 5, proc.stderr
     assert "target local" in proc.stderr and "target sftp" in proc.stderr
+
+
+def test_restore_skips_an_unreachable_target(
+    tmp_path: Path, pg_db: PgDatabase, s3_server: S3Server
+) -> None:
+    setup = make_setup(tmp_path, url=pg_db.url, password=pg_db.password,
+                       targets=[_dead_s3(s3_server), local_target(tmp_path / "backups")])
+    assert setup.run("backup", "orders").returncode == 11
+    proc, name = _restore(setup, pg_db, "--latest")
+    try:
+        assert proc.returncode == 0, proc.stderr
+        out = _json(proc)
+        assert out["target"] == "local"
+        assert [s["target"] for s in out["skipped"]] == ["s3"]
+        assert "s3" in proc.stderr and "skipped" in proc.stderr
+        assert PgDatabase(pg_db.server, name).checksums() == pg_db.checksums()
+    finally:
+        pg_db.server.drop_database(name)

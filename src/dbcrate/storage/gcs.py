@@ -201,6 +201,9 @@ class GcsStorage:
             raise ValueError(f"invalid byte range [{start}, {end})")
         blob = self._bucket.blob(full)
         self._call("read", full, lambda: blob.reload(retry=None, timeout=30))
+        # download from the configured endpoint, never from a server-supplied link (an
+        # emulator builds it from the Host header of whoever uploaded the object)
+        blob._properties.pop("mediaLink", None)
         size = blob.size or 0
         stop = size if end is None else min(end, size)
         return self._read(blob, full, begin, stop)
