@@ -62,7 +62,11 @@ def test_s3_plain_versioned_and_locked(tmp_path: Path, s3_server: S3Server) -> N
 def test_locked_bucket_accepts_a_backup_sized_multipart_put(s3_server: S3Server) -> None:
     """Object Lock needs Content-MD5 on PutObject and UploadPart (moto enforces it)."""
     locked = f"{s3_server.make_bucket()}-lock"
-    s3_server.client().create_bucket(Bucket=locked, ObjectLockEnabledForBucket=True)
+    client = s3_server.client()
+    client.create_bucket(Bucket=locked, ObjectLockEnabledForBucket=True)
+    client.put_object_lock_configuration(Bucket=locked, ObjectLockConfiguration={
+        "ObjectLockEnabled": "Enabled",
+        "Rule": {"DefaultRetention": {"Mode": "GOVERNANCE", "Days": 1}}})
     storage = open_target(s3_server.target(locked))
     data = os.urandom(11 * MiB)
     storage.put("big", [data])
