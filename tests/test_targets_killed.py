@@ -35,12 +35,12 @@ def _through_proxy(kind: str, request: pytest.FixtureRequest) -> tuple[TargetCon
     """(target via a cuttable proxy, the same target direct, the proxy)."""
     if kind == "s3":
         server = request.getfixturevalue("s3_server")
-        direct = server.target(server.make_bucket(), max_attempts=1)
+        direct = server.target(server.make_bucket(), max_attempts=1, abort_timeout=1)
         port = int(server.endpoint_url.rsplit(":", 1)[1])
     elif kind == "sftp":
         server = request.getfixturevalue("sshd_server")
         direct = server.target(server.new_dir(), known_hosts_file="/nonexistent",
-                               host_key_fingerprint=server.fingerprint)
+                               host_key_fingerprint=server.fingerprint, max_attempts=1)
         port = server.port
     elif kind == "azure":
         server = request.getfixturevalue("azurite_server")
