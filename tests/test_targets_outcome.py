@@ -178,3 +178,21 @@ def test_restore_skips_an_unreachable_target(
         assert PgDatabase(pg_db.server, name).checksums() == pg_db.checksums()
     finally:
         pg_db.server.drop_database(name)
+
+
+def test_select_counts_a_backup_on_two_targets_once() -> None:
+    """Pure unit of the catalog: the same manifest read from two targets is one backup."""
+    from datetime import UTC, datetime
+
+    from dbcrate import catalog
+    from dbcrate.model import Digest, Manifest
+
+    t = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
+    d = Digest(size=1, sha256="0" * 64)
+    m = Manifest(format=catalog.FORMAT, id=catalog.new_id(t), job="orders", engine="postgres",
+                 server_version="17", tool="pg_dump", tool_version="17", stages=(),
+                 started_at=t, finished_at=t, plaintext=d, stored=d, encryption="none",
+                 recipients=(), key_id=None, dbcrate_version="0", status="complete",
+                 data_key="orders/x")
+    assert catalog.select([m, m], "orders", backup_id=m.id) == m
+    assert catalog.select([m, m], "orders", backup_id=m.id[:8]) == m
