@@ -52,6 +52,25 @@ def test_failed_upload_after_chunks_is_cancelled(gcs_target: TargetConfig,
     assert list(storage.list()) == []
     bucket = gcs_target.options["bucket"]
     assert [b.name for b in gcs_server.client().list_blobs(bucket)] == []
+    # the session was cancelled (DELETE of the session URL; the emulator answers 501)
+    log = (gcs_server.workdir / "gcs.log").read_text()
+    assert any(line.startswith('"DELETE /upload/') and bucket in line
+               for line in log.splitlines()), log[-2000:]
+
+
+def test_object_appears_with_the_last_chunk(gcs_target: TargetConfig) -> None:
+    storage = open_target(gcs_target)
+    seen: list[list[str]] = []
+
+    def source() -> Iterator[bytes]:
+        for i in range(3):
+            yield os.urandom(MiB)  # chunk_size 1 MiB: chunks are sent meanwhile
+            if i == 2:
+                seen.append([o.key for o in storage.list()])
+
+    storage.put("obj", source())
+    assert seen == [[]]
+    assert [(o.key, o.size) for o in storage.list()] == [("obj", 3 * MiB)]
 
 
 def test_dead_endpoint_is_unavailable() -> None:
