@@ -6,7 +6,8 @@ HASH   := $(shell sha256sum pyproject.toml | cut -c1-12)
 RUN     = $(VENV)/.run-$(HASH)
 STAMP   = $(VENV)/.test-$(HASH)
 
-.PHONY: demo test lint typecheck unit deps system-deps bench clean
+.PHONY: demo test lint typecheck unit deps system-deps azurite bench clean
+AZURITE = .cache/azurite/node_modules/.bin/azurite-blob
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
@@ -27,12 +28,17 @@ deps: $(STAMP)
 system-deps:
 	bash scripts/install-system-deps.sh
 
+## Azurite (the Azure Blob emulator the azure target's tests run), project-local, from npm
+$(AZURITE):
+	npm install --no-save --no-audit --no-fund --prefix .cache/azurite azurite@3.37.0
+azurite: $(AZURITE)
+
 ## quick start 1: embedded PostgreSQL -> backup (zstd + age) -> list -> restore -> compare
 demo: $(RUN)
 	$(BIN)/python scripts/demo.py
 
 ## quick start 2: lint, type-check and the whole test suite against real servers
-test: system-deps $(STAMP)
+test: system-deps $(STAMP) $(AZURITE)
 	$(BIN)/ruff check src tests bench scripts
 	$(BIN)/lint-imports
 	$(BIN)/mypy

@@ -4,7 +4,8 @@
 # redis-server/redis-tools: the Redis engine's tests;
 # nodejs/npm: fetch the C2SP age test vectors (npm package cctv-age); mariadb-server/-client:
 # the MySQL engine's tests (a private mariadbd) and its dump/restore tools;
-# openssh-client (ssh-keygen): checking manifest signatures with stock tools.
+# openssh-client (ssh-keygen): checking manifest signatures with stock tools;
+# openssh-server: a private sshd for the sftp target tests.
 set -euo pipefail
 need=()
 command -v age >/dev/null || need+=(age)
@@ -18,6 +19,7 @@ command -v redis-cli >/dev/null || need+=(redis-tools)
 command -v mariadbd >/dev/null || [ -x /usr/sbin/mariadbd ] || need+=(mariadb-server)
 command -v mariadb-dump >/dev/null || need+=(mariadb-client)
 command -v ssh-keygen >/dev/null || need+=(openssh-client)
+[ -x /usr/sbin/sshd ] || need+=(openssh-server)
 if [ ${#need[@]} -eq 0 ]; then
   exit 0
 fi

@@ -10,6 +10,9 @@ pytest_plugins = [
     "tests.servers.s3",
     "tests.servers.mariadb",
     "tests.servers.redis",
+    "tests.servers.sshd",
+    "tests.servers.azurite",
+    "tests.servers.gcs",
 ]
 
 # Children get an allowlisted environment (engines/process.py: child_env); the stand-in

@@ -14,6 +14,7 @@ from typing import Any
 
 from dbcrate.codecs.age import generate_identity
 from dbcrate.config import TargetConfig
+from dbcrate.config.keys import SECRET_KEYS
 
 DBCRATE = str(Path(sys.executable).with_name("dbcrate"))
 
@@ -64,7 +65,7 @@ def target_table(target: TargetConfig, secrets_dir: Path) -> str:
     """A [backup.targets.NAME] table; secret options go through *_file keys."""
     lines = [f"[backup.targets.{target.name}]", f"type = {_toml(target.type)}"]
     for k, v in target.options.items():
-        if k in ("secret_key", "access_key"):
+        if k in SECRET_KEYS:  # secret_key, account_key, sas_token, password ...
             f = secrets_dir / f"{target.name}-{k}"
             f.write_text(str(v))
             f.chmod(0o600)

@@ -75,6 +75,7 @@ connect_timeout = 3
 read_timeout = 4
 max_attempts = 2
 abort_timeout = 5
+max_parts = 1000
 
 [backup.targets.box]
 type = "sftp"

@@ -20,6 +20,7 @@ from dbcrate.storage.local import LocalStorage
 from dbcrate.storage.retry import RetryingStorage
 from dbcrate.storage.s3 import S3Storage
 from tests.servers.s3 import S3Server
+from tests.servers.sshd import SshServer
 
 MiB = 1 << 20
 PART = 5 * MiB  # the part_size the s3 fixtures use
@@ -50,12 +51,22 @@ class Subject:
         )
 
 
-@pytest.fixture(params=["local", "s3", "retry-local", "retry-s3"])
+@pytest.fixture(params=["local", "s3", "sftp", "azure", "gcs", "retry-local", "retry-s3",
+                        "retry-sftp", "retry-azure", "retry-gcs"])
 def subject(request: pytest.FixtureRequest, tmp_path: Path) -> Subject:
     param: str = request.param
     if param.endswith("local"):
         root = tmp_path / "store"
         sub = Subject(LocalStorage(root), "local", root=root)
+    elif param.endswith("sftp"):
+        sshd: SshServer = request.getfixturevalue("sshd_server")
+        where = sshd.new_dir()
+        sub = Subject(open_target(sshd.target(where)), "sftp", root=where)
+    elif param.endswith("azure"):
+        azure_target = request.getfixturevalue("azure_target")
+        sub = Subject(open_target(azure_target), "azure")
+    elif param.endswith("gcs"):
+        sub = Subject(open_target(request.getfixturevalue("gcs_target")), "gcs")
     else:
         server: S3Server = request.getfixturevalue("s3_server")
         target = request.getfixturevalue("s3_target")

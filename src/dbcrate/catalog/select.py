@@ -30,7 +30,11 @@ def select(
     """
     if sum((latest, at is not None, backup_id is not None)) != 1:
         raise UsageError("choose exactly one of --latest, --at TIME or --id ID")
-    candidates = ordered(m for m in manifests if m.job == job and m.status == "complete")
+    unique: dict[str, Manifest] = {}  # a backup on several targets counts once
+    for m in manifests:
+        if m.job == job and m.status == "complete":
+            unique.setdefault(m.id, m)
+    candidates = ordered(unique.values())
     if not candidates:
         raise BackupNotFound(f"no backups of job {job!r} found")
     if latest:

@@ -51,15 +51,14 @@ RESTORE_FLAGS: dict[str, tuple[str, ...]] = {
     "--keep-old": ("postgres", "mysql"),
 }
 
-#: target type -> the keys its storage module reads (besides ``type``). sftp, gcs and
-#: azure are not built yet; their lists are the ones they will read (issue 11).
+#: target type -> the keys its storage module reads (besides ``type``).
 TARGET_KEYS: dict[str, frozenset[str]] = {
     "local": frozenset({"path"}),
     "s3": frozenset({
         "bucket", "endpoint", "region", "prefix", "access_key", "secret_key",
         "session_token", "path_style", "part_size", "storage_class", "checksums",
         "verify_tls", "ca_bundle", "connect_timeout", "read_timeout", "max_attempts",
-        "abort_timeout",
+        "abort_timeout", "max_parts",
     }),
     "sftp": frozenset({
         "host", "port", "user", "path", "private_key_file", "private_key_passphrase",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
@@ -12,10 +13,11 @@ from dbcrate.config import Config, JobConfig
 from dbcrate.engines import Connection, open_engine
 from dbcrate.errors import DbcrateError, StorageError
 from dbcrate.model import Digest, Manifest, ObjectInfo, PartRecord, StoredCopy
-from dbcrate.operations import leftovers
+from dbcrate.operations import leftovers, preflight
 from dbcrate.operations.authn import sig_key
 from dbcrate.operations.fanout import Tracked, fanout
 from dbcrate.operations.pipeline import EncodePlan, encode_plan
+from dbcrate.operations.preflight import TargetResult
 from dbcrate.operations.progress import Counter, Progress, Silent
 from dbcrate.storage import Storage, open_target
 from dbcrate.streams import HashStage, Stage, apply, threaded
@@ -31,10 +33,17 @@ class BackupResult:
     manifest: Manifest | None = None
     copies: list[StoredCopy] = field(default_factory=list)
     failures: dict[str, DbcrateError] = field(default_factory=dict)
+    #: per target, in job order: the step it reached, its error, its busy seconds
+    results: list[TargetResult] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
         return self.manifest is not None and not self.failures
+
+    @property
+    def outcome(self) -> str:
+        """``complete``, ``partial`` or ``failed`` (see ``operations.preflight``)."""
+        return preflight.outcome(len(self.copies), len(self.failures))
 
 
 def run_backup(config: Config, job: JobConfig, progress: Progress | None = None) -> BackupResult:
@@ -45,10 +54,20 @@ def run_backup(config: Config, job: JobConfig, progress: Progress | None = None)
     fails, no target gets a manifest or an object at a final key and the error propagates
     (``DumpFailed``, ``CorruptedData``, ``DatabaseError`` ...). If a single target fails,
     the others still complete; the failure is recorded in the result.
+
+    First every target is checked read-only (``preflight.check``); those failing are
+    recorded and skipped. If none passes, nothing is dumped: the result has no
+    manifest and a failure (``StorageError``, exit 4) per target.
     """
     progress = progress or Silent()
     interrupt.doing(f"backup of {job.name}")
-    storages = {name: open_target(config.target(name)) for name in job.targets}
+    all_storages = {name: open_target(config.target(name)) for name in job.targets}
+    results = {name: preflight.check(name, s, job.name) for name, s in all_storages.items()}
+    failures: dict[str, DbcrateError] = {
+        n: r.error for n, r in results.items() if r.error is not None}
+    storages = {n: s for n, s in all_storages.items() if n not in failures}
+    if not storages:
+        return BackupResult(job=job.name, failures=failures, results=list(results.values()))
     for storage in storages.values():
         leftovers.sweep_quietly(storage, job.name)  # what killed runs left behind
     engine = open_engine(job.engine, Connection(job.url, job.password, job.options))
@@ -64,8 +83,9 @@ def run_backup(config: Config, job: JobConfig, progress: Progress | None = None)
     key = catalog.data_key(job.name, started, backup_id, (engine.ext, *plan.exts))
     log.info("backing up %s (%s %s) to %s as %s", job.name, job.engine, info.server_version,
              ", ".join(storages), key)
-    failures: dict[str, DbcrateError] = {}
     written: dict[str, list[str]] = {name: [] for name in storages}
+    for name in storages:  # passed the preflight; ok again only once the manifest is stored
+        results[name].ok, results[name].step = False, "upload"
 
     parts: list[PartRecord] = []
     try:
@@ -74,11 +94,12 @@ def run_backup(config: Config, job: JobConfig, progress: Progress | None = None)
                                         part=part.name)
             progress.start(f"{job.name} {part.name}")
             plain_d, stored_d = _store(engine.dump_part(part.name), part_key, plan, storages,
-                                       failures, written, progress)
+                                       failures, written, progress, results)
             parts.append(PartRecord(part.name, part_key, plain_d, stored_d))
 
         progress.start(f"{job.name}: {info.tool} {info.tool_version} -> {', '.join(storages)}")
-        plain, stored = _store(engine.dump(), key, plan, storages, failures, written, progress)
+        plain, stored = _store(engine.dump(), key, plan, storages, failures, written, progress,
+                               results)
     except BaseException:  # no manifest will be written: the parts stored so far go too
         for name, storage in storages.items():
             _discard(storage, written[name])
@@ -102,23 +123,31 @@ def run_backup(config: Config, job: JobConfig, progress: Progress | None = None)
         for name, storage in storages.items():
             _discard(storage, written[name])
         raise stopped
-    result = BackupResult(job=job.name, manifest=manifest, failures=failures)
+    result = BackupResult(job=job.name, manifest=manifest, failures=failures,
+                          results=list(results.values()))
     body = catalog.encode(manifest)
     mkey = catalog.manifest_key(key)
     sig = signing.sign(signer, body) if signer is not None else None
     for name, storage in storages.items():
+        res = results[name]
         if name in failures:
+            res.error = failures[name]
             _discard(storage, written[name])
             continue
+        res.step = "manifest"
+        t0 = time.monotonic()
         try:
             if sig is not None:  # the signature first: the manifest is still last
                 written[name].append(sig_key(mkey))
                 storage.put(sig_key(mkey), [sig])
             storage.put(mkey, [body])
         except DbcrateError as exc:
-            failures[name] = exc
+            failures[name] = res.error = exc
             _discard(storage, written[name])
             continue
+        finally:
+            res.seconds += time.monotonic() - t0
+        res.ok, res.step = True, "done"
         result.copies.append(StoredCopy(target=name, key=key, size=stored.size))
     if not result.copies:
         result.manifest = None
@@ -141,6 +170,7 @@ def _store(
     failures: dict[str, DbcrateError],
     written: dict[str, list[str]],
     progress: Progress,
+    results: dict[str, TargetResult],
 ) -> tuple[Digest, Digest]:
     """Stream one dump through the plan's codecs to every target not failed yet.
 
@@ -154,7 +184,8 @@ def _store(
     # two threads: read + count + hash the dump | compress + encrypt + hash + upload
     source = Tracked(apply(threaded(apply(dump, [dumped, plain])), encode))
     try:
-        outcomes = fanout(source, [_uploader(s, key) for s in live.values()]) if live else []
+        uploaders = [_uploader(s, key, results[n]) for n, s in live.items()]
+        outcomes = fanout(source, uploaders) if live else []
     finally:
         # if every upload failed early (or a signal arrived), stop the dump tool now: this
         # stops and joins the reader thread, which closes the dump it runs (never here)
@@ -168,9 +199,14 @@ def _store(
     return plain.digest(), stored.digest()
 
 
-def _uploader(storage: Storage, key: str) -> Callable[[Iterator[bytes]], ObjectInfo]:
+def _uploader(storage: Storage, key: str,
+              result: TargetResult) -> Callable[[Iterator[bytes]], ObjectInfo]:
     def upload(chunks: Iterator[bytes]) -> ObjectInfo:
-        return storage.put(key, chunks)
+        t0 = time.monotonic()
+        try:
+            return storage.put(key, chunks)
+        finally:
+            result.seconds += time.monotonic() - t0
 
     return upload
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from dbcrate import catalog
 from dbcrate.config import Config
@@ -24,12 +24,14 @@ Skipped = list[tuple[str, str]]
 
 @dataclass(frozen=True)
 class Listed:
-    """One backup as found on one target; ``authenticated`` says how its manifest was
-    verified (``signed by NAME``, ``hmac``, or empty)."""
+    """One backup as found on its targets: ``targets`` in job (or config) order and
+    ``target`` the first of them; ``authenticated`` says how the first copy's manifest
+    was verified (``signed by NAME``, ``hmac``, or empty)."""
 
     target: str
     manifest: Manifest
     authenticated: str = ""
+    targets: tuple[str, ...] = ()
 
 
 def read(storage: Storage, job: str | None = None,
@@ -83,9 +85,10 @@ def trusted(storage: Storage, job: str | None, policies: Callable[[str], Policy]
 def list_backups(
     config: Config, job: str | None = None, target: str | None = None
 ) -> tuple[list[Listed], dict[str, DbcrateError]]:
-    """Trusted backups on ``target`` (or every configured target), oldest first, and the
-    targets that could not be read with their errors. Times shown come from the
-    (verified) manifests, never from object keys or modification times."""
+    """Trusted backups on ``target`` (or every configured target), oldest first, one
+    entry per backup (its copies' targets in ``targets``), and the targets that could
+    not be read with their errors. Times shown come from the (verified) manifests,
+    never from object keys or modification times."""
     names = [target] if target else list(_targets_of(config, job))
     found: list[Listed] = []
     errors: dict[str, DbcrateError] = {}
@@ -104,8 +107,20 @@ def list_backups(
             if target:
                 raise
             errors[name] = exc
-    found.sort(key=lambda x: (x.manifest.started_at, x.manifest.id, x.target))
-    return found, errors
+    return group(found, names), errors
+
+
+def group(found: list[Listed], order: list[str]) -> list[Listed]:
+    """One ``Listed`` per backup id, oldest first; its ``targets`` in ``order``."""
+    rank = {n: i for i, n in enumerate(order)}
+    found = sorted(found, key=lambda x: (x.manifest.started_at, x.manifest.id,
+                                         rank.get(x.target, len(rank)), x.target))
+    out: dict[str, Listed] = {}
+    copies: dict[str, list[str]] = {}
+    for x in found:
+        out.setdefault(x.manifest.id, x)
+        copies.setdefault(x.manifest.id, []).append(x.target)
+    return [replace(x, targets=tuple(copies[i])) for i, x in out.items()]
 
 
 def count_leftovers(

@@ -5,14 +5,22 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import BinaryIO
 
 from dbcrate import catalog
 from dbcrate.config import Config, JobConfig
 from dbcrate.engines import Connection, RestoreOptions, open_engine
-from dbcrate.errors import BackupNotFound, DbcrateError, ManifestError, UsageError
+from dbcrate.errors import (
+    BackupNotFound,
+    DbcrateError,
+    DigestMismatch,
+    ManifestError,
+    StorageError,
+    TruncatedData,
+    UsageError,
+)
 from dbcrate.model import EngineInfo, Manifest
 from dbcrate.operations.authn import authenticate, policy, require_encryption, warn_weak
 from dbcrate.operations.listing import Skipped, manifests, read
@@ -35,11 +43,14 @@ class Selector:
 
 @dataclass(frozen=True)
 class Located:
-    """A selected backup and the target it will be read from."""
+    """A selected backup and the target it will be read from; ``others`` are its
+    further copies in job order, ``skipped`` the ``(target, why)`` passed over."""
 
     manifest: Manifest
     target: str
     storage: Storage
+    others: tuple[Located, ...] = ()
+    skipped: tuple[tuple[str, str], ...] = ()
 
 
 def locate(config: Config, job: JobConfig, selector: Selector, target: str | None) -> Located:
@@ -72,14 +83,57 @@ def locate(config: Config, job: JobConfig, selector: Selector, target: str | Non
         err.args = (err.message,)
         raise err
     for name, problem in failed:
-        log.warning("target %s skipped: %s", name, problem)
+        log.warning("target %s skipped: %s", name, problem.message)
     chosen = catalog.select(
         every, job.name, latest=selector.latest, at=selector.at, backup_id=selector.backup_id
     )
-    for name, storage, ms in found:
-        if any(m.id == chosen.id for m in ms):
-            return Located(chosen, name, storage)
-    raise BackupNotFound(f"backup {chosen.id} vanished while reading targets")  # pragma: no cover
+    copies = [Located(next(m for m in ms if m.id == chosen.id), name, storage)
+              for name, storage, ms in found if any(m.id == chosen.id for m in ms)]
+    if not copies:  # pragma: no cover
+        raise BackupNotFound(f"backup {chosen.id} vanished while reading targets")
+    return replace(copies[0], others=tuple(copies[1:]),
+                   skipped=tuple((n, e.message) for n, e in failed))
+
+
+#: what makes a copy unusable while another target may hold a good one
+_SKIPPABLE = (StorageError, TruncatedData, DigestMismatch)
+
+
+def pick(located: Located, job: JobConfig, *, allow_unencrypted: bool = False) -> Located:
+    """The first copy (``located``, then its ``others``) whose manifest passes ``checked``
+    and whose stored objects (main and parts) match the manifest's size and SHA-256.
+
+    A copy that is missing, unreachable or fails its digest check is skipped with a
+    warning naming the target and the reason; the returned ``Located`` lists them in
+    ``skipped``. If every copy fails, the last copy's error propagates, its message
+    naming every target tried. Untrusted or downgraded manifests are never skipped
+    (``UntrustedManifest``/``DowngradeRefused`` propagate at once). Reads only.
+    """
+    skipped = list(located.skipped)
+    copies = [replace(located, others=(), skipped=()), *located.others]
+    for i, copy in enumerate(copies):
+        try:
+            good = checked(copy, job, allow_unencrypted=allow_unencrypted)
+            m = good.manifest
+            check_digest(digest_of(good.storage.get(m.data_key)), m.stored,
+                         f"stored object {good.target}:{m.data_key}")
+            for part in m.parts:
+                check_digest(digest_of(good.storage.get(part.key)), part.stored,
+                             f"stored object {good.target}:{part.key}")
+            return replace(good, skipped=tuple(skipped))
+        except _SKIPPABLE as exc:
+            if len(copies) == 1:
+                raise
+            skipped.append((copy.target, exc.message))
+            if i == len(copies) - 1:
+                err = type(exc).__new__(type(exc))
+                err.__dict__.update(exc.__dict__)
+                err.message = f"no copy of backup {copy.manifest.id} could be read: " + (
+                    "; ".join(f"target {t}: {why}" for t, why in skipped))
+                err.args = (err.message,)
+                raise err from None
+            log.warning("copy on target %s skipped: %s", copy.target, exc.message)
+    raise AssertionError("unreachable")  # pragma: no cover
 
 
 def _locate(config: Config, job: JobConfig, selector: Selector, target: str | None) -> Located:
@@ -122,17 +176,19 @@ def checked(located: Located, job: JobConfig, *, allow_unencrypted: bool = False
                        allow_unencrypted=allow_unencrypted)
     require_encryption(m, key, job, allow_unencrypted=allow_unencrypted)
     warn_weak(m, key, job, how)
-    return Located(m, located.target, located.storage)
+    return Located(m, located.target, located.storage, located.others, located.skipped)
 
 
 def plaintext(
-    located: Located, keys: KeyMaterial, progress: Progress | None = None, part: str = ""
+    located: Located, keys: KeyMaterial, progress: Progress | None = None, part: str = "",
+    *, prechecked: bool = False,
 ) -> Iterator[bytes]:
     """The native dump of ``located`` (or of its extra ``part``), checked end to end.
 
     First reads the stored object once and checks its size and SHA-256 against the
     manifest (``TruncatedData``/``DigestMismatch`` before any decryption), then streams
-    it through the decoders. After the last chunk the plaintext digest is checked; a
+    it through the decoders (``prechecked``: ``pick`` already checked them, skip the
+    first read). After the last chunk the plaintext digest is checked; a
     mismatch raises before the consumer sees end-of-stream.
     Decryption raises ``NoMatchingIdentity``/``WrongKey``; damage ``CorruptedData``.
     """
@@ -146,7 +202,8 @@ def plaintext(
         key, stored, plain = record.key, record.stored, record.plaintext
     what = f"{located.target}:{key}"
     stages = decoders(m, keys)  # fail fast on missing key material
-    check_digest(digest_of(storage.get(key)), stored, f"stored object {what}")
+    if not prechecked:
+        check_digest(digest_of(storage.get(key)), stored, f"stored object {what}")
     prog = progress or Silent()
     fetched = Counter(lambda n: prog.update(n, n))
     chunks = apply(storage.get(key), [fetched, *stages])
@@ -175,8 +232,8 @@ def run_restore(
     encryption checked against the job's (``checked``) before the target is touched.
     """
     options = options or RestoreOptions()
-    located = checked(_locate(config, job, selector, target), job,
-                      allow_unencrypted=allow_unencrypted)
+    located = pick(_locate(config, job, selector, target), job,
+                   allow_unencrypted=allow_unencrypted)
     m = located.manifest
     if m.engine != job.engine:
         raise BackupNotFound(
@@ -193,10 +250,11 @@ def run_restore(
     try:
         if options.with_globals:
             progress.start(f"restoring globals of {m.id} from {located.target}")
-            engine.restore_part("globals", plaintext(located, keys, progress, "globals"), options)
+            engine.restore_part("globals", plaintext(located, keys, progress, "globals",
+                                                     prechecked=True), options)
             progress.finish()
         progress.start(f"restoring {m.id} from {located.target}")
-        engine.restore(plaintext(located, keys, progress), options)
+        engine.restore(plaintext(located, keys, progress, prechecked=True), options)
     finally:
         progress.finish()
     return located
@@ -215,9 +273,9 @@ def run_cat(
     """Write the native dump to ``out``. The manifest is checked first (``checked``):
     nothing is written for an untrusted or downgraded one. If a check fails midway the
     error propagates and what was written must be discarded (the CLI says so)."""
-    located = checked(_locate(config, job, selector, target), job,
-                      allow_unencrypted=allow_unencrypted)
-    for chunk in plaintext(located, keys):
+    located = pick(_locate(config, job, selector, target), job,
+                   allow_unencrypted=allow_unencrypted)
+    for chunk in plaintext(located, keys, prechecked=True):
         out.write(chunk)
     out.flush()
     return located

@@ -23,6 +23,9 @@ from dbcrate.storage.base import (
 REGISTRY: dict[str, str] = {
     "local": "dbcrate.storage.local:LocalStorage.from_config",
     "s3": "dbcrate.storage.s3:S3Storage.from_config",
+    "sftp": "dbcrate.storage.sftp:SftpStorage.from_config",
+    "azure": "dbcrate.storage.azure:AzureStorage.from_config",
+    "gcs": "dbcrate.storage.gcs:GcsStorage.from_config",
 }
 
 

@@ -13,6 +13,7 @@ from dbcrate.cli.options import add_progress_flags, in_job, load_config, progres
 from dbcrate.cli.output import human, print_error, print_json
 from dbcrate.errors import DbcrateError, UsageError
 from dbcrate.operations.backup import BackupResult, run_backup
+from dbcrate.operations.preflight import naming, run_exit_code
 
 
 def register(sub: Any, common: argparse.ArgumentParser) -> None:
@@ -31,7 +32,7 @@ def run(args: argparse.Namespace) -> int:
     if not names:
         raise UsageError(f"no jobs defined in {cfg.source}", hint="add a [[backup.jobs]] table")
     jobs = [cfg.job(n) for n in names]  # validate every name before running any job
-    exit_code = 0
+    outcomes: list[tuple[str, int]] = []
     report: list[dict[str, Any]] = []
     for job in jobs:
         t0 = time.monotonic()
@@ -44,12 +45,15 @@ def run(args: argparse.Namespace) -> int:
                             error=err.message)
             auditing.run_finished(cfg, run_id, error=err)
             print_error(in_job(err, job.name))
-            report.append({"job": job.name, "ok": False, "error": err.message})
-            exit_code = exit_code or err.exit_code
+            report.append({"job": job.name, "ok": False, "outcome": "failed",
+                           "error": err.message, "targets": [], "failures": {},
+                           "results": []})
+            outcomes.append(("failed", err.exit_code))
             continue
         for target, failure in result.failures.items():
             print_error(in_job(failure, f"{job.name} on target {target}"))
-            exit_code = exit_code or failure.exit_code
+        first = next(iter(result.failures.values()), None)
+        outcomes.append((result.outcome, first.exit_code if first else 0))
         auditing.backup_done(cfg, job.name, result)
         auditing.run_finished(cfg, run_id, result)
         report.append(_result_json(result))
@@ -66,7 +70,7 @@ def run(args: argparse.Namespace) -> int:
             )
     if args.json:
         print_json(report)
-    return exit_code
+    return run_exit_code(outcomes)
 
 
 def _result_json(result: BackupResult) -> dict[str, Any]:
@@ -74,5 +78,7 @@ def _result_json(result: BackupResult) -> dict[str, Any]:
     if result.manifest is not None:
         out.update(catalog.summary(result.manifest))
     out["targets"] = [c.target for c in result.copies]
-    out["failures"] = {t: e.message for t, e in result.failures.items()}
+    out["failures"] = {t: naming(t, e) for t, e in result.failures.items()}
+    out["outcome"] = result.outcome
+    out["results"] = [r.json() for r in result.results]
     return out

@@ -12,6 +12,7 @@ from dbcrate.cli.options import in_job, load_config
 from dbcrate.cli.output import human, print_error, print_json
 from dbcrate.errors import DbcrateError
 from dbcrate.operations.listing import Listed, count_leftovers, list_backups
+from dbcrate.operations.preflight import PARTIAL_EXIT
 
 
 def register(sub: Any, common: argparse.ArgumentParser) -> None:
@@ -34,10 +35,15 @@ def run(args: argparse.Namespace) -> int:
     _note_leftovers(count_leftovers(cfg, args.job, args.target))
     if args.json:
         print_json([{**catalog.summary(x.manifest), "target": x.target,
-                     "authenticated": x.authenticated} for x in found])
+                     "targets": list(x.targets), "authenticated": x.authenticated}
+                    for x in found])
     else:
         _print_table(found)
-    return next(iter(errors.values())).exit_code if errors else 0
+    names = [args.target] if args.target else (
+        list(cfg.job(args.job).targets) if args.job else list(cfg.targets))
+    if errors and len(errors) >= len(names):  # nothing could be read at all
+        return next(iter(errors.values())).exit_code
+    return PARTIAL_EXIT if errors else 0
 
 
 def _note_leftovers(counts: dict[str, int]) -> None:
@@ -64,11 +70,12 @@ def _print_table(found: list[Listed]) -> None:
     if not found:
         sys.stdout.write("no backups found\n")
         return
-    rows = [("ID", "JOB", "TARGET", "STARTED (UTC)", "SIZE", "STAGES", "ENCRYPTION")]
+    rows = [("ID", "JOB", "TARGETS", "STARTED (UTC)", "SIZE", "STAGES", "ENCRYPTION")]
     for x in found:
         m = x.manifest
         rows.append((
-            m.id, m.job, x.target, m.started_at.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S"),
+            m.id, m.job, ",".join(x.targets) or x.target,
+            m.started_at.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S"),
             human(m.stored.size), "+".join(m.stages) or "-",
             "UNENCRYPTED" if m.encryption == "none" else m.encryption,
         ))

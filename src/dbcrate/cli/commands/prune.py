@@ -10,6 +10,8 @@ from dbcrate import catalog
 from dbcrate.cli import auditing
 from dbcrate.cli.options import in_job, load_config
 from dbcrate.cli.output import print_error, print_json
+from dbcrate.errors import DbcrateError, StorageError
+from dbcrate.operations.preflight import PARTIAL_EXIT
 from dbcrate.operations.prune import run_prune
 
 
@@ -31,13 +33,15 @@ def run(args: argparse.Namespace) -> int:
     exit_code = 0
     out: list[dict[str, Any]] = []
     for job in jobs:
-        for report in run_prune(cfg, job, target=args.target, dry_run=args.dry_run):
+        reports = run_prune(cfg, job, target=args.target, dry_run=args.dry_run)
+        some_ok = any(not r.errors for r in reports)
+        for report in reports:
             for backup_id in report.deleted:
                 auditing.record(cfg, "retain.delete", job=job.name, trigger="manual",
                                 backup_id=backup_id, target=report.target)
             for err in report.errors:
                 print_error(in_job(err, f"{job.name} on target {report.target}"))
-                exit_code = exit_code or err.exit_code
+                exit_code = exit_code or _prune_code(err, some_ok)
             out.append({
                 "job": job.name, "target": report.target, "dry_run": args.dry_run,
                 "kept": [{"id": d.manifest.id, "reasons": list(d.reasons)}
@@ -63,3 +67,9 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         print_json(out)
     return exit_code
+
+
+def _prune_code(err: DbcrateError, some_ok: bool) -> int:
+    """A target that cannot be read or written, while another was pruned, makes the
+    run partial (11)."""
+    return PARTIAL_EXIT if some_ok and isinstance(err, StorageError) else err.exit_code

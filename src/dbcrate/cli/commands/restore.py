@@ -12,6 +12,7 @@ from typing import Any
 from dbcrate import catalog
 from dbcrate.cli import auditing
 from dbcrate.cli.options import add_progress_flags, add_selection, load_config, progress, selector
+from dbcrate.cli.output import print_json
 from dbcrate.config import read_secret_file
 from dbcrate.config.keys import RESTORE_FLAGS
 from dbcrate.engines import RestoreOptions
@@ -61,6 +62,8 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     p.add_argument("--allow-unencrypted", action="store_true",
                    help="accept a backup stored without encryption although the job "
                    "requires encryption (an old plaintext backup, on purpose; loud warning)")
+    p.add_argument("--json", action="store_true", help="print the id, the target read "
+                   "and the copies skipped as JSON")
     add_progress_flags(p)
     p.set_defaults(handler=run)
 
@@ -138,6 +141,11 @@ def run(args: argparse.Namespace) -> int:
     m = located.manifest
     auditing.record(cfg, "restore.ok", job=job.name, trigger="manual", backup_id=m.id,
                     target=located.target)
+    if args.json:
+        print_json({"id": m.id, "job": job.name, "target": located.target,
+                    "skipped": [{"target": t, "error": e} for t, e in located.skipped],
+                    "seconds": round(time.monotonic() - t0, 3)})
+        return 0
     sys.stdout.write(
         f"{job.name}: restored backup {m.id} (started {catalog.encode_time(m.started_at)}) "
         f"from {located.target} into {redact_url(args.to or job.url)} "

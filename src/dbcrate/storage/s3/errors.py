@@ -74,6 +74,18 @@ class Where:
         return text
 
 
+#: operation (its first words) -> the IAM action it needs
+_PERMISSIONS = (("list multipart", "s3:ListBucketMultipartUploads"), ("list parts",
+                "s3:ListMultipartUploadParts"), ("list", "s3:ListBucket"),
+                ("get", "s3:GetObject"), ("head", "s3:GetObject"),
+                ("delete", "s3:DeleteObject"), ("abort", "s3:AbortMultipartUpload"))
+
+
+def _permission(op: str) -> str:
+    return next((perm for start, perm in _PERMISSIONS if op.startswith(start)),
+                "s3:PutObject")
+
+
 def translate(exc: Exception, op: str, where: Where, key: str = "") -> StorageError:
     """Map a botocore exception to a ``StorageError`` (``StorageUnavailable`` when a
     retry may help, ``ObjectNotFound`` for a missing key). Never includes credentials."""
@@ -95,9 +107,9 @@ def translate(exc: Exception, op: str, where: Where, key: str = "") -> StorageEr
             )
         if code in ("AccessDenied", "403", "Forbidden", "AllAccessDisabled"):
             return StorageError(
-                f"access denied by s3 for {op} of {url} ({code})",
-                "check the credentials and the bucket policy: dbcrate needs s3:PutObject, "
-                "GetObject, ListBucket, DeleteObject and AbortMultipartUpload",
+                f"access denied by s3 for {op} of {url} ({code}): needs {_permission(op)}",
+                f"grant {_permission(op)} on bucket {where.bucket} (dbcrate needs "
+                "s3:PutObject, GetObject, ListBucket, DeleteObject and AbortMultipartUpload)",
             )
         detail = where.scrub(str(exc.response.get("Error", {}).get("Message") or ""))
         message = f"s3 {op} of {url} failed: {code}" + (f": {detail}" if detail else "")

@@ -7,6 +7,7 @@ boto3 client: they never appear in ``repr``, messages or logs.
 
 from __future__ import annotations
 
+import builtins
 from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -72,6 +73,7 @@ class S3Storage:
         read_timeout: float = 60.0,
         max_attempts: int = 3,
         abort_timeout: float = 15.0,
+        max_parts: int = 10_000,
     ) -> None:
         if not MIN_PART <= part_size <= MAX_PART:
             raise ValueError(f"part_size must be between {MIN_PART} and {MAX_PART} bytes")
@@ -86,6 +88,7 @@ class S3Storage:
         self.part_size = part_size
         self.max_attempts = max_attempts
         self.abort_timeout = abort_timeout
+        self.max_parts = max_parts
         self._extra: dict[str, Any] = {"StorageClass": storage_class} if storage_class else {}
         if path_style is None:
             path_style = endpoint is not None
@@ -147,6 +150,9 @@ class S3Storage:
         max_attempts = target.get_int("max_attempts", 3)
         if max_attempts < 1:
             raise target.error("max_attempts", "must be at least 1")
+        max_parts = target.get_int("max_parts", 10_000)
+        if not 1 <= max_parts <= 10_000:
+            raise target.error("max_parts", "must be between 1 and 10000")
         return cls(
             target.require_str("bucket"),
             name=target.name,
@@ -166,6 +172,7 @@ class S3Storage:
             read_timeout=_number(target, "read_timeout", 60.0),
             max_attempts=max_attempts,
             abort_timeout=_number(target, "abort_timeout", 15.0),
+            max_parts=max_parts,
         )
 
     def __repr__(self) -> str:
@@ -204,6 +211,7 @@ class S3Storage:
             extra=self._extra,
             attempts=self.max_attempts,
             abort_timeout=self.abort_timeout,
+            max_parts=self.max_parts,
         )
         size = upload.run(chunks)
         return ObjectInfo(key=key, size=size, modified=datetime.now(UTC))
@@ -281,6 +289,31 @@ class S3Storage:
         Raises ``StorageError`` naming the step that failed."""
         run_probe(self)
 
+    def settings(self) -> tuple[str | None, bool | None, builtins.list[str]]:
+        """(versioning, object_lock, notes) of the bucket for ``target check``; a setting
+        the credentials cannot read is None with a note. Never raises for that."""
+        notes: builtins.list[str] = []
+        versioning: str | None = None
+        lock: bool | None = None
+        try:
+            status = self._client.get_bucket_versioning(Bucket=self.bucket).get("Status")
+            versioning = {"Enabled": "enabled", "Suspended": "suspended"}.get(
+                str(status), "disabled")
+        except (ClientError, BotoCoreError) as exc:
+            notes.append(f"versioning unreadable ({_code(exc)}): needs s3:GetBucketVersioning")
+        try:
+            conf = self._client.get_object_lock_configuration(Bucket=self.bucket)
+            lock = conf.get("ObjectLockConfiguration", {}).get("ObjectLockEnabled") == "Enabled"
+        except ClientError as exc:
+            if error_code(exc) == "ObjectLockConfigurationNotFoundError":
+                lock = False
+            else:
+                notes.append(f"object lock unreadable ({_code(exc)}): needs "
+                             "s3:GetBucketObjectLockConfiguration")
+        except BotoCoreError as exc:
+            notes.append(f"object lock unreadable ({_code(exc)})")
+        return versioning, lock, notes
+
     def abort_incomplete(self, prefix: str = "", older_than: timedelta = timedelta(days=1)) -> int:
         """Abort multipart uploads under ``prefix`` with no activity (start or last part)
         for ``older_than`` (left by crashed runs). Returns how many were aborted. Raises
@@ -340,6 +373,10 @@ class S3Storage:
             return True
 
         return call("abort multipart upload", abort, self._where, key, attempts=self.max_attempts)
+
+
+def _code(exc: Exception) -> str:
+    return error_code(exc) if isinstance(exc, ClientError) else type(exc).__name__
 
 
 __all__ = ["S3Storage"]

@@ -7,6 +7,8 @@ part is full, completed after the last part, and aborted if anything fails.
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import logging
 import time
 from collections.abc import Callable, Iterable, Mapping
@@ -33,7 +35,13 @@ MIN_PART = 5 * MiB
 MAX_PART = 5 * 1024 * MiB
 MAX_PARTS = 10_000
 #: Every this many parts the part size doubles, so 10,000 parts reach ~1000x part_size.
+#: With a lower ``max_parts`` (Scaleway: 1000) the size doubles every max_parts/10 parts.
 PARTS_PER_SIZE_STEP = 1000
+
+
+def content_md5(body: bytes | bytearray) -> str:
+    """The base64 MD5 S3 wants in Content-MD5 (Object Lock buckets require it)."""
+    return base64.b64encode(hashlib.md5(body, usedforsecurity=False).digest()).decode()
 
 class StreamUpload:
     """One ``put``: buffer one part at a time, upload, complete or abort."""
@@ -48,6 +56,7 @@ class StreamUpload:
         extra: Mapping[str, Any],
         attempts: int,
         abort_timeout: float,
+        max_parts: int = MAX_PARTS,
     ) -> None:
         self.client = client
         self.where = where
@@ -56,6 +65,8 @@ class StreamUpload:
         self.extra = dict(extra)
         self.attempts = attempts
         self.abort_timeout = abort_timeout
+        self.max_parts = max_parts
+        self.step = max(max_parts // 10, 1) if max_parts < MAX_PARTS else PARTS_PER_SIZE_STEP
         self.upload_id: str | None = None
         self.parts: list[CompletedPartTypeDef] = []
 
@@ -63,7 +74,7 @@ class StreamUpload:
         return call(op, fn, self.where, self.key, attempts=self.attempts)
 
     def _size_of(self, part_number: int) -> int:
-        step = (part_number - 1) // PARTS_PER_SIZE_STEP
+        step = (part_number - 1) // self.step
         return min(self.part_size << step, MAX_PART)
 
     def run(self, chunks: Iterable[bytes]) -> int:
@@ -92,6 +103,7 @@ class StreamUpload:
                         Bucket=self.where.bucket,
                         Key=self.key,
                         Body=cast(bytes, body),  # botocore accepts bytearray (no copy)
+                        ContentMD5=content_md5(body),
                         **self.extra,
                     ),
                 )
@@ -121,10 +133,10 @@ class StreamUpload:
             )
             self.upload_id = resp["UploadId"]
         number = len(self.parts) + 1
-        if number > MAX_PARTS:
+        if number > self.max_parts:
             raise StorageError(
-                f"object {self.where.url(self.key)} needs more than {MAX_PARTS} parts",
-                "raise the target's part_size",
+                f"object {self.where.url(self.key)} needs more than {self.max_parts} parts",
+                "raise the target's part_size (or max_parts, if the provider allows more)",
             )
         upload_id = self.upload_id
         resp_part = self._call(
@@ -135,6 +147,7 @@ class StreamUpload:
                 UploadId=upload_id,
                 PartNumber=number,
                 Body=cast(bytes, buf),  # botocore accepts bytearray (no copy)
+                ContentMD5=content_md5(buf),
             ),
         )
         self.parts.append({"ETag": resp_part["ETag"], "PartNumber": number})
