@@ -9,6 +9,8 @@ pytest_plugins = [
     "tests.servers.s3",
     "tests.servers.mariadb",
     "tests.servers.redis",
+    "tests.servers.mongodb",
+    "tests.servers.backed",
 ]
 
 # Children get an allowlisted environment (engines/process.py: child_env); the stand-in

@@ -20,7 +20,7 @@ from dbcrate import catalog, codecs, signing
 from dbcrate.codecs.age import fingerprint
 from dbcrate.sandbox import load_sample
 from dbcrate.streams import apply
-from tests.e2e import DBCRATE, Setup, local_target, make_setup
+from tests.lib.e2e import DBCRATE, Setup, local_target, make_setup
 from tests.servers.postgres import PgDatabase, new_db_name
 
 

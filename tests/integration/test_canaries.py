@@ -10,15 +10,13 @@ from __future__ import annotations
 
 import os
 import re
-import threading
-import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from dbcrate import config
 from dbcrate.engines import Connection
-from tests.e2e import local_target, make_setup
+from tests.lib.e2e import local_target, make_setup
+from tests.lib.procs import ArgvWatcher
 from tests.servers.postgres import PgDatabase, new_db_name
 from tests.servers.redis import RedisServer, checksums, load_sample
 from tests.servers.s3 import S3Server
@@ -31,61 +29,6 @@ ENV_SOURCE = "DBCRATE_TEST_CANARY_S3_SECRET"
 #: variables whose names must not reach any child
 SOURCE_NAMES = (ENV_SOURCE, "DBCRATE_RESTORE_PASSWORD", "AWS_SECRET_ACCESS_KEY",
                 "AWS_ACCESS_KEY_ID", "CANARY_SOURCE_PW")
-
-
-@dataclass
-class Seen:
-    ppid: int
-    comm: str
-    cmdline: bytes
-    environ: bytes
-
-
-@dataclass
-class ProcWatcher:
-    """Records cmdline and environ of every process on the machine until stopped;
-    ``descendants_of(marker)`` picks those below a process whose argv holds ``marker``."""
-
-    seen: dict[tuple[int, bytes], Seen] = field(default_factory=dict)
-    _stop: threading.Event = field(default_factory=threading.Event)
-
-    def _poll(self) -> None:
-        while not self._stop.is_set():
-            for entry in os.listdir("/proc"):
-                if not entry.isdigit():
-                    continue
-                try:
-                    stat = Path(f"/proc/{entry}/stat").read_text()
-                    cmdline = Path(f"/proc/{entry}/cmdline").read_bytes()
-                    environ = Path(f"/proc/{entry}/environ").read_bytes()
-                except OSError:
-                    continue
-                ppid = int(stat[stat.rindex(")") + 2:].split()[1])
-                comm = stat[stat.index("(") + 1:stat.rindex(")")]
-                self.seen.setdefault((int(entry), cmdline), Seen(ppid, comm, cmdline, environ))
-            time.sleep(0.001)
-
-    def __enter__(self) -> ProcWatcher:
-        self._thread = threading.Thread(target=self._poll, daemon=True)
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join()
-
-    def descendants_of(self, marker: bytes) -> list[Seen]:
-        below = {pid for (pid, cmd) in self.seen if marker in cmd}
-        found: dict[tuple[int, bytes], Seen] = {}
-        grew = True
-        while grew:
-            grew = False
-            for key, s in self.seen.items():
-                if s.ppid in below and key not in found:
-                    found[key] = s
-                    below.add(key[0])
-                    grew = True
-        return list(found.values())
 
 
 def _env(raw: bytes) -> dict[str, str]:
@@ -120,7 +63,7 @@ def test_canaries_absent_from_children_output_and_reprs(
     to = server.url(restored).replace(f"{server.user}@", f"canary_r:{RESTORE_PW}@", 1)
     outputs = []
     try:
-        with ProcWatcher() as watcher:
+        with ArgvWatcher() as watcher:
             outputs.append(setup.run("-vv", "backup", "orders", env=env, check=True))
             outputs.append(setup.run("-vv", "list", "orders", env=env, check=True))
             outputs.append(setup.run("-vv", "restore", "orders", "--latest", "--to", to,
@@ -182,7 +125,7 @@ def test_redis_children_get_no_canary(
     setup.config.write_text(re.sub(r"(?m)^password_file = .*\n", "", setup.config.read_text()))
     env = {"DBCRATE_RESTORE_PASSWORD": RESTORE_PW, "AWS_SECRET_ACCESS_KEY": AWS_SECRET,
            "CANARY_SOURCE_PW": URL_PW}
-    with ProcWatcher() as watcher:
+    with ArgvWatcher() as watcher:
         outputs = [
             setup.run("-vv", "backup", "orders", env=env, check=True),
             setup.run("-vv", "restore", "orders", "--latest", "--mode", "copy", "--to",

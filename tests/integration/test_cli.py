@@ -7,7 +7,7 @@ import stat
 import subprocess
 from pathlib import Path
 
-from tests.e2e import DBCRATE, local_target, make_setup
+from tests.lib.e2e import DBCRATE, local_target, make_setup
 from tests.servers.postgres import PgDatabase
 
 

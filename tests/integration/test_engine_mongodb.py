@@ -12,7 +12,6 @@ import signal
 import subprocess
 import time
 from collections.abc import Generator, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -21,47 +20,10 @@ from dbcrate.engines import Connection, RestoreOptions
 from dbcrate.engines.mongodb.engine import ARCHIVE_MAGIC, MongoEngine
 from dbcrate.engines.mongodb.url import MongoTarget
 from dbcrate.errors import DumpFailed, RestoreFailed
-from tests.e2e import Setup, local_target, make_setup
-from tests.servers.redis import free_port
-from tests.test_faults import files_under
-
-STANDIN = Path(__file__).parent / "standins" / "mongotool.py"
-PASSWORD = "s3cr3t pass/word:@%"  # needs URI escaping; must never reach argv
-URL = "mongodb://backup@127.0.0.1:27999/app?authSource=admin"
-
-
-@dataclass
-class Tools:
-    dir: Path
-    mongodump: Path
-    mongorestore: Path
-    log: Path
-    source: Path
-    sink: Path
-
-    def env(self, **extra: str) -> dict[str, str]:
-        return {"STANDIN_LOG": str(self.log), "STANDIN_SOURCE": str(self.source),
-                "STANDIN_SINK": str(self.sink), "STANDIN_EXPECT_PASSWORD": PASSWORD, **extra}
-
-    def runs(self) -> list[dict[str, object]]:
-        return [json.loads(line) for line in self.log.read_text().splitlines()]
-
-    def options(self) -> dict[str, object]:
-        return {"mongodump_path": str(self.mongodump), "mongorestore_path": str(self.mongorestore),
-                "version_probe": "none", "temp_dir": str(self.dir / "tmp")}
-
-
-@pytest.fixture
-def tools(tmp_path: Path) -> Tools:
-    d = tmp_path / "bin"
-    d.mkdir()
-    (d / "tmp").mkdir()
-    for name in ("mongodump", "mongorestore"):
-        (d / name).symlink_to(STANDIN)
-    source = tmp_path / "source.bin"
-    source.write_bytes(os.urandom(3 << 20) + PASSWORD.encode())
-    return Tools(d, d / "mongodump", d / "mongorestore", tmp_path / "runs.jsonl", source,
-                 tmp_path / "sink.bin")
+from dbcrate.sandbox import free_port
+from tests.lib.e2e import Setup, local_target, make_setup
+from tests.lib.procs import files_under
+from tests.servers.mongodb import PASSWORD, URL, Tools
 
 
 def mongo_setup(tmp: Path, tools: Tools, url: str = URL, **kwargs: object) -> Setup:

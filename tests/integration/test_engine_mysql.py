@@ -17,10 +17,9 @@ from dbcrate.engines.mysql.engine import MySQLEngine, dump_options
 from dbcrate.engines.mysql.url import MyTarget
 from dbcrate.errors import ConfigError, DumpFailed
 from dbcrate.operations.backup import run_backup
-from tests.e2e import Setup, local_target, make_setup
-from tests.procs import KillOnFirstBytes, files_under
+from tests.lib.e2e import Setup, local_target, make_setup
+from tests.lib.procs import ArgvWatcher, KillOnFirstBytes, files_under
 from tests.servers.mariadb import ALL_BYTES, CLIENT, MyDatabase, TempMariaDB, new_db_name
-from tests.test_secrets import ArgvWatcher
 
 DUMP = "/usr/bin/mariadb-dump"
 CANARY = 'canary-My "pw" #1 \\ \'q\' 7f3a'

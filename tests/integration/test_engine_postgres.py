@@ -27,6 +27,7 @@ from dbcrate.errors import (
 )
 from dbcrate.model import EngineInfo
 from dbcrate.sandbox import TempPostgres, free_port, load_sample
+from tests.lib.procs import cmdline_bytes, descendants
 from tests.servers.postgres import PgDatabase
 
 BACKUP = EngineInfo(engine="postgres", server_version="17.11")
@@ -46,34 +47,11 @@ def pieces(data: bytes, size: int = 64 * 1024) -> list[bytes]:
     return [data[i : i + size] for i in range(0, len(data), size)]
 
 
-def descendants() -> list[int]:
-    """Pids of this process's children and their children."""
-    parents = {os.getpid()}
-    found: list[int] = []
-    changed = True
-    while changed:
-        changed = False
-        for entry in Path("/proc").iterdir():
-            if not entry.name.isdigit() or int(entry.name) in found:
-                continue
-            try:
-                ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
-            except (OSError, IndexError, ValueError):
-                continue
-            if ppid in parents:
-                found.append(int(entry.name))
-                parents.add(int(entry.name))
-                changed = True
-    return found
-
-
 def cmdlines(name: str) -> list[str]:
+    """The argv (joined) of every descendant of this process whose argv[0] ends with ``name``."""
     out = []
-    for pid in descendants():
-        try:
-            argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
-        except OSError:
-            continue
+    for pid in descendants(zombies=True):
+        argv = cmdline_bytes(pid).split(b"\0")
         if argv and argv[0].endswith(name.encode()):
             out.append(b" ".join(argv).decode("utf-8", "replace"))
     return out
@@ -186,7 +164,8 @@ def test_pg_dump_killed_mid_stream_is_dump_failed(pg_db: PgDatabase) -> None:
     add_big_table(pg_db)
     stream = engine(pg_db).dump()
     next(stream)
-    [pid] = [p for p in descendants() if Path(f"/proc/{p}/exe").resolve().name == "pg_dump"]
+    [pid] = [p for p in descendants(zombies=True)
+             if Path(f"/proc/{p}/exe").resolve().name == "pg_dump"]
     killer = threading.Thread(target=os.kill, args=(pid, signal.SIGKILL))
     killer.start()
     killer.join()

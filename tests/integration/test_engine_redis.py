@@ -15,11 +15,10 @@ from dbcrate import config as config_mod
 from dbcrate.engines.redis.rdb import checked_rdb
 from dbcrate.errors import DumpFailed
 from dbcrate.operations.backup import run_backup
-from tests.e2e import Setup, local_target, make_setup
-from tests.procs import KillOnFirstBytes, files_under
+from tests.lib.e2e import STANDINS, Setup, local_target, make_setup
+from tests.lib.procs import KillOnFirstBytes, files_under
 from tests.servers.redis import REDIS_CLI, RedisServer, checksums, load_sample
 
-STANDINS = Path(__file__).parent / "standins"
 Factory = Callable[..., RedisServer]
 
 

@@ -14,10 +14,10 @@ import pytest
 from dbcrate import config as config_mod
 from dbcrate.errors import DumpFailed
 from dbcrate.operations.backup import run_backup
-from tests.e2e import Setup, local_target, make_setup
-from tests.procs import KillOnFirstBytes, files_under
+from tests.lib.e2e import Setup, local_target, make_setup
+from tests.lib.procs import KillOnFirstBytes, files_under
 from tests.servers.postgres import PgDatabase, new_db_name
-from tests.servers.s3 import S3Server, TcpProxy
+from tests.servers.s3 import S3Server, TcpProxy, s3_state
 
 MiB = 1 << 20
 
@@ -32,13 +32,6 @@ def big_db(pg_db: PgDatabase) -> PgDatabase:
             " FROM generate_series(1, 110000) AS i"
         )
     return pg_db
-
-
-def s3_state(server: S3Server, bucket: str) -> tuple[list[str], list[str]]:
-    client = server.client()
-    objects = [o["Key"] for o in client.list_objects_v2(Bucket=bucket).get("Contents", [])]
-    uploads = [u["Key"] for u in client.list_multipart_uploads(Bucket=bucket).get("Uploads", [])]
-    return objects, uploads
 
 
 def test_pg_dump_killed_mid_stream(tmp_path: Path, big_db: PgDatabase, s3_server: S3Server) -> None:

@@ -11,7 +11,7 @@ import pytest
 
 from dbcrate.engines import Connection, RestoreOptions
 from dbcrate.engines.mysql.engine import MySQLEngine
-from tests.e2e import Setup, local_target, make_setup
+from tests.lib.e2e import Setup, local_target, make_setup
 from tests.servers.mariadb import CLIENT, MyDatabase, TempMariaDB
 
 #: a foreign key between tables, so the swap must keep references right

@@ -18,7 +18,7 @@ import pytest
 from dbcrate.engines import RestoreOptions, open_engine
 from dbcrate.engines.postgres.swap import MAX_IDENT, sibling_names
 from dbcrate.sandbox import TempPostgres, table_checksums
-from tests.e2e import Setup, local_target, make_setup
+from tests.lib.e2e import Setup, local_target, make_setup
 from tests.servers.postgres import PgDatabase, new_db_name
 
 PAGILA = """

@@ -20,8 +20,8 @@ from dbcrate.codecs.age import AgeCodec, generate_identity, recipient_of
 from dbcrate.codecs.gzip import GzipCodec
 from dbcrate.codecs.zstd import ZstdCodec
 from dbcrate.errors import CorruptedData, TruncatedData, WrongKey
+from tests.lib.e2e import ROOT
 
-ROOT = Path(__file__).resolve().parents[1]
 AES_SCRIPT = ROOT / "scripts" / "dbcrate-aes-decrypt.py"
 K = 64 * 1024
 

@@ -14,7 +14,7 @@ import pytest
 
 from dbcrate.engines.redis.resp import RespError
 from dbcrate.sandbox import load_sample as load_pg_sample
-from tests.e2e import Setup, local_target, make_setup
+from tests.lib.e2e import Setup, local_target, make_setup
 from tests.servers.mariadb import CLIENT, MyDatabase, TempMariaDB
 from tests.servers.mariadb import new_db_name as new_my_db
 from tests.servers.postgres import PgDatabase, new_db_name

@@ -15,13 +15,11 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e import Setup, local_target, make_setup
-from tests.procs import files_under
-from tests.running import Running
+from tests.lib.e2e import Setup, local_target, make_setup
+from tests.lib.procs import files_under
+from tests.lib.running import Running
 from tests.servers.postgres import PgDatabase, new_db_name
-from tests.servers.s3 import S3Server
-from tests.test_faults import s3_state
-from tests.test_signals import pg_backed, pg_big  # noqa: F401 - module fixtures
+from tests.servers.s3 import S3Server, s3_state
 
 NOW = {"DBCRATE_LEFTOVER_AGE": "0"}
 
@@ -39,7 +37,7 @@ def _kill_during_backup(setup: Setup, ready: object, what: str) -> None:
 
 
 def test_sigkill_during_a_local_backup_then_backup_removes_the_temp_file(
-    tmp_path: Path, pg_big: PgDatabase  # noqa: F811
+    tmp_path: Path, pg_big: PgDatabase
 ) -> None:
     backups = tmp_path / "backups"
     setup = make_setup(tmp_path / "cfg", url=pg_big.url, password=pg_big.password,
@@ -89,7 +87,7 @@ def _dead_pid() -> int:
 
 @pytest.mark.parametrize("command", ["backup", "prune"])
 def test_sigkill_during_an_s3_backup_then_the_upload_is_aborted(
-    tmp_path: Path, pg_big: PgDatabase, s3_server: S3Server, command: str  # noqa: F811
+    tmp_path: Path, pg_big: PgDatabase, s3_server: S3Server, command: str
 ) -> None:
     bucket = s3_server.make_bucket()
     s3 = dataclasses.replace(s3_server.target(bucket, part_size=5), name="s3")
@@ -127,7 +125,7 @@ def _uploaded_a_part(server: S3Server, bucket: str) -> bool:
 
 
 def test_sigkill_during_pg_restore_jobs_leaves_no_plaintext(
-    tmp_path: Path, pg_backed: object, pg_big: PgDatabase  # noqa: F811
+    tmp_path: Path, pg_backed: object, pg_big: PgDatabase
 ) -> None:
     staging = tmp_path / "staging"
     staging.mkdir()

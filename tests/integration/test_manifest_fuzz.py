@@ -19,7 +19,7 @@ import pytest
 from dbcrate import catalog
 from dbcrate.errors import ManifestError
 from dbcrate.model import Digest, Manifest, PartRecord
-from tests.e2e import local_target, make_setup
+from tests.lib.e2e import local_target, make_setup
 from tests.servers.postgres import PgDatabase
 
 T0 = datetime(2026, 11, 21, 3, 0, 0, tzinfo=UTC)

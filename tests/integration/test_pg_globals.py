@@ -13,7 +13,7 @@ from psycopg import sql
 from dbcrate.engines import RestoreOptions, open_engine
 from dbcrate.engines.postgres.cluster import unexpected_errors
 from dbcrate.errors import RestoreFailed
-from tests.e2e import local_target, make_setup
+from tests.lib.e2e import local_target, make_setup
 from tests.servers.postgres import PgDatabase, new_db_name
 
 

@@ -12,7 +12,7 @@ import pytest
 
 from dbcrate import pgbin
 from dbcrate.sandbox import TempPostgres, load_sample
-from tests.e2e import Setup, local_target, make_setup
+from tests.lib.e2e import Setup, local_target, make_setup
 from tests.servers.postgres import PgDatabase, PgServerFactory, new_db_name
 
 MAJORS = (14, 15, 16, 17, 18)

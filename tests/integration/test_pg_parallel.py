@@ -10,7 +10,7 @@ import pytest
 
 from dbcrate.engines import Engine, RestoreOptions, open_engine
 from dbcrate.errors import RestoreFailed
-from tests.e2e import local_target, make_setup
+from tests.lib.e2e import local_target, make_setup
 from tests.servers.postgres import PgDatabase, new_db_name
 
 

@@ -16,12 +16,12 @@ from dbcrate import private_files
 from dbcrate.engines import Connection
 from dbcrate.engines.mysql.engine import MySQLEngine
 from dbcrate.errors import DumpFailed
-from tests.e2e import Setup, local_target, make_setup
-from tests.procs import children
-from tests.running import Running, assert_interrupted, cmdline
+from tests.lib.e2e import Setup, local_target, make_setup
+from tests.lib.procs import children, cmdline
+from tests.lib.running import Running, assert_interrupted
+from tests.servers.backed import Backed
 from tests.servers.mariadb import MyDatabase
-from tests.test_engine_mongodb import PASSWORD, URL, Tools, tools  # noqa: F401 - fixture
-from tests.test_signals import Backed, my_backed  # noqa: F401 - module fixture
+from tests.servers.mongodb import PASSWORD, URL, Tools
 
 BASE = Path("/dev/shm")
 pytestmark = pytest.mark.skipif(not BASE.is_dir(), reason="no /dev/shm here")
@@ -59,14 +59,14 @@ def _mysql_dump(db: MyDatabase) -> tuple[Path, int, Iterator[bytes]]:
     return _secret_path(pid, "--defaults-file="), pid, it
 
 
-def test_mysql_defaults_file_after_success(my_backed: tuple[MyDatabase, object]) -> None:  # noqa: F811
+def test_mysql_defaults_file_after_success(my_backed: tuple[MyDatabase, object]) -> None:
     path, _pid, rest = _mysql_dump(my_backed[0])  # big enough to be seen running
     for _ in rest:
         assert path.exists()  # while the tool runs
     assert _gone(path)
 
 
-def test_mysql_defaults_file_after_failure(my_backed: tuple[MyDatabase, object]) -> None:  # noqa: F811
+def test_mysql_defaults_file_after_failure(my_backed: tuple[MyDatabase, object]) -> None:
     path, pid, rest = _mysql_dump(my_backed[0])
     os.kill(pid, signal.SIGKILL)
     with pytest.raises(DumpFailed, match="killed by SIGKILL"):
@@ -75,7 +75,7 @@ def test_mysql_defaults_file_after_failure(my_backed: tuple[MyDatabase, object])
     assert _gone(path)
 
 
-def test_mysql_defaults_file_after_sigterm(my_backed: tuple[MyDatabase, object]) -> None:  # noqa: F811
+def test_mysql_defaults_file_after_sigterm(my_backed: tuple[MyDatabase, object]) -> None:
     backed = my_backed[1]
     assert isinstance(backed, Backed)
     run = Running(backed.setup, "backup", "orders")
@@ -92,7 +92,7 @@ def test_mysql_defaults_file_after_sigterm(my_backed: tuple[MyDatabase, object])
 
 
 @pytest.fixture
-def mongo(tmp_path: Path, tools: Tools) -> tuple[Setup, Tools]:  # noqa: F811
+def mongo(tmp_path: Path, tools: Tools) -> tuple[Setup, Tools]:
     options = {k: v for k, v in tools.options().items() if k != "temp_dir"}  # the default
     setup = make_setup(tmp_path / "cfg", url=URL, password=PASSWORD, engine="mongodb",
                        targets=[local_target(tmp_path / "backups")], job_extra=options)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e import Setup, local_target, make_setup
+from tests.lib.e2e import Setup, local_target, make_setup
 from tests.servers.postgres import PgDatabase, new_db_name
 from tests.servers.redis import RedisServer, load_sample
 

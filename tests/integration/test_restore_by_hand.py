@@ -12,10 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e import local_target, make_setup
+from tests.lib.e2e import ROOT, local_target, make_setup
 from tests.servers.postgres import PgDatabase, new_db_name
 
-ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "scripts" / "dbcrate-aes-decrypt.py"
 DECRYPT = {
     "age": "age -d -i {identity} {obj}",

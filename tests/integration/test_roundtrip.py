@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e import local_target, make_setup
+from tests.lib.e2e import local_target, make_setup
 from tests.servers.postgres import PgDatabase, new_db_name
 from tests.servers.s3 import S3Server
 
@@ -83,7 +83,7 @@ def test_restore_selectors_and_cat(tmp_path: Path, pg_db: PgDatabase) -> None:
     with dump.open("wb") as f:
         import subprocess
 
-        from tests.e2e import DBCRATE
+        from tests.lib.e2e import DBCRATE
         subprocess.run([DBCRATE, "--config", str(setup.config), "cat", "orders", "--latest",
                         "--identity", str(setup.identity)], stdout=f, check=True)
     assert dump.read_bytes()[:5] == b"PGDMP"

@@ -3,46 +3,18 @@ or in any file dbcrate writes (backups, manifests, temp files)."""
 
 from __future__ import annotations
 
-import os
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.e2e import local_target, make_setup
+from tests.lib.e2e import local_target, make_setup
+from tests.lib.procs import ArgvWatcher, files_containing
 from tests.servers.postgres import PgDatabase, new_db_name
 
 CANARY = "canary-Pw-5f1e0b9d7c"
 WRONG = "canary-Wrong-1b2c3d4e"
-
-
-class ArgvWatcher:
-    """Polls every process's argv while a test runs."""
-
-    def __init__(self) -> None:
-        self.seen: set[bytes] = set()
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            for entry in os.listdir("/proc"):
-                if entry.isdigit():
-                    try:
-                        self.seen.add(Path(f"/proc/{entry}/cmdline").read_bytes())
-                    except OSError:
-                        continue
-            time.sleep(0.001)
-
-    def __enter__(self) -> ArgvWatcher:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join()
 
 
 @pytest.fixture
@@ -59,24 +31,6 @@ def canary_db(pg_db: PgDatabase) -> Iterator[PgDatabase]:
     finally:
         with pg_db.server.connect("postgres") as conn:
             conn.execute("DROP ROLE canary")
-
-
-def files_containing(root: Path, needle: bytes, since: float) -> list[str]:
-    """Files under ``root`` modified since ``since`` that contain ``needle``; files that
-    vanish during the walk (other tests' temp dirs) are ignored."""
-    hits = []
-    for dirpath, _dirs, names in os.walk(root, onerror=lambda _e: None):
-        for n in names:
-            p = Path(dirpath) / n
-            try:
-                st = p.stat()
-                if p.is_file() and st.st_mtime >= since and st.st_size < 64 << 20 and (
-                    needle in p.read_bytes()
-                ):
-                    hits.append(str(p))
-            except OSError:
-                continue
-    return hits
 
 
 @pytest.mark.parametrize("encryption", ["none", "age"])

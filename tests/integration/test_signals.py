@@ -12,57 +12,23 @@ import dataclasses
 import shutil
 import signal
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-from dbcrate.sandbox import TempPostgres, load_sample
-from tests.e2e import Setup, local_target, make_setup
-from tests.procs import files_under
-from tests.running import STOP_SIGNALS, Running, assert_interrupted, cmdline
-from tests.servers.mariadb import SAMPLE_SQL, MyDatabase, TempMariaDB
+from tests.lib.e2e import local_target, make_setup
+from tests.lib.procs import cmdline, files_under
+from tests.lib.running import STOP_SIGNALS, Running, assert_interrupted
+from tests.servers.backed import Backed
+from tests.servers.mariadb import MyDatabase
 from tests.servers.mariadb import new_db_name as new_my_name
 from tests.servers.postgres import PgDatabase, new_db_name
 from tests.servers.redis import RedisServer, checksums
 from tests.servers.redis import load_sample as load_redis
-from tests.servers.s3 import S3Server
-from tests.test_faults import s3_state
+from tests.servers.s3 import S3Server, s3_state
 
 IDS = [signal.Signals(s).name for s in STOP_SIGNALS]
-
-
-@dataclasses.dataclass
-class Backed:
-    """A database with one complete backup on a local target."""
-
-    setup: Setup
-    backups: Path
-    files: list[str]
-
-
-@pytest.fixture(scope="module")
-def pg_big(pg_server: TempPostgres) -> Iterator[PgDatabase]:
-    """The sample plus ~25 MiB of poorly compressible rows (tools run a while)."""
-    db = PgDatabase(pg_server, new_db_name("sig"))
-    pg_server.create_database(db.name)
-    try:
-        load_sample(db.url, password=db.password)
-        with pg_server.connect(db.name) as conn:
-            conn.execute("CREATE TABLE filler AS SELECT i, md5(i::text) || "
-                         "repeat(md5((i * 7)::text), 6) AS t FROM generate_series(1, 110000) i")
-        yield db
-    finally:
-        pg_server.drop_database(db.name)
-
-
-@pytest.fixture(scope="module")
-def pg_backed(pg_big: PgDatabase, tmp_path_factory: pytest.TempPathFactory) -> Backed:
-    tmp = tmp_path_factory.mktemp("pgsig")
-    setup = make_setup(tmp / "cfg", url=pg_big.url, password=pg_big.password,
-                       targets=[local_target(tmp / "backups")])
-    setup.run("backup", "orders", check=True)
-    return Backed(setup, tmp / "backups", files_under(tmp / "backups"))
 
 
 @pytest.mark.parametrize("sig", STOP_SIGNALS, ids=IDS)
@@ -120,25 +86,6 @@ def test_signal_while_pg_restore_jobs_runs(
         assert files_under(pg_backed.backups) == pg_backed.files
     finally:
         pg_big.server.drop_database(name)
-
-
-@pytest.fixture(scope="module")
-def my_backed(mariadb_server: TempMariaDB,
-              tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[MyDatabase, Backed]]:
-    db = MyDatabase(mariadb_server, new_my_name("sig"))
-    mariadb_server.create_database(db.name)
-    try:
-        db.sql("DELIMITER //\n" + SAMPLE_SQL.replace(";\n", "//\n") + "\nDELIMITER ;\n")
-        db.sql("CREATE TABLE filler (i INT PRIMARY KEY, t TEXT) ENGINE=InnoDB;"
-               "INSERT INTO filler SELECT seq, CONCAT(MD5(seq), REPEAT(MD5(seq * 7), 6))"
-               " FROM seq_1_to_130000")
-        tmp = tmp_path_factory.mktemp("mysig")
-        setup = make_setup(tmp / "cfg", url=db.url, password=db.password, engine="mysql",
-                           targets=[local_target(tmp / "backups")])
-        setup.run("backup", "orders", check=True)
-        yield db, Backed(setup, tmp / "backups", files_under(tmp / "backups"))
-    finally:
-        mariadb_server.drop_database(db.name)
 
 
 def _loader(run: Running) -> int | None:

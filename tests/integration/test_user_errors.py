@@ -13,10 +13,10 @@ import pytest
 
 from dbcrate.codecs.aesgcm import MAGIC as AES_MAGIC
 from dbcrate.codecs.age import generate_identity
-from tests.e2e import DBCRATE, Setup, local_target, make_setup
+from tests.lib.config_cases import PRECEDENCE
+from tests.lib.e2e import DBCRATE, Setup, local_target, make_setup
 from tests.servers.postgres import PgDatabase
 from tests.servers.s3 import S3Server
-from tests.test_config_strict import PRECEDENCE
 
 AGE_MAGIC = b"age-encryption.org/v1\n"
 

@@ -1,4 +1,5 @@
-"""Helpers for end-to-end tests: write a real config, run the real CLI."""
+"""Helpers for end-to-end tests: write a real config (``make_setup``), run the real CLI
+(``Setup.run``), restore the latest backup (``restore``)."""
 
 from __future__ import annotations
 
@@ -16,6 +17,10 @@ from dbcrate.codecs.age import generate_identity
 from dbcrate.config import TargetConfig
 
 DBCRATE = str(Path(sys.executable).with_name("dbcrate"))
+#: the stand-in tools (tests/standins/)
+STANDINS = Path(__file__).resolve().parents[1] / "standins"
+#: the repository root
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @dataclass
@@ -125,3 +130,16 @@ def make_setup(
 
 def local_target(path: Path, name: str = "local") -> TargetConfig:
     return TargetConfig(name=name, type="local", options={"path": str(path)})
+
+
+def restore(setup: Setup, *args: str, job: str = "orders", to: str | None = None,
+            password: str | None = None, env: Mapping[str, str] | None = None,
+            check: bool = True) -> subprocess.CompletedProcess[str]:
+    """``dbcrate restore JOB --latest --identity ID [--to TO] ARGS`` (``password`` as
+    ``$DBCRATE_RESTORE_PASSWORD``); with ``check`` a non-zero exit fails the test."""
+    extra = {**(env or {})}
+    if password is not None:
+        extra["DBCRATE_RESTORE_PASSWORD"] = password
+    to_args = ["--to", to] if to is not None else []
+    return setup.run("restore", job, "--latest", "--identity", str(setup.identity), *to_args,
+                     *args, env=extra, check=check)

@@ -8,64 +8,16 @@ import signal
 import subprocess
 import time
 from collections.abc import Callable, Mapping
-from pathlib import Path
 from typing import TypeVar
 
-from tests.e2e import DBCRATE, Setup
+from tests.lib.e2e import DBCRATE, Setup
+from tests.lib.procs import alive, cmdline, descendants
 
 T = TypeVar("T")
 
 #: the documented exit code of each stop signal (docs/exit-codes.md)
 EXIT = {signal.SIGTERM: 143, signal.SIGHUP: 130, signal.SIGINT: 130}
 STOP_SIGNALS = [signal.SIGTERM, signal.SIGHUP, signal.SIGINT]
-
-
-def _procs() -> dict[int, tuple[int, str, str]]:
-    """pid -> (ppid, comm, state) of every process."""
-    out = {}
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            stat = Path(f"/proc/{entry}/stat").read_text()
-        except OSError:
-            continue
-        comm = stat[stat.index("(") + 1 : stat.rindex(")")]
-        fields = stat[stat.rindex(")") + 2 :].split()
-        out[int(entry)] = (int(fields[1]), comm, fields[0])
-    return out
-
-
-def descendants(root: int) -> dict[int, str]:
-    """pid -> command name of every live (non-zombie) descendant of ``root``."""
-    procs = _procs()
-    found: dict[int, str] = {}
-    frontier = [root]
-    while frontier:
-        parent = frontier.pop()
-        for pid, (ppid, comm, state) in procs.items():
-            if ppid == parent and pid not in found:
-                if state != "Z":
-                    found[pid] = comm
-                frontier.append(pid)
-    return found
-
-
-def alive(pid: int) -> bool:
-    """Whether ``pid`` exists and is not a zombie."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return stat[stat.rindex(")") + 2 :].split()[0] != "Z"
-
-
-def cmdline(pid: int) -> list[str]:
-    try:
-        raw = Path(f"/proc/{pid}/cmdline").read_bytes()
-    except OSError:
-        return []
-    return [a.decode(errors="replace") for a in raw.split(b"\0") if a]
 
 
 class Running:

@@ -106,6 +106,10 @@ class RedisServer:
         t = RedisTarget.parse(f"redis://127.0.0.1:{self.port}/{db}", self.password)
         return RespClient.connect(t)
 
+    def checksums(self) -> dict[tuple[int, bytes], tuple[str, str, int]]:
+        """``checksums(self)``: every key of every database."""
+        return checksums(self)
+
     def dbsize(self) -> int:
         with self.client() as c:
             return sum(c.keyspace().values())

@@ -10,6 +10,7 @@ import pytest
 
 from dbcrate.engines.process import feed_stdin, stream_stdout
 from dbcrate.errors import DumpFailed, RestoreFailed, ToolNotFound
+from tests.lib.procs import children as proc_children
 
 ENV = {"PATH": os.environ.get("PATH", "/usr/bin:/bin")}
 
@@ -21,17 +22,7 @@ def children() -> set[int]:
 
 
 def _children() -> set[int]:
-    me = os.getpid()
-    out = set()
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                stat = (entry / "stat").read_text()
-            except OSError:
-                continue
-            if int(stat.rsplit(")", 1)[1].split()[1]) == me:
-                out.add(int(entry.name))
-    return out
+    return set(proc_children())
 
 
 _BASELINE: set[int] = set()

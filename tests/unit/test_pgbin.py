@@ -241,7 +241,7 @@ def test_a_tampered_seeded_wheel_is_refused_and_nothing_unpacked(
 
 def run_cli(args: list[str], *, offline: bool = False) -> subprocess.CompletedProcess[str]:
     """Run the real ``dbcrate`` CLI (with a dead proxy when ``offline``)."""
-    from tests.e2e import DBCRATE
+    from tests.lib.e2e import DBCRATE
 
     env = dict(os.environ)
     if offline:

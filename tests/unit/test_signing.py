@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from dbcrate import signing
-from tests.e2e import DBCRATE
+from tests.lib.e2e import DBCRATE
 
 
 def _signing_key(tmp: Path, name: str = "signing.key") -> tuple[Path, str]:
