@@ -1,6 +1,8 @@
 """The Storage contract: every implementation (and every wrapper) passes the same suite.
 
-Real components only: a temporary directory, and moto's S3 server over HTTP on loopback.
+The subjects come from the harness registry in tests/contract/harnesses.py (a new backend
+is one entry there). Real components only: a temporary directory, and moto's S3 server
+over HTTP on loopback.
 """
 
 from __future__ import annotations
@@ -9,7 +11,6 @@ import hashlib
 import os
 import tracemalloc
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -17,54 +18,17 @@ import pytest
 from dbcrate.errors import ObjectNotFound, StorageError
 from dbcrate.storage import Storage, open_target
 from dbcrate.storage.local import LocalStorage
-from dbcrate.storage.retry import RetryingStorage
-from dbcrate.storage.s3 import S3Storage
+from tests.contract.harnesses import SUBJECTS, StorageHarness, Subject, open_subject, subject_id
 from tests.servers.s3 import S3Server
 
 MiB = 1 << 20
 PART = 5 * MiB  # the part_size the s3 fixtures use
 
 
-@dataclass
-class Subject:
-    """A Storage under test plus ways to look behind it."""
-
-    storage: Storage
-    kind: str  # "local" | "s3"
-    root: Path | None = None
-    s3: S3Server | None = None
-    bucket: str = ""
-
-    def open_uploads(self) -> list[str]:
-        if self.s3 is None:
-            return []
-        resp = self.s3.client().list_multipart_uploads(Bucket=self.bucket)
-        return [u["Key"] for u in resp.get("Uploads", [])]
-
-    def raw_files(self) -> list[str]:
-        """Every file in the local root, temp files included."""
-        if self.root is None:
-            return []
-        return sorted(
-            str(Path(d, f).relative_to(self.root)) for d, _, fs in os.walk(self.root) for f in fs
-        )
-
-
-@pytest.fixture(params=["local", "s3", "retry-local", "retry-s3"])
+@pytest.fixture(params=SUBJECTS, ids=subject_id)
 def subject(request: pytest.FixtureRequest, tmp_path: Path) -> Subject:
-    param: str = request.param
-    if param.endswith("local"):
-        root = tmp_path / "store"
-        sub = Subject(LocalStorage(root), "local", root=root)
-    else:
-        server: S3Server = request.getfixturevalue("s3_server")
-        target = request.getfixturevalue("s3_target")
-        storage = open_target(target)
-        assert isinstance(storage, S3Storage)
-        sub = Subject(storage, "s3", s3=server, bucket=target.options["bucket"])
-    if param.startswith("retry"):
-        sub.storage = RetryingStorage(sub.storage, attempts=3, base_delay=0.01)
-    return sub
+    case: tuple[StorageHarness, bool] = request.param
+    return open_subject(request, tmp_path, case)
 
 
 def chunked(data: bytes, size: int) -> Iterator[bytes]:
@@ -174,7 +138,7 @@ def test_key_below_an_object_is_missing(subject: Subject) -> None:
 def test_probe(subject: Subject) -> None:
     subject.storage.probe()
     assert list(subject.storage.list()) == []
-    assert subject.open_uploads() == []
+    assert subject.leftovers() == []
 
 
 @pytest.mark.parametrize("key", ["../escape", "a/../../b", "/abs", "a//b", "", "a/./b", "a/"])
@@ -206,17 +170,17 @@ def test_failed_put_leaves_nothing(subject: Subject, before: int) -> None:
         read(subject.storage, "new/obj")
     assert read(subject.storage, "keep") == b"old"
     assert [o.key for o in subject.storage.list()] == ["keep"]
-    assert subject.open_uploads() == []
-    if subject.root is not None:
-        assert subject.raw_files() == ["keep"]
+    assert subject.leftovers() == []
 
 
 def test_describe_has_no_secrets(subject: Subject) -> None:
     text = subject.storage.describe() + repr(subject.storage)
-    if subject.s3 is not None:
-        assert subject.s3.secret_key not in text
-        assert subject.s3.access_key not in text
-        assert text.startswith("s3://") or "s3://" in text
+    assert subject.describes in subject.storage.describe()
+    for secret in subject.secrets:
+        assert secret not in text
+    for name, value in os.environ.items():
+        if any(w in name for w in ("SECRET", "PASSWORD", "TOKEN")) and len(value) >= 8:
+            assert value not in text, name
 
 
 def test_s3_memory_is_bounded(s3_server: S3Server, s3_target: object) -> None:
