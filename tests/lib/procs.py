@@ -151,10 +151,13 @@ class ArgvWatcher:
 
 
 class KillOnFirstBytes:
-    """A Progress that SIGKILLs our child ``tool`` as soon as the first bytes arrive."""
+    """A Progress that SIGKILLs our child ``tool`` as soon as the first bytes arrive
+    (``by_argv``: the child with an argument named ``tool``, for scripts whose command
+    name is their interpreter's)."""
 
-    def __init__(self, tool: str) -> None:
+    def __init__(self, tool: str, *, by_argv: bool = False) -> None:
         self.tool = tool
+        self.by_argv = by_argv
         self.killed: list[int] = []
 
     def start(self, what: str) -> None:
@@ -162,7 +165,10 @@ class KillOnFirstBytes:
 
     def update(self, source_bytes: int, stored_bytes: int) -> None:
         if not self.killed:
-            for pid in children(self.tool):
+            pids = (children(self.tool) if not self.by_argv else
+                    [p for p in children() if any(Path(a).name == self.tool
+                                                  for a in cmdline(p)[:2])])
+            for pid in pids:
                 os.kill(pid, signal.SIGKILL)
                 self.killed.append(pid)
 
