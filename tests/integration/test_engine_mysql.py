@@ -1,29 +1,25 @@
 """MySQL/MariaDB engine against a real MariaDB server: round trips through the real CLI,
-refusals, faults (killed dump tool, bad credentials, unreachable server, truncated dump),
-and secrets (never in argv; the private defaults file is 0600 in a 0700 dir and goes)."""
+failed and damaged restores, a truncated dump, and secrets (the private defaults file is
+0600 in a 0700 dir and goes; odd passwords survive it). (Killed dump tool, bad
+credentials, unreachable server, non-empty target and argv: tests/contract/test_engine.py.)"""
 
 from __future__ import annotations
 
-import os
 import stat
-import subprocess
 from pathlib import Path
 
 import pytest
 
-from dbcrate import config as config_mod
 from dbcrate.engines import Connection
 from dbcrate.engines.mysql.engine import MySQLEngine, dump_options
 from dbcrate.engines.mysql.url import MyTarget
-from dbcrate.errors import ConfigError, DumpFailed
-from dbcrate.operations.backup import run_backup
-from tests.lib.e2e import Setup, local_target, make_setup
-from tests.lib.procs import ArgvWatcher, KillOnFirstBytes, files_under
+from dbcrate.errors import ConfigError
+from tests.lib.e2e import Setup, local_target, make_setup, restore
+from tests.lib.procs import files_under
 from tests.servers.mariadb import ALL_BYTES, CLIENT, MyDatabase, TempMariaDB, new_db_name
 
 DUMP = "/usr/bin/mariadb-dump"
 CANARY = 'canary-My "pw" #1 \\ \'q\' 7f3a'
-WRONG = "canary-Wrong-My-9d8c"
 
 
 def _setup(tmp: Path, db: MyDatabase, *, compression: str = "zstd", encryption: str = "age",
@@ -37,11 +33,6 @@ def _script(path: Path, body: str) -> str:
     path.write_text("#!/bin/sh\n" + body)
     path.chmod(0o755)
     return str(path)
-
-
-def _restore(setup: Setup, to: str, *extra: str) -> subprocess.CompletedProcess[str]:
-    return setup.run("restore", "orders", "--latest", "--to", to,
-                     "--identity", str(setup.identity), *extra)
 
 
 # -- round trips -------------------------------------------------------------------------------
@@ -70,7 +61,7 @@ def test_round_trip(tmp_path: Path, mariadb_db: MyDatabase, compression: str,
     # an odd target name, percent-encoded in the --to url
     restored = new_db_name("restored é-x") + " $"
     try:
-        _restore(setup, server.url(restored))
+        restore(setup, to=server.url(restored), check=False)
         assert server.database_exists(restored)
         assert MyDatabase(server, restored).checksums() == source
         blob = MyDatabase(server, restored).sql("SELECT HEX(data) FROM blobs WHERE id = 1")
@@ -79,25 +70,6 @@ def test_round_trip(tmp_path: Path, mariadb_db: MyDatabase, compression: str,
         assert bytes.fromhex(emoji[0][0]).decode() == "Zoë 🐘"
     finally:
         server.drop_database(restored)
-
-
-def test_restore_refuses_non_empty_then_clean_replaces(tmp_path: Path,
-                                                      mariadb_db: MyDatabase) -> None:
-    setup = _setup(tmp_path, mariadb_db)
-    backed_up = mariadb_db.checksums()
-    setup.run("backup", "orders", check=True)
-    mariadb_db.sql("INSERT INTO customers (name) VALUES ('after'); DROP VIEW customer_names;"
-                   "DROP PROCEDURE bump")
-    changed = mariadb_db.checksums()
-
-    refused = setup.run("restore", "orders", "--latest", "--identity", str(setup.identity))
-    assert refused.returncode == 7, refused.stderr
-    assert "not empty" in refused.stderr and "nothing was changed" in refused.stderr
-    assert mariadb_db.checksums() == changed
-
-    setup.run("restore", "orders", "--latest", "--clean", "--identity", str(setup.identity),
-              check=True)
-    assert mariadb_db.checksums() == backed_up
 
 
 @pytest.mark.parametrize("existing", [False, True], ids=["new-db", "existing-empty-db"])
@@ -118,7 +90,7 @@ esac
     setup.run("backup", "orders", check=True)
     if existing:
         server.sql(f"CREATE DATABASE `{mariadb_db_name}` COLLATE utf8mb4_swedish_ci")
-    proc = _restore(setup, server.url(mariadb_db_name))
+    proc = restore(setup, to=server.url(mariadb_db_name), check=False)
     assert proc.returncode == 7, proc.stderr
     assert "no_such_table_x" in proc.stderr
     assert server.database_exists(mariadb_db_name) is existing
@@ -141,34 +113,12 @@ def test_damaged_backup_leaves_no_database(tmp_path: Path, mariadb_db: MyDatabas
     at = raw.index(b"Zo")
     raw[at : at + 2] = b"Xo"
     data.write_bytes(bytes(raw))
-    proc = _restore(setup, mariadb_db.server.url(mariadb_db_name))
+    proc = restore(setup, to=mariadb_db.server.url(mariadb_db_name), check=False)
     assert proc.returncode == 5, proc.stderr
     assert not mariadb_db.server.database_exists(mariadb_db_name)
 
 
 # -- faults ------------------------------------------------------------------------------------
-
-
-@pytest.fixture
-def big_db(mariadb_db: MyDatabase) -> MyDatabase:
-    """The sample plus ~30 MiB of poorly compressible rows: the dump takes a while."""
-    mariadb_db.sql("CREATE TABLE filler (i INT PRIMARY KEY, t TEXT) ENGINE=InnoDB;"
-                   "INSERT INTO filler SELECT seq, CONCAT(MD5(seq), REPEAT(MD5(seq * 7), 6))"
-                   " FROM seq_1_to_130000")
-    return mariadb_db
-
-
-def test_dump_tool_killed_mid_stream(tmp_path: Path, big_db: MyDatabase) -> None:
-    setup = _setup(tmp_path, big_db, compression="none")
-    cfg = config_mod.load(setup.config)
-    progress = KillOnFirstBytes("mariadb-dump")
-    with pytest.raises(DumpFailed) as caught:
-        run_backup(cfg, cfg.job("orders"), progress)
-    assert progress.killed, "mariadb-dump was never seen running"
-    assert "mariadb-dump was killed by SIGKILL" in caught.value.message
-    assert caught.value.exit_code == 3
-    assert files_under(tmp_path / "backups") == []
-    assert setup.list_json("orders") == []
 
 
 def test_dump_without_completion_trailer_fails(tmp_path: Path, mariadb_db: MyDatabase) -> None:
@@ -185,70 +135,7 @@ case "$1" in --version) exec {DUMP} --version ;; esac
     assert setup.list_json("orders") == []
 
 
-@pytest.mark.parametrize("fault", ["wrong password", "unreachable", "missing database"])
-def test_database_faults(tmp_path: Path, mariadb_db: MyDatabase, fault: str) -> None:
-    url, password = mariadb_db.url, mariadb_db.password
-    if fault == "wrong password":
-        password = WRONG
-    elif fault == "unreachable":
-        url = "mysql://root@127.0.0.1:9/nothing"
-    else:
-        url = mariadb_db.server.url("no_such_database")
-    setup = make_setup(tmp_path, url=url, password=password, engine="mysql",
-                       targets=[local_target(tmp_path / "backups")])
-    proc = setup.run("backup", "orders")
-    assert proc.returncode == 8, proc.stderr
-    expected = {"wrong password": "access denied", "unreachable": "cannot connect",
-                "missing database": "no_such_database does not exist"}[fault]
-    assert expected in proc.stderr.lower()
-    assert WRONG not in proc.stderr + proc.stdout
-    assert "Traceback" not in proc.stderr
-    assert files_under(tmp_path / "backups") == []
-
-
 # -- secrets -----------------------------------------------------------------------------------
-
-
-def _private_dirs() -> set[str]:
-    found = set()
-    for base in ("/dev/shm", "/tmp", os.environ.get("XDG_RUNTIME_DIR") or "/tmp"):
-        for p in Path(base).glob("dbcrate-secret-*"):
-            found.add(str(p))
-    return found
-
-
-def test_password_never_in_argv_and_defaults_file_removed(
-    tmp_path: Path, big_db: MyDatabase, mariadb_db_name: str
-) -> None:
-    server = big_db.server
-    quoted = CANARY.replace("\\", "\\\\").replace("'", "\\'")
-    server.sql(f"CREATE USER 'canary'@'127.0.0.1' IDENTIFIED BY '{quoted}';"
-               "GRANT ALL ON *.* TO 'canary'@'127.0.0.1'")
-    try:
-        before = _private_dirs()
-        url = server.url(big_db.name, user="canary")
-        setup = make_setup(tmp_path / "ok", url=url, password=CANARY, engine="mysql",
-                           compression="none", targets=[local_target(tmp_path / "backups")])
-        bad = make_setup(tmp_path / "bad", url=url, password=WRONG, engine="mysql",
-                         targets=[local_target(tmp_path / "backups")])
-        with ArgvWatcher() as watcher:
-            outputs = [setup.run("-vv", "backup", "orders", check=True),
-                       _restore(setup, server.url(mariadb_db_name, user="canary")),
-                       bad.run("-vv", "backup", "orders")]
-        assert outputs[1].returncode == 0, outputs[1].stderr
-        assert outputs[2].returncode == 8
-        assert server.database_exists(mariadb_db_name)
-        tools = [c for c in watcher.seen if b"--defaults-file=" in c]
-        assert any(c.startswith(DUMP.encode()) for c in tools), "never saw mariadb-dump"
-        assert any(b"--binary-mode" in c for c in tools), "never saw the restore client"
-        for cmd in watcher.seen:
-            assert CANARY.encode() not in cmd and WRONG.encode() not in cmd, cmd
-        for proc in outputs:
-            assert CANARY not in proc.stdout + proc.stderr
-            assert WRONG not in proc.stdout + proc.stderr
-        assert _private_dirs() == before
-    finally:
-        server.sql("DROP USER 'canary'@'127.0.0.1'")
 
 
 def test_defaults_file_is_private_and_removed() -> None:

@@ -1,22 +1,20 @@
 """Redis through the real CLI and real redis-server processes: round trips by every
-restore mode (copy, inplace, datadir), and faults (tool killed, truncated snapshot, wrong
-password, unreachable server, non-empty target)."""
+restore mode (copy, inplace, datadir), a truncated snapshot, the password only in the
+tool's environment. (Killed tool, wrong password, unreachable server, non-empty target and
+argv: tests/contract/test_engine.py.)"""
 
 from __future__ import annotations
 
 import json
-import subprocess
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-from dbcrate import config as config_mod
 from dbcrate.engines.redis.rdb import checked_rdb
 from dbcrate.errors import DumpFailed
-from dbcrate.operations.backup import run_backup
-from tests.lib.e2e import STANDINS, Setup, local_target, make_setup
-from tests.lib.procs import KillOnFirstBytes, files_under
+from tests.lib.e2e import STANDINS, Setup, local_target, make_setup, restore
+from tests.lib.procs import files_under
 from tests.servers.redis import REDIS_CLI, RedisServer, checksums, load_sample
 
 Factory = Callable[..., RedisServer]
@@ -27,13 +25,6 @@ def redis_setup(tmp: Path, server: RedisServer, **kwargs: object) -> Setup:
     return make_setup(tmp / "cfg", url=server.url, password=server.password, engine="redis",
                       targets=[local_target(tmp / "backups")], job_extra=job_extra,
                       **kwargs)  # type: ignore[arg-type]
-
-
-def restore(setup: Setup, *args: str, password: str | None = None,
-            check: bool = True) -> subprocess.CompletedProcess[str]:
-    env = {"DBCRATE_RESTORE_PASSWORD": password} if password is not None else None
-    return setup.run("restore", "orders", "--latest", "--identity", str(setup.identity), *args,
-                     env=env, check=check)
 
 
 @pytest.mark.parametrize("encryption", ["age", "aes-256-gcm"])
@@ -105,38 +96,6 @@ def test_round_trip_datadir_then_start_a_server(tmp_path: Path, redis_factory: F
         started.stop()
 
 
-def test_non_empty_target_refused_without_clean(tmp_path: Path, redis_factory: Factory) -> None:
-    source, target = redis_factory(), redis_factory()
-    load_sample(source)
-    expected = checksums(source)
-    setup = redis_setup(tmp_path, source)
-    setup.run("backup", check=True)
-    with target.client() as c:
-        c.call("SET", "str:plain", "other")
-        c.call("SET", "only-in-target", "x")
-    before = checksums(target)
-
-    refused = restore(setup, "--to", target.url, password=target.password, check=False)
-    assert refused.returncode == 7, refused.stderr
-    assert "not empty" in refused.stderr and "--clean" in refused.stderr
-    assert checksums(target) == before
-
-    restore(setup, "--to", target.url, "--clean", password=target.password)
-    assert checksums(target) == expected
-
-
-def test_redis_cli_killed_mid_stream(tmp_path: Path, redis_server: RedisServer) -> None:
-    load_sample(redis_server, big_mib=24)
-    setup = redis_setup(tmp_path, redis_server, compression="none")
-    cfg = config_mod.load(setup.config)
-    progress = KillOnFirstBytes("redis-cli")
-    with pytest.raises(DumpFailed) as caught:
-        run_backup(cfg, cfg.job("orders"), progress)
-    assert progress.killed, "redis-cli was never seen running"
-    assert "redis-cli" in caught.value.message and "SIGKILL" in caught.value.message
-    assert files_under(tmp_path / "backups") == []
-
-
 def test_truncated_snapshot_is_a_failed_dump(tmp_path: Path, redis_server: RedisServer) -> None:
     """A redis-cli that exits 0 after passing on part of the snapshot: exit 3, nothing kept."""
     load_sample(redis_server)
@@ -163,21 +122,6 @@ def test_password_only_in_environment(tmp_path: Path, redis_server: RedisServer)
     assert redis_server.password not in out.stdout + out.stderr
     for f in (tmp_path / "backups").rglob("*.json"):
         assert redis_server.password not in f.read_text()
-
-
-@pytest.mark.parametrize("fault", ["wrong password", "unreachable"])
-def test_connection_faults(tmp_path: Path, redis_server: RedisServer, fault: str) -> None:
-    password = "wrong-password-5521" if fault == "wrong password" else redis_server.password
-    url = redis_server.url if fault == "wrong password" else "redis://127.0.0.1:9/0"
-    setup = make_setup(tmp_path / "cfg", url=url, password=password, engine="redis",
-                       targets=[local_target(tmp_path / "backups")])
-    proc = setup.run("backup", "orders")
-    assert proc.returncode == 8, proc.stderr
-    expected = {"wrong password": "rejected", "unreachable": "cannot connect"}[fault]
-    assert expected in proc.stderr.lower()
-    assert password not in proc.stdout + proc.stderr
-    assert "Traceback" not in proc.stderr
-    assert files_under(tmp_path / "backups") == []
 
 
 def test_zero_sync_delay_option_restores_the_setting(

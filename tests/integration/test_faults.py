@@ -11,11 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from dbcrate import config as config_mod
-from dbcrate.errors import DumpFailed
-from dbcrate.operations.backup import run_backup
 from tests.lib.e2e import Setup, local_target, make_setup
-from tests.lib.procs import KillOnFirstBytes, files_under
 from tests.servers.postgres import PgDatabase, new_db_name
 from tests.servers.s3 import S3Server, TcpProxy, s3_state
 
@@ -32,23 +28,6 @@ def big_db(pg_db: PgDatabase) -> PgDatabase:
             " FROM generate_series(1, 110000) AS i"
         )
     return pg_db
-
-
-def test_pg_dump_killed_mid_stream(tmp_path: Path, big_db: PgDatabase, s3_server: S3Server) -> None:
-    bucket = s3_server.make_bucket()
-    s3 = dataclasses.replace(s3_server.target(bucket, part_size=5), name="s3")
-    setup = make_setup(tmp_path, url=big_db.url, password=big_db.password,
-                       targets=[local_target(tmp_path / "backups"), s3], compression="none")
-    cfg = config_mod.load(setup.config)
-    progress = KillOnFirstBytes("pg_dump")
-    with pytest.raises(DumpFailed) as caught:
-        run_backup(cfg, cfg.job("orders"), progress)
-    assert progress.killed, "pg_dump was never seen running"
-    assert "pg_dump" in caught.value.message and "SIGKILL" in caught.value.message
-    assert caught.value.exit_code == 3
-    assert files_under(tmp_path / "backups") == []
-    assert s3_state(s3_server, bucket) == ([], [])
-    assert setup.list_json("orders") == []
 
 
 def test_s3_server_stopped_mid_upload(
@@ -84,27 +63,6 @@ def test_one_failing_target_does_not_sink_the_other(
     assert "orders on target s3" in proc.stderr
     listed = setup.list_json("orders", "--target", "local")
     assert len(listed) == 1
-
-
-@pytest.mark.parametrize("fault", ["wrong password", "unreachable", "missing database"])
-def test_database_faults(tmp_path: Path, pg_db: PgDatabase, fault: str) -> None:
-    url, password = pg_db.url, pg_db.password
-    if fault == "wrong password":
-        password = "not-the-password-7731"
-    elif fault == "unreachable":
-        url = "postgresql://postgres@127.0.0.1:9/nothing"
-    else:
-        url = pg_db.server.url("no_such_database")
-    setup = make_setup(tmp_path, url=url, password=password,
-                       targets=[local_target(tmp_path / "backups")])
-    proc = setup.run("backup", "orders")
-    assert proc.returncode == 8, proc.stderr
-    expected = {"wrong password": "authentication", "unreachable": "cannot connect",
-                "missing database": "no_such_database"}[fault]
-    assert expected in proc.stderr.lower()
-    assert "not-the-password-7731" not in proc.stderr + proc.stdout
-    assert "Traceback" not in proc.stderr
-    assert files_under(tmp_path / "backups") == [] if (tmp_path / "backups").exists() else True
 
 
 # -- restore faults -------------------------------------------------------------------------

@@ -90,25 +90,6 @@ def test_restore_selectors_and_cat(tmp_path: Path, pg_db: PgDatabase) -> None:
     assert dump.stat().st_size == new["plaintext_size"]
 
 
-def test_restore_refuses_non_empty_target_unless_clean(tmp_path: Path, pg_db: PgDatabase) -> None:
-    setup = make_setup(tmp_path, url=pg_db.url, password=pg_db.password,
-                       targets=[local_target(tmp_path / "backups")])
-    setup.run("backup", check=True)
-    source = pg_db.checksums()
-    with pg_db.server.connect(pg_db.name) as conn:
-        conn.execute("UPDATE texts SET body = 'changed after backup'")
-    changed = pg_db.checksums()
-
-    refused = setup.run("restore", "orders", "--latest", "--identity", str(setup.identity))
-    assert refused.returncode == 7, refused.stderr
-    assert "not empty" in refused.stderr and "--clean" in refused.stderr
-    assert pg_db.checksums() == changed  # nothing changed
-
-    setup.run("restore", "orders", "--latest", "--clean", "--identity", str(setup.identity),
-              check=True)
-    assert pg_db.checksums() == source
-
-
 def test_restore_into_existing_empty_database(tmp_path: Path, pg_db: PgDatabase) -> None:
     setup = make_setup(tmp_path, url=pg_db.url, password=pg_db.password,
                        targets=[local_target(tmp_path / "backups")], encryption="aes-256-gcm")
