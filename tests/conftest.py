@@ -1,4 +1,10 @@
-"""Test configuration. Real servers are started by the fixture modules in tests/servers/."""
+"""Test configuration. Real servers are started by the fixture modules in tests/servers/.
+
+Layout: tests/unit/ (pure, no servers), tests/integration/ (real servers), tests/contract/
+(one suite per layer, parametrized from harness registries: engines.py, harnesses.py),
+tests/lib/ (shared test code: the /proc scanner, e2e setup), tests/servers/ (fixtures:
+each database fixture exposes ``url``, ``password``, ``checksums()``), tests/standins/
+(stand-in tools). Test modules never import each other."""
 
 from __future__ import annotations
 
@@ -13,6 +19,8 @@ pytest_plugins = [
     "tests.servers.sshd",
     "tests.servers.azurite",
     "tests.servers.gcs",
+    "tests.servers.mongodb",
+    "tests.servers.backed",
 ]
 
 # Children get an allowlisted environment (engines/process.py: child_env); the stand-in

@@ -4,7 +4,8 @@ instance on 6379 is never touched.
 
 - ``redis_factory()`` (function): start another ``RedisServer`` (``password=`` to choose);
   every server started is stopped at the end.
-- ``redis_server`` (function): a fresh server, empty.
+- ``redis_server`` (function): a fresh server, empty. A ``RedisServer`` has ``.url``,
+  ``.password`` and ``.checksums()`` like every database fixture.
 - ``load_sample(client_or_server)``: strings (binary, empty, large), hashes, lists, sets,
   sorted sets, streams (with a consumer group), keys with TTLs, in databases 0 and 3.
 - ``checksums(server)``: ``{(db, key): (type, digest of a canonical value, ttl bucket)}``;
@@ -105,6 +106,10 @@ class RedisServer:
     def client(self, db: int = 0) -> RespClient:
         t = RedisTarget.parse(f"redis://127.0.0.1:{self.port}/{db}", self.password)
         return RespClient.connect(t)
+
+    def checksums(self) -> dict[tuple[int, bytes], tuple[str, str, int]]:
+        """``checksums(self)``: every key of every database."""
+        return checksums(self)
 
     def dbsize(self) -> int:
         with self.client() as c:

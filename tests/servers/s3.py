@@ -285,3 +285,11 @@ def s3_proxy(s3_server: S3Server) -> Iterator[TcpProxy]:
         yield proxy
     finally:
         proxy.close()
+
+
+def s3_state(server: S3Server, bucket: str) -> tuple[list[str], list[str]]:
+    """(object keys, keys of open multipart uploads) in ``bucket``."""
+    client = server.client()
+    objects = [o["Key"] for o in client.list_objects_v2(Bucket=bucket).get("Contents", [])]
+    uploads = [u["Key"] for u in client.list_multipart_uploads(Bucket=bucket).get("Uploads", [])]
+    return objects, uploads

@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
-"""Stand-in for mongodump / mongorestore (chosen by the name it is called by), behaving
-like the tools as far as dbcrate relies on them:
+"""Stand-in for mongodump / mongorestore / mongosh (chosen by the name it is called by),
+behaving like the tools as far as dbcrate relies on them:
 
 - ``--version``: prints ``NAME version: 100.9.4-standin``.
 - ``--config FILE``: a YAML file with ``password: "..."`` (read like the real tools do).
@@ -8,6 +8,9 @@ like the tools as far as dbcrate relies on them:
   ``$STANDIN_SOURCE``) to stdout in 64 KiB writes.
 - mongorestore ``--archive``: reads stdin, checks the magic, writes the rest to
   ``$STANDIN_SINK``.
+- mongosh ``--eval SCRIPT``: prints ``{"version": ..., "collections": N}`` (N = 1 when
+  ``$STANDIN_SINK`` holds data, else 0); refuses a ``$DBCRATE_MONGO_URI`` whose password
+  is not ``$STANDIN_EXPECT_PASSWORD`` like a rejected login.
 
 Faults and records (environment):
 - ``STANDIN_LOG=FILE``: append one JSON line: argv, the config file's mode and whether its
@@ -30,6 +33,17 @@ name = Path(sys.argv[0]).name.removesuffix(".py")
 args = sys.argv[1:]
 if args == ["--version"]:
     print(f"{name} version: 100.9.4-standin\ngit version: standin")
+    sys.exit(0)
+if name.startswith("mongosh"):
+    from urllib.parse import unquote, urlsplit
+
+    given = unquote(urlsplit(os.environ.get("DBCRATE_MONGO_URI", "")).password or "")
+    if os.environ.get("STANDIN_AUTH_FAIL") or given != os.environ.get("STANDIN_EXPECT_PASSWORD"):
+        sys.stderr.write("MongoServerError: Authentication failed.\n")
+        sys.exit(1)
+    sink = Path(os.environ.get("STANDIN_SINK", "/nonexistent"))
+    full = sink.exists() and sink.stat().st_size > 0
+    print(json.dumps({"version": "7.0.0-standin", "collections": 1 if full else 0}))
     sys.exit(0)
 if pid_file := os.environ.get("STANDIN_PID_FILE"):
     with open(pid_file, "w") as f:

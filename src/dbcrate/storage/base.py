@@ -22,7 +22,7 @@ PROBE_PREFIX = ".dbcrate-probe/"
 
 
 class Storage(Protocol):
-    """Where backups live. Every implementation passes tests/test_storage_contract.py."""
+    """Where backups live. Every implementation passes tests/contract/test_storage.py."""
 
     name: str
 
