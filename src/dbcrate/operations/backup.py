@@ -128,27 +128,34 @@ def run_backup(config: Config, job: JobConfig, progress: Progress | None = None)
     body = catalog.encode(manifest)
     mkey = catalog.manifest_key(key)
     sig = signing.sign(signer, body) if signer is not None else None
-    for name, storage in storages.items():
-        res = results[name]
-        if name in failures:
-            res.error = failures[name]
-            _discard(storage, written[name])
-            continue
-        res.step = "manifest"
-        t0 = time.monotonic()
-        try:
-            if sig is not None:  # the signature first: the manifest is still last
-                written[name].append(sig_key(mkey))
-                storage.put(sig_key(mkey), [sig])
-            storage.put(mkey, [body])
-        except DbcrateError as exc:
-            failures[name] = res.error = exc
-            _discard(storage, written[name])
-            continue
-        finally:
-            res.seconds += time.monotonic() - t0
-        res.ok, res.step = True, "done"
-        result.copies.append(StoredCopy(target=name, key=key, size=stored.size))
+    try:
+        for name, storage in storages.items():
+            res = results[name]
+            if name in failures:
+                res.error = failures[name]
+                _discard(storage, written[name])
+                continue
+            res.step = "manifest"
+            t0 = time.monotonic()
+            try:
+                if sig is not None:  # the signature first: the manifest is still last
+                    written[name].append(sig_key(mkey))
+                    storage.put(sig_key(mkey), [sig])
+                storage.put(mkey, [body])
+            except DbcrateError as exc:
+                failures[name] = res.error = exc
+                _discard(storage, written[name])
+                continue
+            finally:
+                res.seconds += time.monotonic() - t0
+            res.ok, res.step = True, "done"
+            result.copies.append(StoredCopy(target=name, key=key, size=stored.size))
+    except BaseException:  # interrupted while writing manifests: no half-stored target stays
+        done = {c.target for c in result.copies}
+        for name, storage in storages.items():
+            if name not in done:
+                _discard(storage, [mkey, *written[name]])
+        raise
     if not result.copies:
         result.manifest = None
     return result
@@ -183,6 +190,8 @@ def _store(
     live = {n: s for n, s in storages.items() if n not in failures}
     # two threads: read + count + hash the dump | compress + encrypt + hash + upload
     source = Tracked(apply(threaded(apply(dump, [dumped, plain])), encode))
+    for name in live:  # may exist from here on: a failed backup removes it (idempotent)
+        written[name].append(key)
     try:
         uploaders = [_uploader(s, key, results[n]) for n, s in live.items()]
         outcomes = fanout(source, uploaders) if live else []
@@ -194,8 +203,6 @@ def _store(
     for name, outcome in zip(live, outcomes, strict=True):
         if isinstance(outcome, BaseException):
             failures[name] = _as_error(outcome, name)
-        else:
-            written[name].append(key)
     return plain.digest(), stored.digest()
 
 

@@ -243,7 +243,9 @@ def sessions(conn: psycopg.Connection[Any], name: str) -> list[Session]:
         Session(int(pid), user or "", app or "", str(addr) if addr else "")
         for pid, user, app, addr in conn.execute(
             "SELECT pid, usename, application_name, client_addr FROM pg_stat_activity"
-            " WHERE datname = %s AND pid <> pg_backend_pid() ORDER BY pid", (name,))
+            " WHERE datname = %s AND pid <> pg_backend_pid()"
+            # autovacuum workers are not sessions: the rename stops them itself
+            " AND backend_type = 'client backend' ORDER BY pid", (name,))
     ]
 
 

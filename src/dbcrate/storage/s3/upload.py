@@ -83,6 +83,7 @@ class StreamUpload:
         ``StorageError`` if S3 fails (after aborting the upload)."""
         size = 0
         buf = bytearray()
+        final_sent = False  # a PutObject/Complete may have reached S3 (its answer lost)
         try:
             for chunk in chunks:
                 view = memoryview(chunk).cast("B")
@@ -97,6 +98,7 @@ class StreamUpload:
                 del view
             if self.upload_id is None:
                 body = buf
+                final_sent = True
                 self._call(
                     "put object",
                     lambda: self.client.put_object(
@@ -110,8 +112,11 @@ class StreamUpload:
             else:
                 if buf:
                     self._upload_part(buf)
+                final_sent = True
                 self._complete(size)
         except BaseException as exc:
+            if final_sent:  # interrupted while S3 may have made the object: remove it
+                self._delete_quietly()
             if self.upload_id is not None:
                 aborted = self._abort()
                 if not aborted and isinstance(exc, StorageError):
@@ -175,6 +180,15 @@ class StreamUpload:
 
         self._call("complete multipart upload", complete)
         self.upload_id = None
+
+    def _delete_quietly(self) -> None:
+        """Best effort: remove the object at this upload's key (created by this very
+        upload if it exists: keys are unique per backup). Never raises."""
+        try:
+            self.client.delete_object(Bucket=self.where.bucket, Key=self.key)
+        except (ClientError, BotoCoreError, OSError) as exc:
+            log.warning("could not remove %s after an interrupted upload: %s",
+                        self.where.url(self.key), type(exc).__name__)
 
     def _exists(self, size: int) -> bool:
         try:
