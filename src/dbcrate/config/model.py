@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from dbcrate.config.checks import VerifySettings
 from dbcrate.config.keys import (
     ENGINE_OPTIONS,
     TARGET_KEYS,
@@ -111,6 +112,8 @@ class JobConfig:
     signing_key_file: str | None = None
     trusted_signers: tuple[str, ...] = ()
     allowed_signers_file: str | None = None
+    #: verified restores (config/checks.py, docs/verify.md)
+    verify: VerifySettings = field(default_factory=VerifySettings)
 
     def __post_init__(self) -> None:
         """Validate what the file parser validates, so a config built in memory cannot

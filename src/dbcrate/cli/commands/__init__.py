@@ -15,10 +15,11 @@ from dbcrate.cli.commands import (
     restore,
     target,
     tools,
+    verify,
 )
 
 MODULES: tuple[ModuleType, ...] = (
-    keygen, backup, listing, restore, cat, prune, target, tools, grants,
+    keygen, backup, listing, restore, cat, prune, target, tools, grants, verify,
 )
 
 __all__ = ["MODULES"]

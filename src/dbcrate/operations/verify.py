@@ -1,0 +1,185 @@
+"""``dbcrate verify``: restore a backup into a disposable server of its major and check
+what arrived (docs/verify.md). Never connects to the job's database: storage and the
+identity (or ``encryption_key``) suffice.
+
+Order: select and authenticate the manifest; check size and SHA-256 of the object and of
+every part before any server starts (a mismatch is a ``fail`` at ``integrity``); start
+``TempPostgres`` of the backup's major under ``verify_dir``; pg_restore to the end
+(errors counted); rows, large objects, foreign keys, amcheck, user checks; RTO alarm;
+stop the server and remove its directory whatever happens.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from dbcrate.config import Config, JobConfig
+from dbcrate.engines.postgres import verify as pgverify
+from dbcrate.errors import DbcrateError, IntegrityError, ToolNotFound, UsageError
+from dbcrate.operations.pipeline import KeyMaterial, check_digest, decoders
+from dbcrate.operations.restore import Located, Selector, checked, locate, plaintext
+from dbcrate.operations.verdict import FAIL, PASS, SKIP, Check, Verdict, decide, user_check
+from dbcrate.sandbox import TempPostgres
+from dbcrate.streams import digest_of
+
+log = logging.getLogger("dbcrate.verify")
+
+#: the statement_timeout of a user check, in milliseconds
+CHECK_TIMEOUT_MS = 60_000
+
+
+@dataclass
+class Report:
+    """Everything ``--json`` prints for one verdict."""
+
+    job: str
+    backup_id: str
+    target: str
+    engine: str
+    checks: list[Check] = field(default_factory=list)
+    server: str | None = None
+    restore_seconds: float | None = None
+    tables: list[dict[str, Any]] = field(default_factory=list)
+    large_objects: dict[str, int | None] = field(
+        default_factory=lambda: {"expected": None, "restored": None})
+    previous: str | None = None
+    record: str | None = None
+
+    @property
+    def verdict(self) -> Verdict:
+        return decide(self.checks)
+
+    def as_json(self) -> dict[str, Any]:
+        v = self.verdict
+        return {
+            "job": self.job, "backup_id": self.backup_id, "target": self.target,
+            "engine": self.engine, "result": v.result, "reason": v.reason,
+            "failed_at": v.failed_at, "server": self.server,
+            "restore_seconds": self.restore_seconds, "tables": self.tables,
+            "large_objects": self.large_objects,
+            "checks": [c.as_json() for c in self.checks],
+            "previous": self.previous, "record": self.record,
+        }
+
+
+def _major(version: str) -> int:
+    head = version.split(".")[0]
+    if not head.isdigit():
+        raise UsageError(f"the backup's server version {version!r} names no major")
+    return int(head)
+
+
+def _parent_dir(job: JobConfig) -> Path | None:
+    """``verify_dir`` (None: ``$TMPDIR``). Raises ``UsageError`` if it is not a directory."""
+    if job.verify.dir is None:
+        return None
+    path = Path(job.verify.dir)
+    if not path.is_dir():
+        raise UsageError(f"verify_dir {path} of job {job.name} is not a directory",
+                         hint="create it (it holds the restored database while verifying)")
+    return path
+
+
+def integrity(located: Located) -> Check:
+    """Size and SHA-256 of the stored object and every part against the manifest. Reads
+    each object once; starts nothing. Storage errors propagate."""
+    m, storage = located.manifest, located.storage
+    objects = [(m.data_key, m.stored), *((p.key, p.stored) for p in m.parts)]
+    for key, stored in objects:
+        try:
+            check_digest(digest_of(storage.get(key)), stored,
+                         f"stored object {located.target}:{key}")
+        except IntegrityError as e:
+            return Check("integrity", FAIL, e.message)
+    return Check("integrity", PASS, f"{len(objects)} objects")
+
+
+def run_verify(config: Config, job: JobConfig, selector: Selector, *, keys: KeyMaterial,
+               target: str | None = None) -> Report:
+    """Verify one backup of ``job`` and return its report (``report.verdict``).
+
+    Raises, without a verdict: ``BackupNotFound`` (9), ``UsageError`` (2), storage errors
+    (4), ``ManifestError``/``UntrustedManifest`` (5), decryption errors (6),
+    ``ToolNotFound`` (10: no server of the backup's major, or an engine without a
+    verifier), ``SandboxError``, ``Interrupted``. The disposable server and its
+    directory are removed in every case."""
+    located = checked(locate(config, job, selector, target), job)
+    m = located.manifest
+    if m.engine != "postgres":
+        raise ToolNotFound(
+            f"verify of {m.engine} backups is not available: no disposable {m.engine} "
+            "server is supported yet",
+            hint="verify restores PostgreSQL backups; restore this one with `dbcrate "
+            "restore --to` into a scratch server")
+    report = Report(job.name, m.id, located.target, m.engine)
+    parent = _parent_dir(job)
+    decoders(m, keys)  # missing key material fails before anything is read
+    report.checks.append(integrity(located))
+    if report.verdict.result == FAIL:
+        return report
+    if os.geteuid() != 0:
+        log.warning("the disposable server runs as this user, who can read the identity; "
+                    "run verify as root to run it as the unprivileged dbcrate-sandbox user")
+    with TempPostgres(_major(m.server_version), parent=parent) as pg:
+        report.server = pg.version
+        pg.create_database("dbcrate_verify")
+        url = pg.url("dbcrate_verify")
+        t0 = time.monotonic()
+        try:
+            restored = pgverify.restore(str(pg.bin_dir / "pg_restore"), url, pg.password,
+                                        plaintext(located, keys))
+        except IntegrityError as e:
+            report.checks.append(Check("pg_restore", FAIL, e.message))
+            return report
+        report.restore_seconds = round(time.monotonic() - t0, 3)
+        report.checks.append(
+            Check("pg_restore", FAIL, f"{restored.errors} errors: {restored.detail}")
+            if restored.errors else Check("pg_restore", PASS, "no errors"))
+        with pgverify.connect(url, pg.password) as conn:
+            report.checks += _database_checks(conn, report, job)
+    _rto(report, job)
+    return report
+
+
+def _database_checks(conn: Any, report: Report, job: JobConfig) -> list[Check]:
+    out: list[Check] = []
+    counts = pgverify.row_counts(conn)
+    report.large_objects["restored"] = pgverify.large_objects(conn)
+    out.append(Check("row_counts", SKIP, f"{len(counts)} tables restored; the backup "
+                     "holds no backup-time counts (no stats part)"))
+    checked_n, orphans = pgverify.foreign_keys(conn)
+    out.append(Check("foreign_keys", FAIL if orphans else PASS,
+                     "; ".join(orphans) if orphans else f"{checked_n} foreign keys valid"))
+    am = pgverify.amcheck(conn)
+    if am is None:
+        out.append(Check("amcheck", SKIP, "the server has no amcheck extension"))
+    else:
+        n, bad = am
+        out.append(Check("amcheck", FAIL if bad else PASS,
+                         "; ".join(bad) if bad else f"{n} B-tree indexes intact"))
+    for uc in job.verify.checks:
+        try:
+            rows = pgverify.run_query(conn, uc.sql, CHECK_TIMEOUT_MS)
+        except DbcrateError:
+            raise
+        except Exception as e:  # psycopg.Error: the server's message
+            problem: str | None = str(e).strip().splitlines()[0]
+        else:
+            problem = user_check(uc.kind, uc.expected, rows)
+        status = PASS if problem is None else uc.severity
+        out.append(Check("sql", status, problem or "met", name=uc.name))
+    return out
+
+
+def _rto(report: Report, job: JobConfig) -> None:
+    limit, took = job.verify.rto_alarm, report.restore_seconds
+    if limit is None or took is None:
+        return
+    over = took > limit
+    report.checks.append(Check("rto", "alarm" if over else PASS,
+                               f"restore took {took:.1f}s, alarm above {limit:.0f}s"))

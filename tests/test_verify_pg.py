@@ -1,0 +1,250 @@
+"""``dbcrate verify`` of PostgreSQL backups, end to end: real source servers of majors 14
+and 18, the real CLI, a disposable server of the backup's major started by verify itself.
+After every case nothing is left running (no postgres child of ours, no sandbox
+directory under verify_dir)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from dbcrate.sandbox import TempPostgres, load_sample
+from tests.e2e import DBCRATE, Setup, local_target, make_setup
+from tests.servers.postgres import PgDatabase, PgServerFactory, new_db_name
+
+CHECKS = """
+[[backup.jobs.checks]]
+name = "some customers"
+sql = "SELECT count(*) FROM customers"
+between = [1, 1000000]
+
+[[backup.jobs.checks]]
+name = "orders present"
+sql = "SELECT id FROM orders"
+min_rows = 1
+
+[[backup.jobs.checks]]
+name = "one mood"
+sql = "SELECT 'happy'::text"
+equals = "happy"
+"""
+
+
+def _sandbox_dirs(where: Path) -> list[str]:
+    return sorted(p.name for p in where.iterdir() if p.name.startswith("dbcrate-pg"))
+
+
+def _postgres_running_under(where: Path) -> list[int]:
+    pids = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                cmd = Path(f"/proc/{entry}/cmdline").read_bytes()
+            except OSError:
+                continue
+            if str(where).encode() in cmd and b"postgres" in cmd:
+                pids.append(int(entry))
+    return pids
+
+
+@pytest.fixture(params=[14, 18], ids=["pg14", "pg18"])
+def source(request: pytest.FixtureRequest, pg_server_factory: PgServerFactory,
+           ) -> Iterator[PgDatabase]:
+    server = pg_server_factory(request.param)
+    db = PgDatabase(server, new_db_name(f"v{request.param}"))
+    server.create_database(db.name)
+    try:
+        load_sample(db.url, password=db.password, scale=20)
+        yield db
+    finally:
+        server.drop_database(db.name)
+
+
+@pytest.fixture(autouse=True)
+def vdir() -> Iterator[Path]:
+    """A verify_dir the unprivileged sandbox user can reach (pytest's tmp dirs are 0700);
+    it must be empty again after the test."""
+    path = Path(tempfile.mkdtemp(prefix="dbcrate-verify-test-"))
+    path.chmod(0o755)
+    _VDIR[0] = path
+    yield path
+    left = sorted(p.name for p in path.iterdir())
+    shutil.rmtree(path)
+    assert left == [], left
+
+
+_VDIR: list[Path] = [Path("/nonexistent")]
+
+
+def _setup(tmp_path: Path, db: PgDatabase, extra: str = CHECKS) -> Setup:
+    vdir = _VDIR[0]
+    setup = make_setup(tmp_path, url=db.url, password=db.password,
+                       targets=[local_target(tmp_path / "backups")],
+                       job_extra={"verify_dir": str(vdir)})
+    with open(setup.config, "a", encoding="utf-8") as f:
+        f.write(extra)
+    return setup
+
+
+def _verify(setup: Setup, *extra: str) -> tuple[int, dict[str, Any], str]:
+    vdir = _VDIR[0]
+    proc = setup.run("verify", "orders", "--latest", "--identity", str(setup.identity),
+                     "--json", *extra)
+    assert _sandbox_dirs(vdir) == [], "verify left its server directory behind"
+    assert _postgres_running_under(vdir) == [], "verify left a server running"
+    report = json.loads(proc.stdout) if proc.stdout.strip() else {}
+    return proc.returncode, report, proc.stderr
+
+
+def _by_kind(report: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {c["name"]: c for c in report["checks"]}
+
+
+def test_a_good_backup_passes_in_a_server_of_its_major(tmp_path: Path, source: PgDatabase,
+                                                       ) -> None:
+    setup = _setup(tmp_path, source)
+    setup.run("backup", "orders", check=True)
+    code, report, err = _verify(setup)
+    assert code == 0, (report, err)
+    assert report["result"] == "pass" and report["reason"] is None
+    assert report["failed_at"] is None
+    major = source.server.version.split(".")[0]
+    assert report["server"].split(".")[0] == major
+    checks = _by_kind(report)
+    for name in ("integrity", "pg_restore", "foreign_keys", "amcheck", "some customers",
+                 "orders present", "one mood"):
+        assert checks[name]["status"] == "pass", checks[name]
+    assert "B-tree indexes intact" in checks["amcheck"]["detail"]
+    assert report["large_objects"]["restored"] > 0
+    assert report["restore_seconds"] is not None and report["restore_seconds"] >= 0
+    assert report["job"] == "orders" and report["target"] == "local"
+    assert report["backup_id"] == setup.list_json("orders")[0]["id"]
+
+
+def test_an_unmet_check_fails_with_20_and_an_alarm_check_gives_21(
+        tmp_path: Path, pg_server_factory: PgServerFactory) -> None:
+    server = pg_server_factory(18)
+    db = PgDatabase(server, new_db_name("vc"))
+    server.create_database(db.name)
+    try:
+        load_sample(db.url, password=db.password, scale=5)
+        setup = _setup(tmp_path, db, CHECKS + """
+[[backup.jobs.checks]]
+name = "too many"
+sql = "SELECT count(*) FROM customers"
+equals = 999999
+severity = "alarm"
+""")
+        setup.run("backup", "orders", check=True)
+        code, report, err = _verify(setup)
+        assert code == 21, (report, err)
+        assert report["result"] == "alarm"
+        assert _by_kind(report)["too many"]["status"] == "alarm"
+        assert "expected 999999" in _by_kind(report)["too many"]["detail"]
+        text = setup.config.read_text().replace('severity = "alarm"', 'severity = "fail"')
+        setup.config.write_text(text.replace('sql = "SELECT \'happy\'::text"',
+                                             'sql = "SELECT no_such_column FROM customers"'))
+        code, report, err = _verify(setup)
+        assert code == 20, (report, err)
+        assert report["result"] == "fail" and report["failed_at"] == "checks"
+        assert "no_such_column" in _by_kind(report)["one mood"]["detail"]
+    finally:
+        server.drop_database(db.name)
+
+
+def test_rows_violating_a_changed_check_fail_the_restore(
+        tmp_path: Path, pg_server_factory: PgServerFactory) -> None:
+    server = pg_server_factory(18)
+    db = PgDatabase(server, new_db_name("vk"))
+    server.create_database(db.name)
+    try:
+        server.psql("CREATE FUNCTION ok(int) RETURNS bool LANGUAGE sql IMMUTABLE "
+                    "AS 'SELECT true'; CREATE TABLE t (v int CHECK (ok(v))); "
+                    "INSERT INTO t SELECT generate_series(1, 50); "
+                    "CREATE OR REPLACE FUNCTION ok(int) RETURNS bool LANGUAGE sql IMMUTABLE "
+                    "AS 'SELECT $1 > 10'", db=db.name)
+        setup = _setup(tmp_path, db, "")
+        setup.run("backup", "orders", check=True)
+        code, report, err = _verify(setup)
+        assert code == 20, (report, err)
+        assert report["failed_at"] == "restore"
+        assert _by_kind(report)["pg_restore"]["status"] == "fail"
+        assert "errors" in report["reason"]
+    finally:
+        server.drop_database(db.name)
+
+
+def test_a_flipped_byte_fails_at_integrity_before_any_server(
+        tmp_path: Path, pg_server_factory: PgServerFactory) -> None:
+    server = pg_server_factory(18)
+    db = PgDatabase(server, new_db_name("vf"))
+    server.create_database(db.name)
+    try:
+        load_sample(db.url, password=db.password, scale=2)
+        setup = _setup(tmp_path, db, "")
+        setup.run("backup", "orders", check=True)
+        [obj] = [p for p in (tmp_path / "backups").rglob("*") if p.is_file()
+                 and p.name.endswith(".age")]
+        data = bytearray(obj.read_bytes())
+        data[len(data) // 2] ^= 0x01
+        obj.write_bytes(bytes(data))
+        code, report, err = _verify(setup)
+        assert code == 20, (report, err)
+        assert report["failed_at"] == "integrity" and report["server"] is None
+        assert report["restore_seconds"] is None
+        assert [c["kind"] for c in report["checks"]] == ["integrity"]
+    finally:
+        server.drop_database(db.name)
+
+
+def test_sigterm_mid_restore_leaves_nothing(tmp_path: Path,
+                                            pg_server_factory: PgServerFactory) -> None:
+    server = pg_server_factory(18)
+    db = PgDatabase(server, new_db_name("vs"))
+    server.create_database(db.name)
+    try:
+        load_sample(db.url, password=db.password, scale=50)
+        setup = _setup(tmp_path, db, "")
+        setup.run("backup", "orders", check=True)
+        vdir = _VDIR[0]
+        proc = subprocess.Popen(
+            [DBCRATE, "--config", str(setup.config), "verify", "orders", "--latest",
+             "--identity", str(setup.identity)],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        while not _restoring(proc.pid) and proc.poll() is None:
+            time.sleep(0.02)
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=120)
+        assert proc.returncode == 143, err
+        assert _sandbox_dirs(vdir) == []
+        assert _postgres_running_under(vdir) == []
+    finally:
+        server.drop_database(db.name)
+
+
+def _restoring(pid: int) -> bool:
+    """Whether ``pid`` has a pg_restore child (the restore has begun)."""
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                stat = Path(f"/proc/{entry}/stat").read_text()
+            except OSError:
+                continue
+            comm = stat[stat.index("(") + 1 : stat.rindex(")")]
+            if comm == "pg_restore" and int(stat[stat.rindex(")") + 2:].split()[1]) == pid:
+                return True
+    return False
+
+
+def test_no_server_binary_is_not_a_verdict(tmp_path: Path) -> None:
+    assert TempPostgres  # the sandbox the verifier uses
