@@ -125,6 +125,15 @@ def test_a_good_backup_passes_in_a_server_of_its_major(tmp_path: Path, source: P
                  "orders present", "one mood"):
         assert checks[name]["status"] == "pass", checks[name]
     assert "B-tree indexes intact" in checks["amcheck"]["detail"]
+    assert checks["row_counts"]["status"] == "pass", checks["row_counts"]
+    expected = {(t["schema"], t["table"]): t["expected"] for t in report["tables"]}
+    for (schema, table), n in expected.items():
+        [(real,)] = source.server.psql(f'SELECT count(*) FROM "{schema}"."{table}"',
+                                       db=source.name)
+        assert n == real, (schema, table)
+    assert all(t["restored"] == t["expected"] for t in report["tables"])
+    assert ("public", "Order Items") in expected and ("audit", "events") in expected
+    assert report["large_objects"]["expected"] == report["large_objects"]["restored"] > 0
     assert report["large_objects"]["restored"] > 0
     assert report["restore_seconds"] is not None and report["restore_seconds"] >= 0
     assert report["job"] == "orders" and report["target"] == "local"
@@ -180,12 +189,17 @@ def test_rows_violating_a_changed_check_fail_the_restore(
         assert report["failed_at"] == "restore"
         assert _by_kind(report)["pg_restore"]["status"] == "fail"
         assert "errors" in report["reason"]
+        [t] = [t for t in report["tables"] if t["table"] == "t"]
+        assert (t["expected"], t["restored"]) == (50, 0)
+        rows = _by_kind(report)["row_counts"]
+        assert rows["status"] == "fail" and "50 at backup time, 0 restored" in rows["detail"]
     finally:
         server.drop_database(db.name)
 
 
+@pytest.mark.parametrize("part", ["dump", "stats"])
 def test_a_flipped_byte_fails_at_integrity_before_any_server(
-        tmp_path: Path, pg_server_factory: PgServerFactory) -> None:
+        tmp_path: Path, pg_server_factory: PgServerFactory, part: str) -> None:
     server = pg_server_factory(18)
     db = PgDatabase(server, new_db_name("vf"))
     server.create_database(db.name)
@@ -194,7 +208,7 @@ def test_a_flipped_byte_fails_at_integrity_before_any_server(
         setup = _setup(tmp_path, db, "")
         setup.run("backup", "orders", check=True)
         [obj] = [p for p in (tmp_path / "backups").rglob("*") if p.is_file()
-                 and p.name.endswith(".age")]
+                 and p.name.endswith(".age") and ("-stats." in p.name) == (part == "stats")]
         data = bytearray(obj.read_bytes())
         data[len(data) // 2] ^= 0x01
         obj.write_bytes(bytes(data))
@@ -203,6 +217,7 @@ def test_a_flipped_byte_fails_at_integrity_before_any_server(
         assert report["failed_at"] == "integrity" and report["server"] is None
         assert report["restore_seconds"] is None
         assert [c["kind"] for c in report["checks"]] == ["integrity"]
+        assert obj.name in report["reason"]
     finally:
         server.drop_database(db.name)
 

@@ -8,6 +8,8 @@ Passwords reach the tools by environment or a private file, never by argv.
 from __future__ import annotations
 
 import importlib
+from collections.abc import Iterable, Iterator
+from typing import Protocol
 
 from dbcrate.engines.base import (
     Connection,
@@ -30,6 +32,28 @@ REGISTRY: dict[str, str] = {
 PACKAGES: dict[str, str] = {name: spec.rsplit(".", 1)[0] for name, spec in REGISTRY.items()}
 
 
+#: engine name -> "module:class" of its backup-time row counter (a pass-through stage over
+#: its dump with ``stats() -> bytes | None``: the backup's ``stats`` part; docs/verify.md)
+COUNTERS: dict[str, str] = {
+    "postgres": "dbcrate.engines.postgres.archive:RowCounter",
+}
+
+
+class StatsCounter(Protocol):
+    def __call__(self, chunks: Iterable[bytes]) -> Iterator[bytes]: ...
+    def stats(self) -> bytes | None: ...
+
+
+def open_counter(engine: str) -> StatsCounter | None:
+    """A new row counter for ``engine``'s dump, or None if it has none."""
+    spec = COUNTERS.get(engine)
+    if spec is None:
+        return None
+    module, _, attr = spec.partition(":")
+    counter: StatsCounter = getattr(importlib.import_module(module), attr)()
+    return counter
+
+
 def _load(spec: str) -> EngineFactory:
     module, _, attr = spec.partition(":")
     factory: EngineFactory = getattr(importlib.import_module(module), attr)
@@ -43,6 +67,7 @@ def open_engine(engine: str, connection: Connection) -> Engine:
 
 
 __all__ = [
+    "COUNTERS",
     "PACKAGES",
     "REGISTRY",
     "Connection",
@@ -51,5 +76,7 @@ __all__ = [
     "Part",
     "RestoreOptions",
     "SinglePart",
+    "StatsCounter",
+    "open_counter",
     "open_engine",
 ]

@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 
 from dbcrate import __version__, catalog, interrupt, signing
 from dbcrate.config import Config, JobConfig
-from dbcrate.engines import Connection, open_engine
+from dbcrate.engines import Connection, open_counter, open_engine
 from dbcrate.errors import DbcrateError, StorageError
 from dbcrate.model import Digest, Manifest, ObjectInfo, PartRecord, StoredCopy
 from dbcrate.operations import leftovers
@@ -77,7 +77,15 @@ def run_backup(config: Config, job: JobConfig, progress: Progress | None = None)
         parts.append(PartRecord(part.name, part_key, plain_d, stored_d))
 
     progress.start(f"{job.name}: {info.tool} {info.tool_version} -> {', '.join(storages)}")
-    plain, stored = _store(engine.dump(), key, plan, storages, failures, written, progress)
+    counter = open_counter(job.engine)  # backup-time row counts, as the dump streams
+    dump = engine.dump() if counter is None else counter(engine.dump())
+    plain, stored = _store(dump, key, plan, storages, failures, written, progress)
+    stats = counter.stats() if counter is not None else None
+    if stats is not None:  # written after the main dump, encrypted like it
+        stats_key = catalog.data_key(job.name, started, backup_id, ("json", *plan.exts),
+                                     part="stats")
+        parts.append(PartRecord("stats", stats_key, *_store(
+            iter([stats]), stats_key, plan, storages, failures, written, Silent())))
     finished = datetime.now(UTC)
 
     manifest = Manifest(

@@ -11,6 +11,7 @@ stop the server and remove its directory whatever happens.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import time
@@ -20,7 +21,13 @@ from typing import Any
 
 from dbcrate.config import Config, JobConfig
 from dbcrate.engines.postgres import verify as pgverify
-from dbcrate.errors import DbcrateError, IntegrityError, ToolNotFound, UsageError
+from dbcrate.errors import (
+    DbcrateError,
+    IntegrityError,
+    ManifestError,
+    ToolNotFound,
+    UsageError,
+)
 from dbcrate.operations.pipeline import KeyMaterial, check_digest, decoders
 from dbcrate.operations.restore import Located, Selector, checked, locate, plaintext
 from dbcrate.operations.verdict import FAIL, PASS, SKIP, Check, Verdict, decide, user_check
@@ -141,17 +148,56 @@ def run_verify(config: Config, job: JobConfig, selector: Selector, *, keys: KeyM
             Check("pg_restore", FAIL, f"{restored.errors} errors: {restored.detail}")
             if restored.errors else Check("pg_restore", PASS, "no errors"))
         with pgverify.connect(url, pg.password) as conn:
-            report.checks += _database_checks(conn, report, job)
+            report.checks += _database_checks(conn, report, job, _stats(located, keys))
     _rto(report, job)
     return report
 
 
-def _database_checks(conn: Any, report: Report, job: JobConfig) -> list[Check]:
+def _stats(located: Located, keys: KeyMaterial) -> dict[str, Any] | None:
+    """The backup's ``stats`` part (decrypted, digest-checked), None if it has none.
+    Raises ``ManifestError`` for a part that is not the JSON dbcrate writes."""
+    if located.manifest.part("stats") is None:
+        return None
+    body = b"".join(plaintext(located, keys, part="stats"))
+    try:
+        value = json.loads(body)
+        assert isinstance(value, dict) and isinstance(value["tables"], list)
+        return value
+    except (ValueError, AssertionError, KeyError):
+        raise ManifestError(f"the stats part of backup {located.manifest.id} is not "
+                            "readable JSON") from None
+
+
+def _row_counts(counts: dict[tuple[str, str], int], stats: dict[str, Any] | None,
+                report: Report, restored_los: int) -> Check:
+    """Rows per table and large objects against the backup-time counts."""
+    report.large_objects["restored"] = restored_los
+    if stats is None:
+        return Check("row_counts", SKIP, f"{len(counts)} tables restored; the backup holds "
+                     "no backup-time counts (made before the stats part existed)")
+    wrong: list[str] = []
+    for t in stats["tables"]:
+        key = (str(t["schema"]), str(t["table"]))
+        got = counts.get(key)
+        report.tables.append({"schema": key[0], "table": key[1], "expected": t["rows"],
+                              "restored": got, "previous": None})
+        if got != t["rows"]:
+            wrong.append(f"{key[0]}.{key[1]}: {t['rows']} at backup time, {got} restored")
+    expected_los = stats.get("large_objects")
+    report.large_objects["expected"] = expected_los
+    if expected_los is not None and expected_los != restored_los:
+        wrong.append(f"large objects: {expected_los} at backup time, {restored_los} restored")
+    if wrong:
+        return Check("row_counts", FAIL, "; ".join(wrong))
+    return Check("row_counts", PASS, f"{len(stats['tables'])} tables and {restored_los} "
+                 "large objects as counted at backup time")
+
+
+def _database_checks(conn: Any, report: Report, job: JobConfig,
+                     stats: dict[str, Any] | None) -> list[Check]:
     out: list[Check] = []
     counts = pgverify.row_counts(conn)
-    report.large_objects["restored"] = pgverify.large_objects(conn)
-    out.append(Check("row_counts", SKIP, f"{len(counts)} tables restored; the backup "
-                     "holds no backup-time counts (no stats part)"))
+    out.append(_row_counts(counts, stats, report, pgverify.large_objects(conn)))
     checked_n, orphans = pgverify.foreign_keys(conn)
     out.append(Check("foreign_keys", FAIL if orphans else PASS,
                      "; ".join(orphans) if orphans else f"{checked_n} foreign keys valid"))
