@@ -319,3 +319,69 @@ def test_no_backup_is_exit_9_and_no_verdict(tmp_path: Path) -> None:
     proc = setup.run("verify", "orders", "--latest", "--json")
     assert proc.returncode == 9, proc.stderr
     assert proc.stdout == ""
+
+
+def test_row_drop_alarm_records_history_chain_and_prune(
+        tmp_path: Path, pg_server_factory: PgServerFactory) -> None:
+    server = pg_server_factory(18)
+    db = PgDatabase(server, new_db_name("vr"))
+    server.create_database(db.name)
+    try:
+        server.psql("CREATE TABLE big (id int PRIMARY KEY); "
+                    "INSERT INTO big SELECT generate_series(1, 100)", db=db.name)
+        setup = _setup(tmp_path, db, """
+[[backup.jobs.checks]]
+name = "enough rows"
+sql = "SELECT count(*) FROM big"
+min_rows = 1
+""")
+        setup.run("backup", "orders", check=True)
+        code, first, err = _verify(setup)
+        assert code == 0, (first, err)
+        assert _by_kind(first)["row_drop"]["status"] == "skip"
+        server.psql("DELETE FROM big WHERE id > 20", db=db.name)
+        setup.run("backup", "orders", check=True)
+        code, second, err = _verify(setup)
+        assert code == 21, (second, err)
+        assert second["result"] == "alarm" and second["failed_at"] is None
+        drop = _by_kind(second)["row_drop"]
+        assert drop["status"] == "alarm" and "100 -> 20 (-80%)" in drop["detail"], drop
+        [big] = [t for t in second["tables"] if t["table"] == "big"]
+        assert (big["expected"], big["restored"], big["previous"]) == (20, 20, 100)
+        assert second["previous"] == first["backup_id"]
+
+        store = tmp_path / "backups"
+        recs = sorted(store.rglob("*.verify.json"))
+        assert len(recs) == 2 and first["record"] != second["record"]
+        for rec in recs:
+            text = rec.read_text()
+            for private in ("big", "SELECT", "public", "FROM"):
+                assert private not in text, (private, text)
+            assert '"name": "enough rows"' in text
+        body = json.loads((store / second["record"]).read_text())
+        assert body["previous"] and body["mac"] and body["result"] == "alarm"
+
+        hist = setup.run("verify", "orders", "--history", "--json",
+                         "--identity", str(setup.identity))
+        assert hist.returncode == 0, hist.stderr
+        h = json.loads(hist.stdout)
+        assert h["chain"] == "ok" and len(h["days"]) == 14
+        assert h["days"][-1]["result"] == "alarm" and h["days"][0]["result"] == "none"
+        assert h["last"]["backup_id"] == second["backup_id"]
+
+        first_rec = store / first["record"]
+        first_rec.write_text(first_rec.read_text().replace('"pass"', '"fail"'))
+        hist = setup.run("verify", "orders", "--history", "--json")
+        assert hist.returncode == 5, hist.stderr
+        h = json.loads(hist.stdout)
+        assert h["chain"] == "broken" and h["broken_at"] == first["record"]
+        assert "Traceback" not in hist.stderr
+
+        text = setup.config.read_text().replace("[[backup.jobs]]",
+                                                "[[backup.jobs]]\nretention = { daily = 1 }")
+        setup.config.write_text(text)
+        setup.run("prune", "orders", check=True)
+        assert sorted(p.name for p in store.rglob("*.verify.json")) == [
+            Path(second["record"]).name]
+    finally:
+        server.drop_database(db.name)

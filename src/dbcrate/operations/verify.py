@@ -11,6 +11,7 @@ stop the server and remove its directory whatever happens.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -19,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from dbcrate import __version__, catalog
 from dbcrate.config import Config, JobConfig
 from dbcrate.engines.postgres import verify as pgverify
 from dbcrate.errors import (
@@ -28,10 +30,23 @@ from dbcrate.errors import (
     ToolNotFound,
     UsageError,
 )
+from dbcrate.operations import records
+from dbcrate.operations.listing import manifests
 from dbcrate.operations.pipeline import KeyMaterial, check_digest, decoders
 from dbcrate.operations.restore import Located, Selector, checked, locate, plaintext
-from dbcrate.operations.verdict import FAIL, PASS, SKIP, Check, Verdict, decide, user_check
+from dbcrate.operations.verdict import (
+    ALARM,
+    FAIL,
+    PASS,
+    SKIP,
+    Check,
+    Verdict,
+    decide,
+    row_drops,
+    user_check,
+)
 from dbcrate.sandbox import TempPostgres
+from dbcrate.storage import open_target
 from dbcrate.streams import digest_of
 
 log = logging.getLogger("dbcrate.verify")
@@ -127,8 +142,15 @@ def run_verify(config: Config, job: JobConfig, selector: Selector, *, keys: KeyM
     parent = _parent_dir(job)
     decoders(m, keys)  # missing key material fails before anything is read
     report.checks.append(integrity(located))
-    if report.verdict.result == FAIL:
-        return report
+    if report.verdict.result != FAIL:
+        _restore_and_check(located, job, keys, report, parent)
+    _record(located, keys, report)
+    return report
+
+
+def _restore_and_check(located: Located, job: JobConfig, keys: KeyMaterial, report: Report,
+                       parent: Path | None) -> None:
+    m = located.manifest
     if os.geteuid() != 0:
         log.warning("the disposable server runs as this user, who can read the identity; "
                     "run verify as root to run it as the unprivileged dbcrate-sandbox user")
@@ -142,15 +164,72 @@ def run_verify(config: Config, job: JobConfig, selector: Selector, *, keys: KeyM
                                         plaintext(located, keys))
         except IntegrityError as e:
             report.checks.append(Check("pg_restore", FAIL, e.message))
-            return report
+            return
         report.restore_seconds = round(time.monotonic() - t0, 3)
         report.checks.append(
             Check("pg_restore", FAIL, f"{restored.errors} errors: {restored.detail}")
             if restored.errors else Check("pg_restore", PASS, "no errors"))
+        stats = _stats(located, keys)
         with pgverify.connect(url, pg.password) as conn:
-            report.checks += _database_checks(conn, report, job, _stats(located, keys))
+            report.checks += _database_checks(conn, report, job, stats)
+    _row_drop(located, job, keys, report, stats)
     _rto(report, job)
-    return report
+
+
+def _record(located: Located, keys: KeyMaterial, report: Report) -> None:
+    """Store the verdict's record in the target read from, chained to the newest one."""
+    m, storage = located.manifest, located.storage
+    manifest_raw = b"".join(storage.get(catalog.manifest_key(m.data_key)))
+    v = report.verdict
+    found = records.read_records(storage, report.job)
+    fields = {
+        "job": report.job, "backup_id": m.id, "target": report.target,
+        "backup_started_at": catalog.encode_time(m.started_at), "engine": m.engine,
+        "result": v.result, "failed_at": v.failed_at, "server": report.server,
+        "backup_server_version": m.server_version, "dbcrate_version": __version__,
+        "restore_seconds": report.restore_seconds,
+        "manifest_sha256": hashlib.sha256(manifest_raw).hexdigest(),
+        "object_sha256": m.stored.sha256,
+        "checks": [{"kind": c.kind, "status": c.status,
+                    **({"name": c.name} if c.name else {})} for c in report.checks],
+        "tables_counted": len(report.tables),
+        "large_objects": dict(report.large_objects),
+        "compared_with": report.previous,
+    }
+    rec = records.write_record(storage, m.data_key, fields, keys, found[-1] if found else None)
+    report.record = rec.key
+
+
+def _row_drop(located: Located, job: JobConfig, keys: KeyMaterial, report: Report,
+              stats: dict[str, Any] | None) -> None:
+    """Alarm when a table's backup-time rows (or the large objects) fell more than
+    ``verify_row_drop_alarm`` % versus the job's previous backup verified pass or alarm."""
+    if stats is None or job.verify.row_drop_alarm <= 0:
+        return
+    m, storage = located.manifest, located.storage
+    found = records.read_records(storage, job.name)
+    prev = records.latest_passing(found, catalog.encode_time(m.started_at),
+                                  records.mac_key(keys))
+    older = [x for x in manifests(storage, job.name)
+             if prev is not None and x.id == prev.body.get("backup_id")]
+    if not older or older[0].part("stats") is None:
+        report.checks.append(Check("row_drop", SKIP, "no earlier backup verified pass or "
+                                   "alarm with backup-time counts"))
+        return
+    before = _stats(Located(older[0], located.target, storage), keys) or {"tables": []}
+    report.previous = older[0].id
+    old = {f"{t['schema']}.{t['table']}": int(t["rows"]) for t in before["tables"]}
+    new = {f"{t['schema']}.{t['table']}": int(t["rows"]) for t in stats["tables"]}
+    for entry in report.tables:
+        entry["previous"] = old.get(f"{entry['schema']}.{entry['table']}")
+    if before.get("large_objects") is not None and stats.get("large_objects") is not None:
+        old["(large objects)"] = int(before["large_objects"])
+        new["(large objects)"] = int(stats["large_objects"])
+    drops = row_drops(new, old, job.verify.row_drop_alarm)
+    report.checks.append(
+        Check("row_drop", ALARM, "; ".join(drops)) if drops else
+        Check("row_drop", PASS, f"no table fell more than {job.verify.row_drop_alarm:g}% "
+              f"since backup {older[0].id}"))
 
 
 def _stats(located: Located, keys: KeyMaterial) -> dict[str, Any] | None:
@@ -229,3 +308,26 @@ def _rto(report: Report, job: JobConfig) -> None:
     over = took > limit
     report.checks.append(Check("rto", "alarm" if over else PASS,
                                f"restore took {took:.1f}s, alarm above {limit:.0f}s"))
+
+
+def run_history(config: Config, job: JobConfig, *, days: int = 14, target: str | None = None,
+                keys: KeyMaterial | None = None) -> dict[str, Any]:
+    """The job's verification history on ``target`` (default: its first target) from
+    records only: ``days`` (oldest first, today UTC last), ``last``, ``chain``
+    (``ok``|``broken``) and ``broken_at``. With ``keys`` every record's MAC is checked
+    too. Raises storage errors; reads nothing but records."""
+    if days < 1:
+        raise UsageError("--days must be at least 1")
+    name = target or job.targets[0]
+    storage = open_target(config.target(name))
+    found = records.read_records(storage, job.name)
+    chain = records.check_chain(found, records.mac_key(keys) if keys else None)
+    last = found[-1] if found else None
+    return {
+        "job": job.name, "target": name, "days": records.history(found, days),
+        "last": None if last is None else {
+            "backup_id": last.body.get("backup_id"), "result": last.result,
+            "verified_at": last.verified_at, "record": last.key},
+        "chain": "ok" if chain.ok else "broken", "broken_at": chain.broken_at,
+        "broken_why": chain.why or None, "mac_checked": keys is not None,
+    }
