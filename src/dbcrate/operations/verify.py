@@ -23,6 +23,7 @@ from typing import Any
 from dbcrate import __version__, catalog
 from dbcrate.config import Config, JobConfig
 from dbcrate.engines.postgres import verify as pgverify
+from dbcrate.engines.redis import verify as redisverify
 from dbcrate.errors import (
     DbcrateError,
     IntegrityError,
@@ -132,17 +133,19 @@ def run_verify(config: Config, job: JobConfig, selector: Selector, *, keys: KeyM
     directory are removed in every case."""
     located = checked(locate(config, job, selector, target), job)
     m = located.manifest
-    if m.engine != "postgres":
+    if m.engine not in ("postgres", "redis"):
         raise ToolNotFound(
             f"verify of {m.engine} backups is not available: no disposable {m.engine} "
             "server is supported yet",
-            hint="verify restores PostgreSQL backups; restore this one with `dbcrate "
-            "restore --to` into a scratch server")
+            hint="verify restores PostgreSQL and Redis backups; restore this one with "
+            "`dbcrate restore --to` into a scratch server")
     report = Report(job.name, m.id, located.target, m.engine)
     parent = _parent_dir(job)
     decoders(m, keys)  # missing key material fails before anything is read
     report.checks.append(integrity(located))
-    if report.verdict.result != FAIL:
+    if report.verdict.result != FAIL and m.engine == "redis":
+        _verify_redis(located, job, keys, report, parent)
+    elif report.verdict.result != FAIL:
         _restore_and_check(located, job, keys, report, parent)
     _record(located, keys, report)
     return report
@@ -173,6 +176,36 @@ def _restore_and_check(located: Located, job: JobConfig, keys: KeyMaterial, repo
         with pgverify.connect(url, pg.password) as conn:
             report.checks += _database_checks(conn, report, job, stats)
     _row_drop(located, job, keys, report, stats)
+    _rto(report, job)
+
+
+def _verify_redis(located: Located, job: JobConfig, keys: KeyMaterial, report: Report,
+                  parent: Path | None) -> None:
+    """redis-check-rdb passes; the loaded keys equal the keys the RDB holds less those
+    already expired."""
+    t0 = time.monotonic()
+    try:
+        found = redisverify.verify(plaintext(located, keys), str(parent) if parent else None)
+    except IntegrityError as e:
+        report.checks.append(Check("redis_check_rdb", FAIL, e.message))
+        return
+    report.restore_seconds = round(time.monotonic() - t0, 3)
+    report.server = found.server
+    report.checks.append(Check("redis_check_rdb", PASS if found.check_ok else FAIL,
+                               found.detail))
+    if not found.check_ok:
+        return
+    total = sum(found.loaded.values())
+    if found.expected_keys is None:
+        report.checks.append(Check("key_counts", SKIP, f"{total} keys loaded; "
+                                   "redis-check-rdb reported no key count"))
+    else:
+        ok = total == found.expected_keys
+        report.checks.append(Check(
+            "key_counts", PASS if ok else FAIL,
+            f"{total} keys loaded, {found.expected_keys} in the RDB (less expired)"
+            + ("" if ok else ": they differ") + "; per db: "
+            + ", ".join(f"db{db}={n}" for db, n in sorted(found.loaded.items()))))
     _rto(report, job)
 
 
