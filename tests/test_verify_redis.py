@@ -48,7 +48,7 @@ def test_redis_backup_verifies_and_a_damaged_rdb_fails(tmp_path: Path, vdir: Pat
     assert checks["key_counts"]["detail"].startswith(f"{total} keys loaded, {total} in the RDB")
     assert report["server"] and report["record"]
 
-    [data] = [p for p in (tmp_path / "backups").rglob("*.rdb")]
+    [data] = list((tmp_path / "backups").rglob("*.rdb"))
     raw = bytearray(data.read_bytes())
     raw[len(raw) // 2] ^= 0xFF
     data.write_bytes(bytes(raw))
