@@ -385,3 +385,33 @@ min_rows = 1
             Path(second["record"]).name]
     finally:
         server.drop_database(db.name)
+
+
+def test_rto_alarm_and_a_writing_check_fails_read_only(
+        tmp_path: Path, pg_server_factory: PgServerFactory) -> None:
+    server = pg_server_factory(18)
+    db = PgDatabase(server, new_db_name("vt"))
+    server.create_database(db.name)
+    try:
+        load_sample(db.url, password=db.password, scale=2)
+        setup = _setup(tmp_path, db, "")
+        text = setup.config.read_text().replace(
+            "[[backup.jobs]]", '[[backup.jobs]]\nverify_rto_alarm = "0.001s"')
+        setup.config.write_text(text)
+        setup.run("backup", "orders", check=True)
+        code, report, err = _verify(setup)
+        assert code == 21, (report, err)  # no restore takes under a millisecond
+        assert _by_kind(report)["rto"]["status"] == "alarm"
+        setup.config.write_text(text.replace('"0.001s"', '"1d"') + """
+[[backup.jobs.checks]]
+name = "writes"
+sql = "DELETE FROM customers RETURNING id"
+min_rows = 0
+""")
+        code, report, err = _verify(setup)
+        assert code == 20, (report, err)
+        assert _by_kind(report)["rto"]["status"] == "pass"
+        writes = _by_kind(report)["writes"]
+        assert writes["status"] == "fail" and "read-only" in writes["detail"], writes
+    finally:
+        server.drop_database(db.name)
