@@ -36,6 +36,7 @@ PACKAGES: dict[str, str] = {name: spec.rsplit(".", 1)[0] for name, spec in REGIS
 #: its dump with ``stats() -> bytes | None``: the backup's ``stats`` part; docs/verify.md)
 COUNTERS: dict[str, str] = {
     "postgres": "dbcrate.engines.postgres.archive:RowCounter",
+    "mysql": "dbcrate.engines.mysql.counter:InsertCounter",
 }
 
 

@@ -11,7 +11,7 @@ from typing import Any
 PASS, FAIL, ALARM, SKIP = "pass", "fail", "alarm", "skip"
 EXIT_CODES = {PASS: 0, FAIL: 20, ALARM: 21}
 #: kind -> the stage a failure of it is reported at (``failed_at``)
-_STAGE = {"integrity": "integrity", "pg_restore": "restore"}
+_STAGE = {"integrity": "integrity", "pg_restore": "restore", "mysql_restore": "restore"}
 
 
 @dataclass(frozen=True)

@@ -46,6 +46,7 @@ from dbcrate.operations.verdict import (
     row_drops,
     user_check,
 )
+from dbcrate.operations.verify_mysql import verify_mysql
 from dbcrate.sandbox import TempPostgres
 from dbcrate.storage import open_target
 from dbcrate.streams import digest_of
@@ -133,18 +134,24 @@ def run_verify(config: Config, job: JobConfig, selector: Selector, *, keys: KeyM
     directory are removed in every case."""
     located = checked(locate(config, job, selector, target), job)
     m = located.manifest
-    if m.engine not in ("postgres", "redis"):
+    if m.engine not in ("postgres", "redis", "mysql"):
         raise ToolNotFound(
             f"verify of {m.engine} backups is not available: no disposable {m.engine} "
             "server is supported yet",
-            hint="verify restores PostgreSQL and Redis backups; restore this one with "
-            "`dbcrate restore --to` into a scratch server")
+            hint="verify restores PostgreSQL, MySQL/MariaDB and Redis backups; restore "
+            "this one with `dbcrate restore --to` into a scratch server")
     report = Report(job.name, m.id, located.target, m.engine)
     parent = _parent_dir(job)
     decoders(m, keys)  # missing key material fails before anything is read
     report.checks.append(integrity(located))
     if report.verdict.result != FAIL and m.engine == "redis":
         _verify_redis(located, job, keys, report, parent)
+    elif report.verdict.result != FAIL and m.engine == "mysql":
+        stats = _stats(located, keys)
+        verify_mysql(located, job, keys, report, parent, stats)
+        if report.verdict.result != FAIL or report.restore_seconds is not None:
+            _row_drop(located, job, keys, report, stats)
+            _rto(report, job)
     elif report.verdict.result != FAIL:
         _restore_and_check(located, job, keys, report, parent)
     _record(located, keys, report)
