@@ -402,12 +402,15 @@ def test_rto_alarm_and_a_writing_check_fails_read_only(
         code, report, err = _verify(setup)
         assert code == 21, (report, err)  # no restore takes under a millisecond
         assert _by_kind(report)["rto"]["status"] == "alarm"
+        # verify never connects to the job's database: point the job nowhere
+        text = text.replace(db.url, "postgresql://nobody@127.0.0.1:1/nowhere")
         setup.config.write_text(text.replace('"0.001s"', '"1d"') + """
 [[backup.jobs.checks]]
 name = "writes"
 sql = "DELETE FROM customers RETURNING id"
 min_rows = 0
 """)
+        assert "127.0.0.1:1/nowhere" in setup.config.read_text()
         code, report, err = _verify(setup)
         assert code == 20, (report, err)
         assert _by_kind(report)["rto"]["status"] == "pass"
