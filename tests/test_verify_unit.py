@@ -1,17 +1,22 @@
 """Pure layers of verify: the verdict, user-check expectations, row drops, the record
 chain and history (an in-memory storage fake: the layer under test is records, not
-storage)."""
+storage); and a MongoDB backup, which has no verifier, exits 10 through the real CLI."""
 
 from __future__ import annotations
 
+import hashlib
 import json
+import subprocess
 from collections.abc import Iterable, Iterator
 from datetime import UTC, date, datetime
+from pathlib import Path
 
-from dbcrate.model import ObjectInfo
+from dbcrate import catalog
+from dbcrate.model import Digest, Manifest, ObjectInfo
 from dbcrate.operations import records
 from dbcrate.operations.pipeline import KeyMaterial
 from dbcrate.operations.verdict import Check, decide, row_drops, user_check, worst
+from tests.e2e import DBCRATE
 
 
 def test_verdict_fail_beats_alarm_beats_pass_and_names_the_stage() -> None:
@@ -91,3 +96,29 @@ def test_records_chain_mac_and_history() -> None:
     assert not broken.ok and broken.broken_at == middle
     del store.objects[middle]  # pruned with its backup: the rest still chains
     assert records.check_chain(records.read_records(store, "j"), None).ok  # type: ignore[arg-type]
+
+
+def test_a_mongodb_backup_exits_10_and_records_nothing(tmp_path: Path) -> None:
+    store = tmp_path / "backups"
+    started = datetime(2026, 12, 1, 3, 0, tzinfo=UTC)
+    bid = catalog.new_id(started)
+    key = catalog.data_key("app", started, bid, ("archive",))
+    body = b"not really a mongodump archive"
+    digest = Digest(len(body), hashlib.sha256(body).hexdigest())
+    m = Manifest(format=catalog.FORMAT, id=bid, job="app", engine="mongodb",
+                 server_version="7.0.1", tool="mongodump", tool_version="100.9",
+                 stages=(), started_at=started, finished_at=started, plaintext=digest,
+                 stored=digest, encryption="none", data_key=key)
+    (store / key).parent.mkdir(parents=True)
+    (store / key).write_bytes(body)
+    (store / catalog.manifest_key(key)).write_bytes(catalog.encode(m))
+    cfg = tmp_path / "dbcrate.toml"
+    cfg.write_text(f'[backup]\nencrypt = false\n\n[backup.targets.local]\ntype = "local"\n'
+                   f'path = "{store}"\n\n[[backup.jobs]]\nname = "app"\nengine = "mongodb"\n'
+                   'url = "mongodb://127.0.0.1:1/app"\ntargets = ["local"]\n')
+    proc = subprocess.run([DBCRATE, "--config", str(cfg), "verify", "app", "--latest",
+                           "--json"], capture_output=True, text=True, check=False)
+    assert proc.returncode == 10, proc.stderr
+    assert "mongodb" in proc.stderr and "Traceback" not in proc.stderr
+    assert proc.stdout == ""
+    assert not list(store.rglob("*.verify.json"))
