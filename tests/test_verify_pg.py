@@ -418,3 +418,35 @@ min_rows = 0
         assert writes["status"] == "fail" and "read-only" in writes["detail"], writes
     finally:
         server.drop_database(db.name)
+
+
+def test_globals_are_applied_first_and_owners_kept(
+        tmp_path: Path, pg_server_factory: PgServerFactory) -> None:
+    server = pg_server_factory(18)
+    db = PgDatabase(server, new_db_name("vg"))
+    role = new_db_name("owner")
+    server.create_database(db.name)
+    try:
+        server.psql(f"CREATE ROLE {role} LOGIN PASSWORD 'pw-{role}'")
+        server.psql(f"CREATE TABLE owned (id int PRIMARY KEY); ALTER TABLE owned OWNER TO "
+                    f"{role}; GRANT SELECT ON owned TO {role}; "
+                    "INSERT INTO owned SELECT generate_series(1, 7)", db=db.name)
+        setup = _setup(tmp_path, db, f"""
+[[backup.jobs.checks]]
+name = "owner kept"
+sql = "SELECT tableowner FROM pg_tables WHERE tablename = 'owned'"
+equals = "{role}"
+""")
+        text = setup.config.read_text().replace("[[backup.jobs]]",
+                                                "[[backup.jobs]]\nglobals = true", 1)
+        setup.config.write_text(text)
+        setup.run("backup", "orders", check=True)
+        code, report, err = _verify(setup)
+        assert code == 0, (report, err)
+        checks = _by_kind(report)
+        assert checks["globals"]["status"] == "pass"
+        assert checks["owner kept"]["status"] == "pass", checks["owner kept"]
+        assert checks["pg_restore"]["status"] == "pass"
+    finally:
+        server.drop_database(db.name)
+        server.psql(f"DROP ROLE IF EXISTS {role}")

@@ -22,12 +22,13 @@ from typing import Any
 
 from dbcrate import __version__, catalog
 from dbcrate.config import Config, JobConfig
+from dbcrate.engines import Connection, RestoreOptions, open_engine
 from dbcrate.engines.postgres import verify as pgverify
-from dbcrate.engines.redis import verify as redisverify
 from dbcrate.errors import (
     DbcrateError,
     IntegrityError,
     ManifestError,
+    RestoreFailed,
     ToolNotFound,
     UsageError,
 )
@@ -47,6 +48,7 @@ from dbcrate.operations.verdict import (
     user_check,
 )
 from dbcrate.operations.verify_mysql import verify_mysql
+from dbcrate.operations.verify_redis import verify_redis
 from dbcrate.sandbox import TempPostgres
 from dbcrate.storage import open_target
 from dbcrate.streams import digest_of
@@ -145,7 +147,8 @@ def run_verify(config: Config, job: JobConfig, selector: Selector, *, keys: KeyM
     decoders(m, keys)  # missing key material fails before anything is read
     report.checks.append(integrity(located))
     if report.verdict.result != FAIL and m.engine == "redis":
-        _verify_redis(located, job, keys, report, parent)
+        verify_redis(located, keys, report, parent)
+        _rto(report, job)
     elif report.verdict.result != FAIL and m.engine == "mysql":
         stats = _stats(located, keys)
         verify_mysql(located, job, keys, report, parent, stats)
@@ -169,9 +172,10 @@ def _restore_and_check(located: Located, job: JobConfig, keys: KeyMaterial, repo
         pg.create_database("dbcrate_verify")
         url = pg.url("dbcrate_verify")
         t0 = time.monotonic()
+        owners = _globals(located, keys, report, pg)
         try:
             restored = pgverify.restore(str(pg.bin_dir / "pg_restore"), url, pg.password,
-                                        plaintext(located, keys))
+                                        plaintext(located, keys), owners=owners)
         except IntegrityError as e:
             report.checks.append(Check("pg_restore", FAIL, e.message))
             return
@@ -186,34 +190,24 @@ def _restore_and_check(located: Located, job: JobConfig, keys: KeyMaterial, repo
     _rto(report, job)
 
 
-def _verify_redis(located: Located, job: JobConfig, keys: KeyMaterial, report: Report,
-                  parent: Path | None) -> None:
-    """redis-check-rdb passes; the loaded keys equal the keys the RDB holds less those
-    already expired."""
-    t0 = time.monotonic()
+def _globals(located: Located, keys: KeyMaterial, report: Report, pg: TempPostgres) -> bool:
+    """Apply the backup's globals part (roles, tablespaces) to the disposable server if it
+    has one; True if applied (restore then keeps owners and privileges). A globals script
+    that fails (e.g. a tablespace directory this host lacks) is noted as ``skip`` and the
+    restore falls back to ``--no-owner --no-privileges``."""
+    if located.manifest.part("globals") is None:
+        return False
+    engine = open_engine("postgres", Connection(pg.url("postgres"), pg.password, {}))
     try:
-        found = redisverify.verify(plaintext(located, keys), str(parent) if parent else None)
-    except IntegrityError as e:
-        report.checks.append(Check("redis_check_rdb", FAIL, e.message))
-        return
-    report.restore_seconds = round(time.monotonic() - t0, 3)
-    report.server = found.server
-    report.checks.append(Check("redis_check_rdb", PASS if found.check_ok else FAIL,
-                               found.detail))
-    if not found.check_ok:
-        return
-    total = sum(found.loaded.values())
-    if found.expected_keys is None:
-        report.checks.append(Check("key_counts", SKIP, f"{total} keys loaded; "
-                                   "redis-check-rdb reported no key count"))
-    else:
-        ok = total == found.expected_keys
-        report.checks.append(Check(
-            "key_counts", PASS if ok else FAIL,
-            f"{total} keys loaded, {found.expected_keys} in the RDB (less expired)"
-            + ("" if ok else ": they differ") + "; per db: "
-            + ", ".join(f"db{db}={n}" for db, n in sorted(found.loaded.items()))))
-    _rto(report, job)
+        engine.restore_part("globals", plaintext(located, keys, part="globals"),
+                            RestoreOptions(with_globals=True))
+    except RestoreFailed as e:
+        report.checks.append(Check("globals", SKIP, "not applied, restoring without owners: "
+                                   + e.message.splitlines()[0]))
+        return False
+    pgverify.reset_password(str(pg.socket_dir), pg.port, pg.user, pg.password)
+    report.checks.append(Check("globals", PASS, "roles applied first"))
+    return True
 
 
 def _record(located: Located, keys: KeyMaterial, report: Report) -> None:

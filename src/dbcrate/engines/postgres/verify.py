@@ -33,14 +33,16 @@ class Restored:
     detail: str
 
 
-def restore(pg_restore: str, url: str, password: str, chunks: Iterable[bytes]) -> Restored:
-    """Run ``pg_restore --no-owner --no-privileges`` into ``url`` from ``chunks`` to the
-    end (no ``--exit-on-error``), and count the errors it ignored. Not atomic (the caller
-    discards the server). Raises what ``chunks`` raises (the tool is killed first),
-    ``RestoreFailed`` if it died without saying how many errors, ``ToolNotFound``."""
+def restore(pg_restore: str, url: str, password: str, chunks: Iterable[bytes], *,
+            owners: bool = False) -> Restored:
+    """Run ``pg_restore`` into ``url`` from ``chunks`` to the end (no ``--exit-on-error``),
+    with ``--no-owner --no-privileges`` unless ``owners`` (the globals part was applied
+    first), and count the errors it ignored. Not atomic (the caller discards the server).
+    Raises what ``chunks`` raises (the tool is killed first), ``RestoreFailed`` if it died
+    without saying how many errors, ``ToolNotFound``."""
     target = PgTarget.parse(url, password)
-    argv = [pg_restore, "--no-owner", "--no-privileges", "--no-password",
-            "-d", target.tool_conninfo()]
+    keep = [] if owners else ["--no-owner", "--no-privileges"]
+    argv = [pg_restore, *keep, "--no-password", "-d", target.tool_conninfo()]
     try:
         feed_stdin(argv, target.tool_env(), chunks, "pg_restore", redact=[password])
     except RestoreFailed as e:
@@ -152,3 +154,13 @@ def run_query(conn: psycopg.Connection[Any], query: str,
         cur = conn.execute(query.encode())
         return list(cur.fetchall()) if cur.description else []
 
+
+
+def reset_password(socket_dir: str, port: int, user: str, password: str) -> None:
+    """Set ``user``'s password again over the disposable server's unix socket (trust):
+    an applied globals part sets the backed-up cluster's passwords, the sandbox's own
+    superuser's included. Raises ``psycopg.Error``."""
+    with psycopg.connect(host=socket_dir, port=port, user=user, dbname="postgres",
+                         autocommit=True, connect_timeout=10) as conn:
+        conn.execute(sql.SQL("ALTER ROLE {} PASSWORD {}").format(
+            sql.Identifier(user), sql.Literal(password)))
