@@ -46,13 +46,21 @@ def test_redis_backup_verifies_and_a_damaged_rdb_fails(tmp_path: Path, vdir: Pat
         with redis_server.client(db) as c:
             total += int(c.call("DBSIZE"))
     assert checks["key_counts"]["detail"].startswith(f"{total} keys loaded, {total} in the RDB")
-    assert report["server"] and report["record"]
+    assert report["server"] and report["record"] and report["keys"] == total
 
-    [data] = list((tmp_path / "backups").rglob("*.rdb"))
+    with redis_server.client(0) as c:  # most keys gone before the next backup
+        c.call("FLUSHDB")
+    setup.run("backup", "orders", check=True)
+    proc = setup.run("verify", "orders", "--latest", "--json")
+    assert proc.returncode == 21, proc.stdout + proc.stderr
+    drop = {c["kind"]: c for c in json.loads(proc.stdout)["checks"]}["row_drop"]
+    assert drop["status"] == "alarm" and f"keys: {total} -> " in drop["detail"], drop
+
+    [data] = sorted((tmp_path / "backups").rglob("*.rdb"))[-1:]
     raw = bytearray(data.read_bytes())
     raw[len(raw) // 2] ^= 0xFF
     data.write_bytes(bytes(raw))
-    [mpath] = list((tmp_path / "backups").rglob("*.rdb.manifest.json"))
+    [mpath] = sorted((tmp_path / "backups").rglob("*.rdb.manifest.json"))[-1:]
     manifest = json.loads(mpath.read_text())
     digest = {"size": len(raw), "sha256": hashlib.sha256(raw).hexdigest()}
     manifest["plaintext"] = manifest["stored"] = digest

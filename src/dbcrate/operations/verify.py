@@ -75,6 +75,8 @@ class Report:
         default_factory=lambda: {"expected": None, "restored": None})
     previous: str | None = None
     record: str | None = None
+    #: redis: keys loaded (all databases)
+    keys: int | None = None
 
     @property
     def verdict(self) -> Verdict:
@@ -90,6 +92,7 @@ class Report:
             "large_objects": self.large_objects,
             "checks": [c.as_json() for c in self.checks],
             "previous": self.previous, "record": self.record,
+            **({"keys": self.keys} if self.engine == "redis" else {}),
         }
 
 
@@ -148,6 +151,7 @@ def run_verify(config: Config, job: JobConfig, selector: Selector, *, keys: KeyM
     report.checks.append(integrity(located))
     if report.verdict.result != FAIL and m.engine == "redis":
         verify_redis(located, keys, report, parent)
+        _key_drop(located, job, keys, report)
         _rto(report, job)
     elif report.verdict.result != FAIL and m.engine == "mysql":
         stats = _stats(located, keys)
@@ -210,6 +214,25 @@ def _globals(located: Located, keys: KeyMaterial, report: Report, pg: TempPostgr
     return True
 
 
+def _key_drop(located: Located, job: JobConfig, keys: KeyMaterial, report: Report) -> None:
+    """Redis: alarm when the keys fell more than ``verify_row_drop_alarm`` % versus the
+    job's previous backup verified pass or alarm (its record holds the number)."""
+    if report.keys is None or job.verify.row_drop_alarm <= 0:
+        return
+    m = located.manifest
+    prev = records.latest_passing(records.read_records(located.storage, job.name),
+                                  catalog.encode_time(m.started_at), records.mac_key(keys))
+    before = prev.body.get("keys") if prev is not None else None
+    if prev is None or not isinstance(before, int):
+        report.checks.append(Check("row_drop", SKIP, "no earlier backup verified pass or "
+                                   "alarm with a key count"))
+        return
+    report.previous = str(prev.body.get("backup_id"))
+    drops = row_drops({"keys": report.keys}, {"keys": before}, job.verify.row_drop_alarm)
+    report.checks.append(Check("row_drop", ALARM, drops[0]) if drops else Check(
+        "row_drop", PASS, f"keys {before} -> {report.keys} since backup {report.previous}"))
+
+
 def _record(located: Located, keys: KeyMaterial, report: Report) -> None:
     """Store the verdict's record in the target read from, chained to the newest one."""
     m, storage = located.manifest, located.storage
@@ -228,7 +251,7 @@ def _record(located: Located, keys: KeyMaterial, report: Report) -> None:
                     **({"name": c.name} if c.name else {})} for c in report.checks],
         "tables_counted": len(report.tables),
         "large_objects": dict(report.large_objects),
-        "compared_with": report.previous,
+        "compared_with": report.previous, "keys": report.keys,
     }
     rec = records.write_record(storage, m.data_key, fields, keys, found[-1] if found else None)
     report.record = rec.key

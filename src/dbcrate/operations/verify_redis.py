@@ -30,6 +30,7 @@ def verify_redis(located: Located, keys: KeyMaterial, report: Any,
     if not found.check_ok:
         return
     total = sum(found.loaded.values())
+    report.keys = total
     if found.expected_keys is None:
         report.checks.append(Check("key_counts", SKIP, f"{total} keys loaded; "
                                    "redis-check-rdb reported no key count"))

@@ -51,9 +51,10 @@ def verify(chunks: Iterable[bytes], parent: str | None, *, timeout: float = 120.
     temp = TempRedis(server, parent)
     try:
         write_atomically(chunks, temp.rdb)
-        proc = subprocess.run([checker, str(temp.rdb)], capture_output=True, text=True,
+        proc = subprocess.run([checker, str(temp.rdb)], capture_output=True,
                               timeout=timeout, check=False, env=child_env())
-        out = proc.stdout + proc.stderr
+        # it quotes what it read from the (untrusted) file: not necessarily UTF-8
+        out = (proc.stdout + proc.stderr).decode("utf-8", "replace")
         if proc.returncode != 0:
             lines = [ln for ln in out.splitlines() if ln.strip()]
             return RedisVerified(False, "redis-check-rdb: " + " / ".join(lines[-3:]))
