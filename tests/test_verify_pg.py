@@ -450,3 +450,24 @@ equals = "{role}"
     finally:
         server.drop_database(db.name)
         server.psql(f"DROP ROLE IF EXISTS {role}")
+
+
+def test_the_disposable_server_cannot_read_the_identity(
+        tmp_path: Path, pg_server_factory: PgServerFactory) -> None:
+    server = pg_server_factory(18)
+    db = PgDatabase(server, new_db_name("vi"))
+    server.create_database(db.name)
+    try:
+        setup = _setup(tmp_path, db, "")
+        with open(setup.config, "a", encoding="utf-8") as f:
+            f.write(f'\n[[backup.jobs.checks]]\nname = "steal"\n'
+                    f'sql = "SELECT pg_read_file(\'{setup.identity}\')"\nmin_rows = 1\n')
+        setup.run("backup", "orders", check=True)
+        code, report, err = _verify(setup)
+        steal = _by_kind(report)["steal"]
+        assert code == 20 and steal["status"] == "fail", (report, err)
+        assert "AGE-SECRET-KEY" not in json.dumps(report) + err
+        if os.geteuid() == 0:  # the server runs as dbcrate-sandbox
+            assert "Permission denied" in steal["detail"], steal
+    finally:
+        server.drop_database(db.name)

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from dbcrate import __version__, catalog
+from dbcrate import __version__, catalog, interrupt
 from dbcrate.config import Config, JobConfig
 from dbcrate.engines import Connection, RestoreOptions, open_engine
 from dbcrate.engines.postgres import verify as pgverify
@@ -137,6 +137,7 @@ def run_verify(config: Config, job: JobConfig, selector: Selector, *, keys: KeyM
     ``ToolNotFound`` (10: no server of the backup's major, or an engine without a
     verifier), ``SandboxError``, ``Interrupted``. The disposable server and its
     directory are removed in every case."""
+    interrupt.doing(f"verification of {job.name}")
     located = checked(locate(config, job, selector, target), job)
     m = located.manifest
     if m.engine not in ("postgres", "redis", "mysql"):
