@@ -14,6 +14,7 @@ from datetime import timedelta
 from typing import Any
 
 from dbcrate.config.agent import AgentConfig, NotifyConfig
+from dbcrate.config.checks import VerifySettings
 from dbcrate.config.keys import (
     ENGINE_OPTIONS,
     TARGET_KEYS,
@@ -119,6 +120,8 @@ class JobConfig:
     #: newest successful backup may get before status/notifications call it overdue
     timezone: str | None = None
     max_age: timedelta | None = None
+    #: verified restores (config/checks.py, docs/verify.md)
+    verify: VerifySettings = field(default_factory=VerifySettings)
 
     def __post_init__(self) -> None:
         """Validate what the file parser validates, so a config built in memory cannot

@@ -9,6 +9,7 @@ from typing import Any
 from urllib.parse import quote
 
 from dbcrate.config import agent as config_agent
+from dbcrate.config.checks import VERIFY_KEYS, parse_verify
 from dbcrate.config.keys import (
     ALL_ENGINE_OPTIONS,
     DEFAULT_URLS,
@@ -36,7 +37,7 @@ from dbcrate.errors import ConfigError
 _SHARED_KEYS = {
     "compression", "compression_level", "compress", "encryption", "encrypt",
     "recipients", "encryption_key", "encryption_key_file", "retention", "retention_days",
-    "signing_key_file", "trusted_signers", "allowed_signers_file", "max_age",
+    "signing_key_file", "trusted_signers", "allowed_signers_file", "max_age", *VERIFY_KEYS,
 }
 _BACKUP_KEYS = _SHARED_KEYS | {"targets", "jobs"}
 #: engine-specific job keys (any engine's), passed in ``JobConfig.options``; which engine
@@ -44,7 +45,7 @@ _BACKUP_KEYS = _SHARED_KEYS | {"targets", "jobs"}
 ENGINE_OPTION_KEYS = set(ALL_ENGINE_OPTIONS)
 _JOB_KEYS = _SHARED_KEYS | ENGINE_OPTION_KEYS | {
     "name", "database", "engine", "url", "password", "password_file", "schedule",
-    "target", "targets", "options", "timezone",
+    "target", "targets", "options", "timezone", "checks",
 }
 _RETENTION_KEYS = ("hourly", "daily", "weekly", "monthly", "yearly", "days")
 _DEFAULT_RETENTION = Retention(daily=7, weekly=4, monthly=12)
@@ -191,6 +192,7 @@ class Parser:
             trusted_signers=self.signers(merged, where),
             allowed_signers_file=self.str_key(merged, "allowed_signers_file", where,
                                               default=None),
+            verify=parse_verify(merged, engine, self.source, where),
         )
 
     def engine_keys(self, raw: Mapping[str, Any], engine: str, where: str) -> None:

@@ -16,6 +16,7 @@ from dbcrate.engines.base import (
     Part,
     RestoreOptions,
     SinglePart,
+    StatsCounter,
 )
 
 #: engine name -> "module:class"; imported on first use
@@ -28,6 +29,26 @@ REGISTRY: dict[str, str] = {
 
 #: the engine packages, each declaring ``OPTION_KEYS`` and ``DEFAULT_URL``
 PACKAGES: dict[str, str] = {name: spec.rsplit(".", 1)[0] for name, spec in REGISTRY.items()}
+
+
+#: engine name -> "module:class" of its backup-time row counter (a pass-through stage over
+#: its dump with ``stats() -> bytes | None``: the backup's ``stats`` part; docs/verify.md)
+COUNTERS: dict[str, str] = {
+    "postgres": "dbcrate.engines.postgres.archive:RowCounter",
+    "mysql": "dbcrate.engines.mysql.counter:InsertCounter",
+}
+
+
+
+
+def open_counter(engine: str) -> StatsCounter | None:
+    """A new row counter for ``engine``'s dump, or None if it has none."""
+    spec = COUNTERS.get(engine)
+    if spec is None:
+        return None
+    module, _, attr = spec.partition(":")
+    counter: StatsCounter = getattr(importlib.import_module(module), attr)()
+    return counter
 
 
 def _load(spec: str) -> EngineFactory:
@@ -43,6 +64,7 @@ def open_engine(engine: str, connection: Connection) -> Engine:
 
 
 __all__ = [
+    "COUNTERS",
     "PACKAGES",
     "REGISTRY",
     "Connection",
@@ -51,5 +73,7 @@ __all__ = [
     "Part",
     "RestoreOptions",
     "SinglePart",
+    "StatsCounter",
+    "open_counter",
     "open_engine",
 ]

@@ -119,3 +119,13 @@ class SinglePart:
 
 
 EngineFactory = Callable[[Connection], Engine]
+
+
+class StatsCounter(Protocol):
+    """A pass-through stage over a dump that counts what it carries (rows per table), for
+    verified restores: ``stats()`` is the JSON to store as the backup's ``stats`` part
+    (None when the dump held nothing countable)."""
+
+    def __call__(self, chunks: Iterable[bytes]) -> Iterator[bytes]: ...
+
+    def stats(self) -> bytes | None: ...

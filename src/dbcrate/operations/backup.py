@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 
 from dbcrate import __version__, catalog, interrupt, signing
 from dbcrate.config import Config, JobConfig
-from dbcrate.engines import Connection, open_engine
+from dbcrate.engines import Connection, open_counter, open_engine
 from dbcrate.errors import DbcrateError, StorageError
 from dbcrate.model import Digest, Manifest, ObjectInfo, PartRecord, StoredCopy
 from dbcrate.operations import leftovers, preflight
@@ -98,8 +98,16 @@ def run_backup(config: Config, job: JobConfig, progress: Progress | None = None)
             parts.append(PartRecord(part.name, part_key, plain_d, stored_d))
 
         progress.start(f"{job.name}: {info.tool} {info.tool_version} -> {', '.join(storages)}")
-        plain, stored = _store(engine.dump(), key, plan, storages, failures, written, progress,
-                               results)
+        counter = open_counter(job.engine)  # backup-time row counts, as the dump streams
+        dump = engine.dump() if counter is None else counter(engine.dump())
+        plain, stored = _store(dump, key, plan, storages, failures, written, progress, results)
+        stats = counter.stats() if counter is not None else None
+        if stats is not None:  # written after the main dump, encrypted like it
+            stats_key = catalog.data_key(job.name, started, backup_id, ("json", *plan.exts),
+                                         part="stats")
+            parts.append(PartRecord("stats", stats_key, *_store(
+                iter([stats]), stats_key, plan, storages, failures, written, Silent(),
+                results)))
     except BaseException:  # no manifest will be written: the parts stored so far go too
         for name, storage in storages.items():
             _discard(storage, written[name])

@@ -10,7 +10,7 @@ from dbcrate import catalog, retention
 from dbcrate.config import Config, JobConfig
 from dbcrate.errors import DbcrateError
 from dbcrate.model import Manifest
-from dbcrate.operations import leftovers
+from dbcrate.operations import leftovers, records
 from dbcrate.operations.authn import policy, sig_key
 from dbcrate.operations.listing import Skipped, trusted
 from dbcrate.storage import Storage, open_target
@@ -75,7 +75,12 @@ def run_prune(
 
 def _delete(storage: Storage, m: Manifest, report: PruneReport) -> None:
     mkey = catalog.manifest_key(m.data_key)
-    keys = [mkey, sig_key(mkey), m.data_key, *(p.key for p in m.parts)]
+    try:  # its verification records go with it (docs/verify.md)
+        verified = records.records_of(storage, m.data_key)
+    except DbcrateError as exc:
+        report.errors.append(exc)
+        return
+    keys = [mkey, sig_key(mkey), m.data_key, *(p.key for p in m.parts), *verified]
     for key in keys:
         try:
             storage.delete(key)

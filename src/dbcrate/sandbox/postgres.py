@@ -53,6 +53,7 @@ class TempPostgres:
         user: str = "postgres",
         cache_dir: Path | None = None,
         settings: dict[str, str] | None = None,
+        parent: Path | None = None,
     ) -> None:
         self.major = major
         self.user = user
@@ -62,6 +63,8 @@ class TempPostgres:
         self.port = port or 0
         self._cache_dir = cache_dir
         self._settings = settings or {}
+        #: where the server's temporary directory is made (default: ``$TMPDIR``)
+        self._parent = parent
         self.root: Path | None = None
         self.base: Path | None = None
         self._prefix: list[str] = []
@@ -110,7 +113,7 @@ class TempPostgres:
     def start(self) -> TempPostgres:
         """initdb and start the server; on failure everything created is removed."""
         self.root = pgbin.ensure(self.major, self._cache_dir)
-        self.base = Path(tempfile.mkdtemp(prefix=f"dbcrate-pg{self.major}-"))
+        self.base = Path(tempfile.mkdtemp(prefix=f"dbcrate-pg{self.major}-", dir=self._parent))
         try:
             if os.geteuid() == 0:
                 self._owner = ensure_user(SANDBOX_USER)

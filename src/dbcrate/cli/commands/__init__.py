@@ -18,10 +18,12 @@ from dbcrate.cli.commands import (
     status,
     target,
     tools,
+    verify,
 )
 
 MODULES: tuple[ModuleType, ...] = (
     keygen, backup, listing, restore, cat, prune, target, tools, grants, agent, status, audit,
+    verify,
 )
 
 __all__ = ["MODULES"]

@@ -1,0 +1,264 @@
+"""Counting rows as a ``pg_dump -Fc -Z0`` archive streams past (docs/verify.md, "Counts at
+backup time"): no second pass over the database, no copy of the data.
+
+The custom format (pg_backup_archiver.c, pg_backup_custom.c): a header, the table of
+contents (one entry per object; ``TABLE DATA`` entries name schema and table), then data
+blocks. A block is a type byte and a dump id, then length-prefixed chunks ending with a
+zero length (``BLK_DATA``: the COPY text of one table, ended by ``\\.``; ``BLK_BLOBS``:
+large objects, each an oid and its chunks, ended by oid 0). With ``-Z0`` the chunks are
+the plain bytes, and pg_dump writes one chunk per COPY row (and one for the terminator),
+so the rows of a table are its chunks less the terminator: one ``struct`` read per row,
+no copy and no scan of the data.
+
+``RowCounter`` is a pass-through stage; ``counts()`` is valid after the stream ended.
+"""
+
+from __future__ import annotations
+
+import json
+import struct
+import time
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+
+_BLK_DATA, _BLK_BLOBS = 1, 3
+#: COPY's end marker, a chunk of its own after the rows (4-byte ints)
+_LAST_CHUNK = b"\x00\x05\x00\x00\x00\\.\n\n\n"
+_SIGN_LEN = struct.Struct("<BI")
+
+
+class ArchiveFormatError(ValueError):
+    """The stream is not a custom-format archive this counter understands."""
+
+
+class _NeedMore(Exception):
+    pass
+
+
+class _Reader:
+    """Reads archive fields from a buffer; raises ``_NeedMore`` at its end."""
+
+    def __init__(self, buf: bytes | bytearray, pos: int = 0, int_size: int = 4) -> None:
+        self.buf, self.pos, self.int_size = buf, pos, int_size
+
+    def byte(self) -> int:
+        if self.pos >= len(self.buf):
+            raise _NeedMore
+        self.pos += 1
+        return self.buf[self.pos - 1]
+
+    def raw(self, n: int) -> bytes:
+        if self.pos + n > len(self.buf):
+            raise _NeedMore
+        self.pos += n
+        return bytes(self.buf[self.pos - n : self.pos])
+
+    def int(self) -> int:
+        sign = self.byte()
+        value = int.from_bytes(self.raw(self.int_size), "little")
+        return -value if sign else value
+
+    def str(self) -> str | None:
+        n = self.int()
+        if n < 0:
+            return None
+        return self.raw(n).decode("utf-8", "replace")
+
+
+@dataclass
+class Header:
+    version: tuple[int, int, int]
+    int_size: int
+    off_size: int
+    #: dump id -> (schema, table) of each TABLE DATA entry
+    tables: dict[int, tuple[str, str]]
+
+
+def read_header(buf: bytes | bytearray) -> tuple[Header, int]:
+    """Parse header and TOC; returns them and the offset of the first data block.
+    Raises ``_NeedMore`` if ``buf`` is too short, ``ArchiveFormatError`` if not ours."""
+    r = _Reader(buf)
+    if r.raw(5) != b"PGDMP":
+        raise ArchiveFormatError("not a pg_dump custom-format archive")
+    version = (r.byte(), r.byte(), r.byte())
+    if version < (1, 12, 0) or version >= (2, 0, 0):
+        raise ArchiveFormatError(f"unsupported archive version {version}")
+    int_size, off_size = r.byte(), r.byte()
+    r.int_size = int_size
+    if r.byte() != 1:
+        raise ArchiveFormatError("not a custom-format archive")
+    if version >= (1, 15, 0):
+        if r.byte() != 0:
+            raise ArchiveFormatError("a compressed archive (rows are counted only for -Z0)")
+    elif r.int() != 0:
+        raise ArchiveFormatError("a compressed archive (rows are counted only for -Z0)")
+    for _ in range(7):  # creation time
+        r.int()
+    for _ in range(3):  # database, server version, pg_dump version
+        r.str()
+    tables: dict[int, tuple[str, str]] = {}
+    for _ in range(r.int()):
+        dump_id = r.int()
+        r.int()  # has data
+        r.str(), r.str()  # table oid, oid
+        tag, desc = r.str(), r.str()
+        r.int()  # section
+        r.str(), r.str(), r.str()  # defn, drop, copy statements
+        namespace = r.str()
+        r.str()  # tablespace
+        if version >= (1, 14, 0):
+            r.str()  # table access method
+        if version >= (1, 16, 0):
+            r.int()  # relkind
+        r.str(), r.str()  # owner, "false"
+        while r.str() is not None:  # dependencies
+            pass
+        r.byte()  # offset flag
+        r.raw(off_size)
+        if desc == "TABLE DATA" and tag is not None:
+            tables[dump_id] = (namespace or "", tag)
+    return Header(version, int_size, off_size, tables), r.pos
+
+
+class RowCounter:
+    """A pass-through ``Stage``: yields every chunk unchanged and counts, per table, the
+    COPY rows (and the large objects) of the archive flowing through it."""
+
+    def __init__(self) -> None:
+        self.header: Header | None = None
+        self.rows: dict[int, int] = {}
+        self.large_objects = 0
+        #: why counting stopped (an archive this counter cannot read), else None
+        self.problem: str | None = None
+        #: CPU time spent counting (the bench reports its share of the backup's)
+        self.cpu_seconds = 0.0
+        self._buf = bytearray()
+        self._state = "head"
+        self._left = 0  # bytes of the current chunk still to come
+        self._block = 0  # dump id of the current data block
+        self._kind = 0
+        self._prev = b""  # the last bytes consumed before the current buffer
+
+    def __call__(self, chunks: Iterable[bytes]) -> Iterator[bytes]:
+        """Pass ``chunks`` through, counting; an archive it cannot read stops the counting
+        (``problem`` says why) but never the stream."""
+        for chunk in chunks:
+            if self.problem is None:
+                t0 = time.thread_time()
+                try:
+                    self.feed(chunk)
+                except ArchiveFormatError as e:
+                    self.problem = str(e)
+                self.cpu_seconds += time.thread_time() - t0
+            yield chunk
+
+    def stats(self) -> bytes | None:
+        """The ``stats`` part (JSON): rows per table and large objects, or None if the
+        archive could not be read to its end. Holds names and counts, no values."""
+        if self.problem is not None or self.header is None or self._state != "block":
+            return None
+        tables = [{"schema": s, "table": t, "rows": n}
+                  for (s, t), n in sorted(self.counts().items())]
+        body = {"format": 1, "method": "copy-stream", "tables": tables,
+                "large_objects": self.large_objects}
+        return json.dumps(body, sort_keys=True).encode()
+
+    def feed(self, chunk: bytes) -> None:
+        """Count what ``chunk`` holds. Raises ``ArchiveFormatError``."""
+        if self._state == "head":
+            self._buf += chunk
+            try:
+                self.header, pos = read_header(self._buf)
+            except _NeedMore:
+                return
+            rest = bytes(self._buf[pos:])
+            self._buf = bytearray()
+            self._state = "block"
+            self._blocks(rest)
+        else:
+            self._blocks(chunk)
+
+    def _blocks(self, data: bytes) -> None:
+        if self._buf:
+            data = bytes(self._buf) + data
+            self._buf = bytearray()
+        pos = self._scan(data)
+        if pos < len(data):
+            self._buf = bytearray(data[pos:])
+        self._prev = (self._prev + data[max(0, pos - 16) : pos])[-16:]
+
+    def _scan(self, data: bytes) -> int:
+        """Consume ``data`` up to the first incomplete field; returns where that starts."""
+        assert self.header is not None
+        pos, n = 0, len(data)
+        r = _Reader(data, 0, self.header.int_size)
+        fast = self.header.int_size == 4
+        unpack = _SIGN_LEN.unpack_from
+        while pos < n:
+            if self._left:  # the rest of a chunk that began in an earlier buffer
+                take = min(self._left, n - pos)
+                self._left -= take
+                pos += take
+                continue
+            if fast and self._state == "chunk" and self._kind == _BLK_DATA:
+                count = 0  # the hot loop: one chunk per COPY row
+                while pos + 5 <= n:
+                    sign, length = unpack(data, pos)
+                    if sign or not length:
+                        break
+                    count += 1
+                    pos += 5 + length
+                if pos > n:
+                    self._left, pos = pos - n, n
+                self.rows[self._block] += count
+                if pos + 5 > n:
+                    return pos if not self._left else n
+            r.pos = pos
+            try:
+                pos = self._field(r)
+            except _NeedMore:
+                return pos
+        return pos
+
+    def _field(self, r: _Reader) -> int:
+        """Read the next non-data field at ``r.pos``; returns the position after it."""
+        start = r.pos
+        if self._state == "block":
+            kind = r.byte()
+            self._kind, self._block = kind, r.int()
+            if kind == _BLK_DATA:
+                self.rows.setdefault(self._block, 0)
+                self._state = "chunk"
+            elif kind == _BLK_BLOBS:
+                self._state = "oid"
+            else:
+                raise ArchiveFormatError(f"unknown data block type {kind}")
+        elif self._state == "oid":
+            if r.int() == 0:
+                self._state = "block"
+            else:
+                self.large_objects += 1
+                self._state = "chunk"
+        else:  # chunk length
+            length = r.int()
+            if length < 0:
+                raise ArchiveFormatError("negative chunk length")
+            if length:
+                self._left = length
+                if self._kind == _BLK_DATA:
+                    self.rows[self._block] += 1
+            elif self._kind == _BLK_DATA:
+                before = (self._prev + bytes(r.buf[max(0, start - 16) : start]))[-10:]
+                if before == _LAST_CHUNK:  # COPY's end marker is not a row
+                    self.rows[self._block] -= 1
+                self._state = "block"
+            else:
+                self._state = "oid"
+        return r.pos
+
+    def counts(self) -> dict[tuple[str, str], int]:
+        """Rows per (schema, table) of every table whose data the archive held."""
+        if self.header is None:
+            return {}
+        tables = self.header.tables
+        return {tables[i]: n for i, n in self.rows.items() if i in tables}
