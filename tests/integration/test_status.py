@@ -17,7 +17,7 @@ from tests.lib.agent import agent_table, events, wait_until
 from tests.lib.e2e import DBCRATE, local_target, make_setup
 from tests.servers.postgres import PgDatabase
 
-UNITS = Path(__file__).resolve().parent.parent / "contrib" / "systemd"
+UNITS = Path(__file__).resolve().parents[2] / "contrib" / "systemd"
 
 
 def test_status_shows_manual_runs_failures_and_max_age(pg_db: PgDatabase, tmp_path: Path) -> None:

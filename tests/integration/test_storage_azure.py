@@ -5,24 +5,16 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
 import pytest
 
 from dbcrate.config import TargetConfig
 from dbcrate.errors import ConfigError, StorageError
 from dbcrate.storage import open_target
-from tests.servers.azurite import ACCOUNT, KEY, AzuriteServer
+from tests.servers.azurite import KEY, AzuriteServer, sas
 
 MiB = 1 << 20
-
-
-def _sas(container: str, **perms: bool) -> str:
-    from azure.storage.blob import ContainerSasPermissions, generate_container_sas
-
-    return generate_container_sas(ACCOUNT, container, account_key=KEY,
-                                  permission=ContainerSasPermissions(**perms),
-                                  expiry=datetime.now(UTC) + timedelta(hours=1))
 
 
 def test_missing_container_is_named_never_created(azurite_server: AzuriteServer) -> None:
@@ -49,14 +41,14 @@ def test_wrong_account_key_names_the_credential(azure_target: TargetConfig) -> N
 def test_sas_without_write_names_the_permission(azurite_server: AzuriteServer) -> None:
     container = azurite_server.make_container()
     opts = {"container": container, "endpoint": azurite_server.endpoint,
-            "sas_token": _sas(container, read=True, list=True)}
+            "sas_token": sas(container, read=True, list=True)}
     storage = open_target(TargetConfig("azure", "azure", opts))
     assert list(storage.list()) == []  # list is allowed
     with pytest.raises(StorageError, match="failed at step 'write'") as caught:
         storage.probe()
     assert "permission 'w'" in (caught.value.hint or "")
     full = open_target(TargetConfig("azure", "azure", {
-        **opts, "sas_token": _sas(container, read=True, list=True, write=True, delete=True)}))
+        **opts, "sas_token": sas(container, read=True, list=True, write=True, delete=True)}))
     full.probe()
 
 

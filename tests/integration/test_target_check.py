@@ -15,7 +15,7 @@ from dbcrate.config import TargetConfig
 from dbcrate.errors import StorageError
 from dbcrate.storage import open_target
 from tests.lib.e2e import Setup, local_target, make_setup
-from tests.servers.azurite import AzuriteServer
+from tests.servers.azurite import AzuriteServer, sas
 from tests.servers.gcs import GcsServer
 from tests.servers.s3 import S3Server
 from tests.servers.sshd import SshServer
@@ -130,17 +130,15 @@ def test_local_text_output(tmp_path: Path) -> None:
 
 def test_verbose_check_shows_no_secret(tmp_path: Path, azurite_server: AzuriteServer,
                                        sshd_server: SshServer) -> None:
-    from tests.test_storage_azure import _sas
-
     container = azurite_server.make_container()
-    sas = _sas(container, read=True, list=True, write=True, delete=True)
-    az = TargetConfig("az", "azure", {"container": container, "sas_token": sas,
+    token = sas(container, read=True, list=True, write=True, delete=True)
+    az = TargetConfig("az", "azure", {"container": container, "sas_token": token,
                                       "endpoint": azurite_server.endpoint})
     code, doc, err = _check(_setup(tmp_path / "az", az), "az")
     assert code == 0 and doc["ok"], err
     proc = _setup(tmp_path / "az2", az).run("-vv", "target", "check", "az")
     assert proc.returncode == 0, proc.stderr
-    sig = sas.split("sig=")[1].split("&")[0]
+    sig = token.split("sig=")[1].split("&")[0]
     assert sig not in proc.stdout + proc.stderr
     box = dataclasses.replace(sshd_server.target(sshd_server.new_dir(), private_key_file="",
                                                  password="pw-never-shown"), name="box")

@@ -17,6 +17,7 @@ import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -124,3 +125,12 @@ def azure_target(azurite_server: AzuriteServer) -> TargetConfig:
     """A fresh container; options: container, prefix "prod", endpoint, account_name,
     account_key, block_size=1 (MiB)."""
     return azurite_server.target(azurite_server.make_container())
+
+
+def sas(container: str, **perms: bool) -> str:
+    """A container SAS token with ``perms`` (read, list, write, delete ...), valid an hour."""
+    from azure.storage.blob import ContainerSasPermissions, generate_container_sas
+
+    return generate_container_sas(ACCOUNT, container, account_key=KEY,
+                                  permission=ContainerSasPermissions(**perms),
+                                  expiry=datetime.now(UTC) + timedelta(hours=1))
