@@ -17,7 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.lib.e2e import local_target, make_setup
+from tests.lib.agent import table_lock
+from tests.lib.e2e import Setup, local_target, make_setup
 from tests.lib.procs import cmdline, files_under
 from tests.lib.running import STOP_SIGNALS, Running, assert_interrupted
 from tests.servers.backed import Backed
@@ -155,9 +156,17 @@ def test_signal_during_redis_copy_restore(
 
 
 def test_ctrl_c_as_soon_as_the_dump_runs_30_times(tmp_path: Path, pg_db: PgDatabase) -> None:
-    """Ctrl-C in a terminal: SIGINT to the whole process group (dbcrate and pg_dump)."""
+    """Ctrl-C in a terminal: SIGINT to the whole process group (dbcrate and pg_dump).
+
+    A table lock the test holds keeps each pg_dump waiting, so every try is interrupted
+    while the dump runs (on a loaded machine a small dump could otherwise finish first)."""
     setup = make_setup(tmp_path, url=pg_db.url, password=pg_db.password,
                        targets=[local_target(tmp_path / "backups")])
+    with table_lock(pg_db):
+        _ctrl_c_tries(setup, tmp_path)
+
+
+def _ctrl_c_tries(setup: Setup, tmp_path: Path) -> None:
     for i in range(30):
         run = Running(setup, "backup", "orders", session=True)
         run.wait_for(lambda: run.tool("pg_dump", arg="-Fc"), "pg_dump running")  # noqa: B023
