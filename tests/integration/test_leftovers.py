@@ -28,12 +28,16 @@ def _tmp_files(root: Path) -> list[str]:
     return [f for f in files_under(root) if Path(f).name.startswith(".dbcrate-tmp-")]
 
 
-def _kill_during_backup(setup: Setup, ready: object, what: str) -> None:
+def _kill_during_backup(setup: Setup, ready: object, what: str, *,
+                        must_kill: bool = True) -> bool:
+    """SIGKILL the backup once ``ready``; whether the kill found it still running."""
     run = Running(setup, "backup", "orders")
     run.wait_for(ready, what)  # type: ignore[arg-type]
     os.kill(run.proc.pid, signal.SIGKILL)
     run.proc.communicate(timeout=120)
-    assert run.proc.returncode == -signal.SIGKILL
+    if must_kill:
+        assert run.proc.returncode == -signal.SIGKILL
+    return run.proc.returncode == -signal.SIGKILL
 
 
 def test_sigkill_during_a_local_backup_then_backup_removes_the_temp_file(
@@ -89,13 +93,17 @@ def _dead_pid() -> int:
 def test_sigkill_during_an_s3_backup_then_the_upload_is_aborted(
     tmp_path: Path, pg_big: PgDatabase, s3_server: S3Server, command: str
 ) -> None:
-    bucket = s3_server.make_bucket()
-    s3 = dataclasses.replace(s3_server.target(bucket, part_size=5), name="s3")
-    setup = make_setup(tmp_path, url=pg_big.url, password=pg_big.password, targets=[s3],
-                       compression="none")
-    _kill_during_backup(setup, lambda: _uploaded_a_part(s3_server, bucket),
-                        "a multipart upload with a part")
-    assert len(s3_state(s3_server, bucket)[1]) == 1
+    for attempt in range(5):  # on a loaded machine the dump may finish before the kill lands
+        bucket = s3_server.make_bucket()
+        s3 = dataclasses.replace(s3_server.target(bucket, part_size=5), name="s3")
+        setup = make_setup(tmp_path / f"try{attempt}", url=pg_big.url,
+                           password=pg_big.password, targets=[s3], compression="none")
+        killed = _kill_during_backup(setup, lambda b=bucket: _uploaded_a_part(s3_server, b),
+                                     "a multipart upload with a part", must_kill=False)
+        if killed and len(s3_state(s3_server, bucket)[1]) == 1:
+            break
+    else:
+        pytest.fail("five SIGKILLs all landed after the upload had completed")
 
     listed = setup.run("list", "orders", "--json", check=True)
     assert json.loads(listed.stdout) == []
