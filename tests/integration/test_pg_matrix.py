@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 
 from dbcrate import pgbin
-from dbcrate.sandbox import TempPostgres, load_sample
+from dbcrate.sandbox import TempPostgres
 from tests.lib.e2e import Setup, local_target, make_setup
-from tests.servers.postgres import PgDatabase, PgServerFactory, new_db_name
+from tests.servers.postgres import PgDatabase, PgServerFactory, new_db_name, sample_db
 
 MAJORS = (14, 15, 16, 17, 18)
 
@@ -27,14 +27,8 @@ def _other_major_path(major: int) -> str:
 @pytest.fixture
 def source(request: pytest.FixtureRequest, pg_server_factory: PgServerFactory,
            ) -> Iterator[PgDatabase]:
-    server = pg_server_factory(request.param)
-    db = PgDatabase(server, new_db_name(f"m{request.param}"))
-    server.create_database(db.name)
-    try:
-        load_sample(db.url, password=db.password, scale=20)
+    with sample_db(pg_server_factory(request.param), f"m{request.param}", scale=20) as db:
         yield db
-    finally:
-        server.drop_database(db.name)
 
 
 def _backup(tmp_path: Path, db: PgDatabase, major: int) -> tuple[Setup, dict[str, str]]:

@@ -20,7 +20,7 @@ import pytest
 
 from dbcrate.sandbox import load_sample
 from tests.lib.e2e import DBCRATE, Setup, local_target, make_setup
-from tests.servers.postgres import PgDatabase, PgServerFactory, new_db_name
+from tests.servers.postgres import PgDatabase, PgServerFactory, new_db_name, sample_db
 
 CHECKS = """
 [[backup.jobs.checks]]
@@ -60,14 +60,8 @@ def _postgres_running_under(where: Path) -> list[int]:
 @pytest.fixture(params=[14, 18], ids=["pg14", "pg18"])
 def source(request: pytest.FixtureRequest, pg_server_factory: PgServerFactory,
            ) -> Iterator[PgDatabase]:
-    server = pg_server_factory(request.param)
-    db = PgDatabase(server, new_db_name(f"v{request.param}"))
-    server.create_database(db.name)
-    try:
-        load_sample(db.url, password=db.password, scale=20)
+    with sample_db(pg_server_factory(request.param), f"v{request.param}", scale=20) as db:
         yield db
-    finally:
-        server.drop_database(db.name)
 
 
 @pytest.fixture(autouse=True)

@@ -11,7 +11,6 @@ from __future__ import annotations
 import itertools
 import os
 import shutil
-import socket
 import subprocess
 import tempfile
 import time
@@ -25,6 +24,7 @@ import pytest
 
 from dbcrate.config import TargetConfig
 from dbcrate.sandbox import free_port
+from tests.lib.daemons import start_listening, stop
 
 ACCOUNT = "devstoreaccount1"
 #: Azurite's published development key (not a secret)
@@ -79,31 +79,14 @@ class AzuriteServer:
         binary = azurite_binary()
         assert binary is not None
         log = self.location / "azurite.log"
-        with open(log, "wb") as out:
-            self.process = subprocess.Popen(
-                [binary, "--blobHost", "127.0.0.1", "--blobPort", str(self.port),
-                 "--location", str(self.location / "data"), "--disableTelemetry",
-                 "--skipApiVersionCheck", "--silent"],
-                stdout=out, stderr=subprocess.STDOUT, cwd=self.location)
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"azurite exited: {log.read_text()[-2000:]}")
-            try:
-                socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
-                return
-            except OSError:
-                time.sleep(0.1)
-        raise RuntimeError(f"azurite did not start: {log.read_text()[-2000:]}")
+        self.process = start_listening(
+            [binary, "--blobHost", "127.0.0.1", "--blobPort", str(self.port),
+             "--location", str(self.location / "data"), "--disableTelemetry",
+             "--skipApiVersionCheck", "--silent"],
+            self.port, log, self.location, "azurite")
 
     def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        stop(self.process)
 
 
 @pytest.fixture(scope="session")

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import itertools
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -23,6 +22,7 @@ import pytest
 
 from dbcrate.config import TargetConfig
 from dbcrate.sandbox import free_port
+from tests.lib.daemons import start_listening, stop
 
 _ids = itertools.count(1)
 
@@ -60,29 +60,12 @@ class GcsServer:
         if not exe.exists():
             pytest.skip("gcp-storage-emulator is not installed (the test extra)")
         log = self.workdir / "gcs.log"
-        with open(log, "wb") as out:
-            self.process = subprocess.Popen(
-                [str(exe), "start", "-H", "127.0.0.1", "--port", str(self.port)],
-                stdout=out, stderr=subprocess.STDOUT, cwd=self.workdir)
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"gcp-storage-emulator exited: {log.read_text()[-2000:]}")
-            try:
-                socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
-                return
-            except OSError:
-                time.sleep(0.1)
-        raise RuntimeError(f"gcp-storage-emulator did not start: {log.read_text()[-2000:]}")
+        self.process = start_listening(
+            [str(exe), "start", "-H", "127.0.0.1", "--port", str(self.port)],
+            self.port, log, self.workdir, "gcp-storage-emulator")
 
     def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        stop(self.process)
 
 
 @pytest.fixture(scope="session")

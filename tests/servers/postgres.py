@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -77,15 +78,23 @@ def pg_server(pg_server_factory: PgServerFactory) -> TempPostgres:
     return pg_server_factory(17)
 
 
-@pytest.fixture
-def pg_db(pg_server: TempPostgres) -> Iterator[PgDatabase]:
-    db = PgDatabase(pg_server, new_db_name("sample"))
-    pg_server.create_database(db.name)
+@contextmanager
+def sample_db(server: TempPostgres, prefix: str = "sample", **sample: Any) -> Iterator[PgDatabase]:
+    """A new database on ``server`` loaded with the sample data (``load_sample`` options),
+    dropped afterwards."""
+    db = PgDatabase(server, new_db_name(prefix))
+    server.create_database(db.name)
     try:
-        load_sample(db.url, password=db.password)
+        load_sample(db.url, password=db.password, **sample)
         yield db
     finally:
-        pg_server.drop_database(db.name)
+        server.drop_database(db.name)
+
+
+@pytest.fixture
+def pg_db(pg_server: TempPostgres) -> Iterator[PgDatabase]:
+    with sample_db(pg_server) as db:
+        yield db
 
 
 @pytest.fixture
