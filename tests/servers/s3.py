@@ -188,6 +188,11 @@ class TcpProxy:
         for c in conns:
             with contextlib.suppress(OSError):
                 c.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            # SHUT_RD first: a pump thread blocked in recv() holds the socket open, so a
+            # bare close() would send nothing and a single-threaded server (the GCS
+            # emulator) would wait for the rest of the request body forever
+            with contextlib.suppress(OSError):
+                c.shutdown(socket.SHUT_RD)
             with contextlib.suppress(OSError):
                 c.close()
 
