@@ -35,7 +35,7 @@ from dbcrate.errors import (
 from dbcrate.operations import records
 from dbcrate.operations.listing import manifests
 from dbcrate.operations.pipeline import KeyMaterial, check_digest, decoders
-from dbcrate.operations.restore import Located, Selector, checked, locate, plaintext
+from dbcrate.operations.restore import Located, Selector, checked, locate_named, plaintext
 from dbcrate.operations.verdict import (
     ALARM,
     FAIL,
@@ -54,10 +54,6 @@ from dbcrate.storage import open_target
 from dbcrate.streams import digest_of
 
 log = logging.getLogger("dbcrate.verify")
-
-#: the statement_timeout of a user check, in milliseconds
-CHECK_TIMEOUT_MS = 60_000
-
 
 @dataclass
 class Report:
@@ -138,7 +134,7 @@ def run_verify(config: Config, job: JobConfig, selector: Selector, *, keys: KeyM
     verifier), ``SandboxError``, ``Interrupted``. The disposable server and its
     directory are removed in every case."""
     interrupt.doing(f"verification of {job.name}")
-    located = checked(locate(config, job, selector, target), job)
+    located = checked(locate_named(config, job, selector, target), job)
     m = located.manifest
     if m.engine not in ("postgres", "redis", "mysql"):
         raise ToolNotFound(
@@ -347,7 +343,8 @@ def _database_checks(conn: Any, report: Report, job: JobConfig,
                          "; ".join(bad) if bad else f"{n} B-tree indexes intact"))
     for uc in job.verify.checks:
         try:
-            rows = pgverify.run_query(conn, uc.sql, CHECK_TIMEOUT_MS)
+            rows = pgverify.run_query(conn, uc.sql,
+                                          round(job.verify.check_timeout * 1000))
         except DbcrateError:
             raise
         except Exception as e:  # psycopg.Error: the server's message

@@ -59,7 +59,8 @@ def verify_mysql(located: Located, job: JobConfig, keys: KeyMaterial, report: An
             query = uc.sql.strip().rstrip(";")
             try:
                 rows = server.sql("START TRANSACTION READ ONLY;\nSET STATEMENT "
-                                  f"max_statement_time=60 FOR {query};\nROLLBACK;", DB)
+                                  f"max_statement_time={job.verify.check_timeout:g} "
+                                  f"FOR {query};\nROLLBACK;", DB)
             except SandboxError as e:
                 problem: str | None = e.message.splitlines()[0]
             else:
