@@ -71,6 +71,8 @@ class Report:
         default_factory=lambda: {"expected": None, "restored": None})
     previous: str | None = None
     record: str | None = None
+    #: the SHA-256 of the stored record (audited)
+    record_sha256: str | None = None
     #: redis: keys loaded (all databases)
     keys: int | None = None
 
@@ -88,6 +90,7 @@ class Report:
             "large_objects": self.large_objects,
             "checks": [c.as_json() for c in self.checks],
             "previous": self.previous, "record": self.record,
+            "record_sha256": self.record_sha256,
             **({"keys": self.keys} if self.engine == "redis" else {}),
         }
 
@@ -251,7 +254,7 @@ def _record(located: Located, keys: KeyMaterial, report: Report) -> None:
         "compared_with": report.previous, "keys": report.keys,
     }
     rec = records.write_record(storage, m.data_key, fields, keys, found[-1] if found else None)
-    report.record = rec.key
+    report.record, report.record_sha256 = rec.key, rec.sha256
 
 
 def _row_drop(located: Located, job: JobConfig, keys: KeyMaterial, report: Report,

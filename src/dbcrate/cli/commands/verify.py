@@ -13,7 +13,7 @@ from dbcrate.cli.options import load_config, selector
 from dbcrate.cli.output import print_error, print_json
 from dbcrate.config import Config, JobConfig
 from dbcrate.errors import DbcrateError, IntegrityError
-from dbcrate.operations.verify import run_history, run_verify
+from dbcrate.operations.verify import run_history
 
 
 def register(sub: Any, common: argparse.ArgumentParser) -> None:
@@ -44,9 +44,14 @@ def run(args: argparse.Namespace) -> int:
     job = cfg.job(args.job)
     if args.history:
         return _history(cfg, job, args)
+    from dbcrate.agent.verifying import verify_and_record
+    from dbcrate.cli.auditing import record
+
     try:
-        report = run_verify(cfg, job, selector(args), keys=keys(args, job.encryption_key),
-                            target=args.target)
+        report = verify_and_record(cfg, job, selector(args), keys(args, job.encryption_key),
+                                   trigger="manual", state_dir=cfg.agent.state_path,
+                                   audit=lambda ev, **f: record(cfg, ev, **f),
+                                   target=args.target)
     except DbcrateError as err:
         explain(err, args)
         raise
