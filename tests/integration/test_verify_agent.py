@@ -91,3 +91,13 @@ def test_verify_only_agent_runs_verify_schedule_audits_and_status_shows_it(
     assert job["verify"]["last"]["result"] == "alarm"
     assert job["verify"]["days"][-1]["result"] == "alarm"
     assert setup.run("audit", "verify").returncode == 0
+
+    # deleting the newest record is detected (the MACed head names it, its backup stays)
+    hist = setup.run("verify", "orders", "--history", "--json", "--identity",
+                     str(setup.identity))
+    assert hist.returncode == 0 and json.loads(hist.stdout)["chain"] == "ok", hist.stderr
+    newest_record = tmp_path / "backups" / alarm["record"]
+    newest_record.unlink()
+    hist = setup.run("verify", "orders", "--history", "--json")
+    assert hist.returncode == 5, hist.stdout + hist.stderr
+    assert json.loads(hist.stdout)["broken_at"] == alarm["record"]

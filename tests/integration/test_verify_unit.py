@@ -59,7 +59,8 @@ class MemStorage:
         self.objects: dict[str, bytes] = {}
 
     def put(self, key: str, chunks: Iterable[bytes]) -> ObjectInfo:
-        assert key not in self.objects, "records are never overwritten"
+        assert key not in self.objects or key.endswith(records.HEAD_NAME), \
+            "records are never overwritten"
         self.objects[key] = b"".join(chunks)
         return ObjectInfo(key, len(self.objects[key]))
 
@@ -96,6 +97,48 @@ def test_records_chain_mac_and_history() -> None:
     assert not broken.ok and broken.broken_at == middle
     del store.objects[middle]  # pruned with its backup: the rest still chains
     assert records.check_chain(records.read_records(store, "j"), None).ok  # type: ignore[arg-type]
+
+
+def _chain(store: MemStorage, keys: KeyMaterial | None) -> records.ChainCheck:
+    found = records.read_records(store, "j")  # type: ignore[arg-type]
+    manifests = {k for k in store.objects if k.endswith(".manifest.json")}
+    secret = records.mac_key(keys) if keys else None
+    chain = records.check_chain(found, secret, manifests)
+    if not chain.ok:
+        return chain
+    return records.check_head(records.read_head(store, "j"), found,  # type: ignore[arg-type]
+                              secret, manifests)
+
+
+def test_a_deleted_newest_record_or_head_is_detected_a_pruned_one_is_not() -> None:
+    store, keys = MemStorage(), KeyMaterial(aes_key=b"k" * 32)
+    prev = None
+    for i in range(3):
+        data = f"j/2026/12/0{i + 1}/x-{i}.pgdump"
+        store.objects[data + ".manifest.json"] = b"{}"
+        prev = records.write_record(store, data, {"job": "j", "result": "pass"},  # type: ignore[arg-type]
+                                    keys, prev, now=datetime(2026, 12, i + 1, tzinfo=UTC))
+    assert _chain(store, keys).ok
+    saved = dict(store.objects)
+    newest = prev.key if prev else ""
+    del store.objects[newest]  # its backup is still there: deleted, not pruned
+    broken = _chain(store, None)
+    assert not broken.ok and broken.broken_at == newest, broken
+    del store.objects["j/2026/12/03/x-2.pgdump.manifest.json"]  # pruned with its backup
+    assert _chain(store, keys).ok
+    store.objects = dict(saved)
+    middle = next(k for k in store.objects if k.startswith("j/2026/12/02/") and
+                  k.endswith(records.SUFFIX))
+    del store.objects[middle]
+    assert _chain(store, None).broken_at == middle
+    store.objects = dict(saved)
+    del store.objects["j/" + records.HEAD_NAME]
+    assert "missing" in _chain(store, None).why
+    store.objects = dict(saved)
+    head = json.loads(store.objects["j/" + records.HEAD_NAME])
+    head["record"] = middle  # pointed back at an older record, without the MAC key
+    store.objects["j/" + records.HEAD_NAME] = json.dumps(head).encode()
+    assert "MAC" in _chain(store, keys).why
 
 
 def test_a_mongodb_backup_exits_10_and_records_nothing(tmp_path: Path) -> None:

@@ -128,6 +128,13 @@ class VerifyLog:
         found = self._rows("job = ? AND result != 'running' ORDER BY id DESC LIMIT 1", (job,))
         return found[0] if found else None
 
+    def written(self, job: str, target: str) -> list[tuple[str, str]]:
+        """``(record key, sha256)`` of the records this host wrote for ``job`` on
+        ``target`` (what ``--history`` checks are still stored)."""
+        return [(str(r["record"]), str(r["record_sha256"])) for r in self._rows(
+            "job = ? AND target = ? AND record IS NOT NULL AND record_sha256 IS NOT NULL",
+            (job, target))]
+
     def days(self, job: str, n: int, today: date) -> list[dict[str, str]]:
         """``n`` UTC days, oldest first: the day's worst verdict or ``none``."""
         first = today - timedelta(days=n - 1)
@@ -243,3 +250,17 @@ def status_of(state_dir: Path, job: str, today: date, days: int = 14,
         return last, db.days(job, days, today)
     finally:
         db.close()
+
+
+def written_records(state_dir: Path, job: str, target: str) -> list[tuple[str, str]]:
+    """``VerifyLog.written`` of ``state_dir`` ([] without a state DB or on a DB error)."""
+    if not (state_dir / FILE_NAME).exists():
+        return []
+    try:
+        db = VerifyLog(state_dir, create=False)
+        try:
+            return db.written(job, target)
+        finally:
+            db.close()
+    except sqlite3.Error:
+        return []

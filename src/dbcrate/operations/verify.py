@@ -16,6 +16,7 @@ import json
 import logging
 import os
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -369,17 +370,26 @@ def _rto(report: Report, job: JobConfig) -> None:
 
 
 def run_history(config: Config, job: JobConfig, *, days: int = 14, target: str | None = None,
-                keys: KeyMaterial | None = None) -> dict[str, Any]:
+                keys: KeyMaterial | None = None,
+                known: Sequence[tuple[str, str]] = ()) -> dict[str, Any]:
     """The job's verification history on ``target`` (default: its first target) from
     records only: ``days`` (oldest first, today UTC last), ``last``, ``chain``
-    (``ok``|``broken``) and ``broken_at``. With ``keys`` every record's MAC is checked
-    too. Raises storage errors; reads nothing but records."""
+    (``ok``|``broken``) and ``broken_at``. With ``keys`` every record's and the head
+    pointer's MAC is checked too; ``known`` (``(record key, sha256)`` this host wrote)
+    must still be stored unless pruned with their backup. Raises storage errors; reads
+    records, the head pointer and the manifests' keys only."""
     if days < 1:
         raise UsageError("--days must be at least 1")
     name = target or job.targets[0]
     storage = open_target(config.target(name))
     found = records.read_records(storage, job.name)
-    chain = records.check_chain(found, records.mac_key(keys) if keys else None)
+    secret = records.mac_key(keys) if keys else None
+    stored = {o.key for o in storage.list(f"{job.name}/") if catalog.is_manifest(o.key)}
+    chain = records.check_chain(found, secret, stored)
+    if chain.ok:
+        chain = records.check_head(records.read_head(storage, job.name), found, secret, stored)
+    if chain.ok:
+        chain = records.check_known(known, found, stored)
     last = found[-1] if found else None
     return {
         "job": job.name, "target": name, "days": records.history(found, days),

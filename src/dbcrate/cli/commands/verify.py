@@ -74,7 +74,11 @@ def _history(cfg: Config, job: JobConfig, args: argparse.Namespace) -> int:
     """Print the history; exit 5 for a broken chain or MAC."""
     material = keys(args, job.encryption_key) if (args.identity or job.encryption_key) \
         else None
-    out = run_history(cfg, job, days=args.days, target=args.target, keys=material)
+    from dbcrate.agent.verifying import written_records
+
+    name = args.target or job.targets[0]
+    out = run_history(cfg, job, days=args.days, target=name, keys=material,
+                      known=written_records(cfg.agent.state_path, job.name, name))
     if args.json:
         print_json(out)
     else:
