@@ -11,6 +11,8 @@ from collections.abc import Iterable, Iterator
 from datetime import UTC, date, datetime
 from pathlib import Path
 
+import pytest
+
 from dbcrate import catalog
 from dbcrate.model import Digest, Manifest, ObjectInfo
 from dbcrate.operations import records
@@ -165,3 +167,33 @@ def test_a_mongodb_backup_exits_10_and_records_nothing(tmp_path: Path) -> None:
     assert "mongodb" in proc.stderr and "Traceback" not in proc.stderr
     assert proc.stdout == ""
     assert not list(store.rglob("*.verify.json"))
+
+
+def test_the_mariadb_binary_is_of_the_backups_flavour_and_series_or_newer() -> None:
+    from dbcrate.errors import ToolNotFound
+    from dbcrate.sandbox.mariadb import ServerBinary, choose
+
+    old = ServerBinary("/usr/sbin/mariadbd", "10.6.18-MariaDB", "mariadb")
+    new = ServerBinary("/opt/mariadbd", "11.4.2-MariaDB", "mariadb")
+    mysql = ServerBinary("/usr/sbin/mysqld", "8.4.0", "mysql")
+    assert choose("10.11.19-MariaDB-0+deb12u1", [old, new, mysql]) == new
+    assert choose("10.6.1-MariaDB", [old, new]) == old
+    assert choose("8.0.36", [old, mysql]) == mysql
+    with pytest.raises(ToolNotFound) as err:
+        choose("11.8.1-MariaDB", [old, new])
+    assert "10.6.18-MariaDB, 11.4.2-MariaDB" in err.value.message
+    assert "11.8 or newer" in err.value.message
+    with pytest.raises(ToolNotFound, match="no MySQL server binary"):
+        choose("8.0.36", [old])
+
+
+def test_redis_key_counts_per_database() -> None:
+    from dbcrate.operations.verify_redis import per_database
+
+    ok = per_database({0: 5, 3: 2}, {0: 5, 3: 2}, {0: 6, 3: 2}, {0: 6, 3: 2})
+    assert ok.status == "pass" and "db0=5, db3=2" in ok.detail
+    moved = per_database({0: 6, 3: 1}, {0: 5, 3: 2}, {0: 6, 3: 2}, {0: 6, 3: 2})
+    assert moved.status == "fail" and "db0: 5 in the RDB (less expired), 6 loaded" in \
+        moved.detail and "db3: 2" in moved.detail  # the same total, other databases
+    lied = per_database({0: 4}, {0: 4}, {0: 9}, {0: 4})
+    assert lied.status == "fail" and "RESIZEDB announces 9, the file holds 4" in lied.detail

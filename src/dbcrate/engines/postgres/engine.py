@@ -54,16 +54,14 @@ class PostgresEngine:
         #: the major to restore with, when restoring downwards with ``force``
         self._restore_major: int | None = None
 
-    #: ``pg_dump --snapshot`` (set by the ``count_rows = "snapshot"`` counter: snapshot.py)
-    snapshot: str | None = None
+    snapshot: str | None = None  #: ``pg_dump --snapshot`` (count_rows: snapshot.py)
 
     def session(self) -> psycopg.Connection[Any]:
-        """An autocommit connection to the job's database (errors as ``_connect``); with
-        ``dumps_large_objects``: whether the dump holds them (no schema/table filter)."""
+        """An autocommit connection to the job's database (errors as ``_connect``)."""
         return self._connect()
 
     @property
-    def dumps_large_objects(self) -> bool:
+    def dumps_large_objects(self) -> bool:  # no schema/table filter
         return not (self._opts.schemas or self._opts.tables)
 
     # -- connections ---------------------------------------------------------------------
