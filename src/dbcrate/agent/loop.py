@@ -215,7 +215,8 @@ class Agent:
                 continue
             run_id = self.db.start(job.name, p.trigger, p.slot, now) if p.kind == "backup" else 0
             t = threading.Thread(target=self._work, args=(self.config, job, p, run_id),
-                                 name=f"{p.kind}-{job.name}", daemon=True)
+                                 name=f"{'job' if p.kind == 'backup' else 'verify'}-{job.name}",
+                                 daemon=True)
             with self.mutex:
                 self.running[p.key] = t
             t.start()

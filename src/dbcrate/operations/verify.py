@@ -347,8 +347,7 @@ def _database_checks(conn: Any, report: Report, job: JobConfig,
                          "; ".join(bad) if bad else f"{n} B-tree indexes intact"))
     for uc in job.verify.checks:
         try:
-            rows = pgverify.run_query(conn, uc.sql,
-                                          round(job.verify.check_timeout * 1000))
+            rows = pgverify.run_query(conn, uc.sql, round(job.verify.check_timeout * 1000))
         except DbcrateError:
             raise
         except Exception as e:  # psycopg.Error: the server's message
