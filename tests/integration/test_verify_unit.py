@@ -197,3 +197,22 @@ def test_redis_key_counts_per_database() -> None:
         moved.detail and "db3: 2" in moved.detail  # the same total, other databases
     lied = per_database({0: 4}, {0: 4}, {0: 9}, {0: 4})
     assert lied.status == "fail" and "RESIZEDB announces 9, the file holds 4" in lied.detail
+
+
+def test_verify_id_of_a_damaged_manifest_exits_5_and_records_nothing(tmp_path: Path) -> None:
+    store = tmp_path / "backups"
+    started = datetime(2026, 12, 1, 3, 0, tzinfo=UTC)
+    bid = catalog.new_id(started)
+    key = catalog.data_key("app", started, bid, ("pgdump",))
+    (store / key).parent.mkdir(parents=True)
+    (store / key).write_bytes(b"PGDMP not really")
+    (store / catalog.manifest_key(key)).write_bytes(b'{"format": 2, "id": "' + bid.encode())
+    cfg = tmp_path / "dbcrate.toml"
+    cfg.write_text(f'[backup]\nencrypt = false\n\n[backup.targets.local]\ntype = "local"\n'
+                   f'path = "{store}"\n\n[[backup.jobs]]\nname = "app"\n'
+                   'url = "postgresql://127.0.0.1:1/app"\ntargets = ["local"]\n')
+    proc = subprocess.run([DBCRATE, "--config", str(cfg), "verify", "app", "--id", bid,
+                           "--json"], capture_output=True, text=True, check=False)
+    assert proc.returncode == 5, proc.stderr
+    assert "manifest" in proc.stderr and "Traceback" not in proc.stderr
+    assert proc.stdout == "" and not list(store.rglob("*.verify.json"))
