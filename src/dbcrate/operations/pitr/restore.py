@@ -296,9 +296,17 @@ def _replay(server: RecoveryServer, spool: Spool, storage: Storage, job: JobConf
 
 
 def _unpack(chunks: Iterator[bytes], dest: Path) -> None:
-    """Extract the base's tar stream into ``dest`` (members must stay inside it)."""
+    """Extract the base's tar stream into ``dest``: regular files and directories only,
+    each inside ``dest`` (else ``RestoreFailed``)."""
     with tarfile.open(fileobj=cast("IO[bytes]", _Reader(chunks)), mode="r|") as tar:
-        tar.extractall(dest, filter="tar")
+        for member in tar:
+            parts = Path(member.name).parts
+            if member.name.startswith("/") or ".." in parts or not (
+                    member.isfile() or member.isdir()):
+                raise RestoreFailed(f"the base backup holds {member.name!r}, which a "
+                                    "restore does not write", hint="is it a base of "
+                                    "dbcrate's? (extra tablespaces are refused)")
+            tar.extract(member, dest, set_attrs=True)
 
 
 class _Reader:
