@@ -1,0 +1,59 @@
+"""What a server says about its archiving (``dbcrate wal check``), over the job's URL."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import psycopg
+
+from dbcrate.engines.base import Connection
+from dbcrate.engines.postgres.connect import connect
+from dbcrate.engines.postgres.url import PgTarget
+
+
+@dataclass(frozen=True)
+class ArchiveSettings:
+    wal_level: str
+    archive_mode: str
+    archive_command: str
+    replication: bool
+    current_segment: str
+
+
+def read_settings(connection: Connection) -> ArchiveSettings:
+    """Read the archiving settings and the current segment. Raises ``DatabaseError``."""
+    target = PgTarget.parse(connection.url, connection.password)
+    with connect(target) as conn:
+        row = conn.execute(
+            "SELECT current_setting('wal_level'), current_setting('archive_mode'),"
+            " current_setting('archive_command'),"
+            " (SELECT rolreplication OR rolsuper FROM pg_roles WHERE rolname = current_user),"
+            " pg_walfile_name(pg_current_wal_lsn())").fetchone()
+    assert row is not None
+    return ArchiveSettings(str(row[0]), str(row[1]), str(row[2]), bool(row[3]), str(row[4]))
+
+
+def current_segment(connection: Connection) -> str | None:
+    """The server's current segment name, or None if it cannot be asked."""
+    try:
+        return read_settings(connection).current_segment
+    except Exception:  # unreachable, a standby, no privilege: verify goes on without it
+        return None
+
+
+def switch_segment(connection: Connection) -> str:
+    """``pg_switch_wal()``: the name of the segment just closed. Raises ``DatabaseError``
+    (naming the GRANT it needs when the role may not)."""
+    from dbcrate.errors import DatabaseError
+
+    target = PgTarget.parse(connection.url, connection.password)
+    with connect(target) as conn:
+        try:
+            row = conn.execute("SELECT pg_walfile_name(pg_switch_wal())").fetchone()
+        except psycopg.errors.InsufficientPrivilege:
+            user = target.params.get("user", "")
+            raise DatabaseError(f"role {user!r} may not switch WAL segments",
+                                hint=f"GRANT EXECUTE ON FUNCTION pg_switch_wal() TO {user}"
+                                ) from None
+    assert row is not None
+    return str(row[0])
