@@ -135,6 +135,7 @@ class PitrCluster:
 
     def switch_and_wait(self, timeout: float = 60) -> str:
         """Switch to a new segment and wait until the old one is archived; its name."""
+        self.sql("SELECT pg_logical_emit_message(false, 'test', 'x')")  # never an empty switch
         name = str(self.sql("SELECT pg_walfile_name(pg_switch_wal())")[0][0])
         deadline = time.monotonic() + timeout
         while True:
@@ -143,6 +144,22 @@ class PitrCluster:
                 return name
             if time.monotonic() > deadline:
                 raise AssertionError(f"{name} not archived: {row}\n{self.server_log()}")
+            time.sleep(0.05)
+
+    def wal_objects(self, name: str) -> list[Path]:
+        """The stored objects of WAL file ``name`` on the local target."""
+        return sorted((self.store / JOB / "wal" / name[:8]).glob(f"{name}-*"))
+
+    def segment_now(self) -> str:
+        """The name of the segment being written."""
+        return str(self.sql("SELECT pg_walfile_name(pg_current_wal_insert_lsn())")[0][0])
+
+    def wait(self, probe: Callable[[], object], what: str, limit: float = 60) -> None:
+        """Poll ``probe`` until it is true (a guard against a hang, not a timed check)."""
+        end = time.monotonic() + limit
+        while not probe():
+            if time.monotonic() > end:
+                raise AssertionError(f"no {what} after {limit}s\n{self.server_log()}")
             time.sleep(0.05)
 
     def server_log(self) -> str:
