@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import uuid
+from typing import Any
 
 import pytest
 
@@ -22,8 +23,10 @@ def test_restore_to_time_lsn_and_end(pitr_cluster: PitrFactory, major: int) -> N
     c = pitr_cluster(major)
     t = _table(c)
     c.sql(f"CREATE TABLE {t} (id int)")
-    out = c.dbcrate("backup", "pitr", "--json", check=True)
-    assert '"kind": "base"' in out.stdout
+    c.dbcrate("backup", "pitr", check=True)
+    [listed] = [b for b in c.dbcrate_list() if b["kind"] == "base"][-1:]
+    assert listed["timeline"] == 1 and listed["start_lsn"] and listed["stop_lsn"]
+    assert listed["tool"] == "pg_basebackup"
     c.sql(f"INSERT INTO {t} VALUES (1)")
     lsn1 = str(c.sql("SELECT pg_current_wal_insert_lsn()")[0][0])
     t1 = c.sql("SELECT to_char(clock_timestamp() AT TIME ZONE 'UTC',"
@@ -195,3 +198,80 @@ def test_refusals_and_the_copy_archives_nothing(pitr_cluster: PitrFactory) -> No
         assert "tablespace" in proc.stderr
     finally:
         c.sql(f"DROP TABLESPACE ts_{t}")
+
+
+def _now(conn_or_cluster: Any) -> str:
+    query = ("SELECT to_char(clock_timestamp() AT TIME ZONE 'UTC',"
+             " 'YYYY-MM-DD\"T\"HH24:MI:SS.US')")
+    if isinstance(conn_or_cluster, PitrCluster):
+        return str(conn_or_cluster.sql(query)[0][0])
+    return str(conn_or_cluster.execute(query.encode()).fetchone()[0])
+
+
+def test_timeline_after_resume_archiving(pitr_cluster: PitrFactory) -> None:
+    """A ``--resume-archiving`` copy archives its timeline's history and segments; a later
+    restore to a time on it has its rows, one before the fork follows timeline 1; the
+    archive verifies clean."""
+    c = pitr_cluster(17)
+    t = f"t_{uuid.uuid4().hex[:8]}"
+    c.sql(f"CREATE TABLE {t} (id int)")
+    c.dbcrate("backup", "pitr", check=True)
+    c.sql(f"INSERT INTO {t} VALUES (1)")
+    before_fork = _now(c)
+    c.sql(f"INSERT INTO {t} VALUES (10)")
+    c.switch_and_wait()
+    d = c.new_dir()
+    result = c.restore_json(c.restore("--to-time", before_fork, "--resume-archiving",
+                                      "--data-dir", str(d), "--json"))
+    tli = result["new_timeline"]
+    assert tli and tli > 1
+    with c.copy_server(d) as conn:  # the copy now is the job's server
+        conn.execute(f"INSERT INTO {t} VALUES (2)".encode())
+        on_new = _now(conn)
+        conn.execute(f"INSERT INTO {t} VALUES (3)".encode())
+        conn.execute(b"SELECT pg_logical_emit_message(false, 'test', 'x')")
+        closed = conn.execute(b"SELECT pg_walfile_name(pg_switch_wal())").fetchone()[0]
+        c.wait(lambda: (conn.execute(b"SELECT last_archived_wal FROM pg_stat_archiver")
+                        .fetchone()[0] or "") >= closed, "archived segment on the new timeline")
+    assert c.wal_objects(f"{tli:08X}.history")
+    assert c.wal_objects(closed)
+    later = c.new_dir()
+    c.restore_json(c.restore("--to-time", on_new, "--data-dir", str(later), "--json"))
+    assert c.query_copy(later, f"SELECT id FROM {t} ORDER BY id") == [(1,), (2,)]
+    earlier = c.new_dir()
+    c.restore_json(c.restore("--to-time", before_fork, "--data-dir", str(earlier), "--json"))
+    assert c.query_copy(earlier, f"SELECT id FROM {t} ORDER BY id") == [(1,)]
+    proc = c.dbcrate("wal", "verify", "pitr", "--json")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_prune_keeps_what_the_oldest_kept_base_needs(pitr_cluster: PitrFactory) -> None:
+    """prune (keeping only the newest base) deletes the WAL before that base's start and
+    nothing newer (--dry-run lists it first); the base still restores to the present."""
+    c = pitr_cluster(18)
+    t = f"t_{uuid.uuid4().hex[:8]}"
+    c.sql(f"CREATE TABLE {t} (id int)")
+    c.dbcrate("backup", "pitr", check=True)
+    c.sql(f"INSERT INTO {t} VALUES (1)")
+    c.switch_and_wait()
+    old_segment = c.switch_and_wait()
+    c.dbcrate("backup", "pitr", check=True)
+    c.sql(f"INSERT INTO {t} VALUES (2)")
+    c.switch_and_wait()
+    one_base = c.dir / "keep-one.toml"
+    one_base.write_text(c.config.read_text().replace(
+        "[backup]\n", "[backup]\nretention = { daily = 1 }\n", 1))
+    c.chown(one_base)
+    dry = json.loads(c.dbcrate("--config", str(one_base), "prune", "pitr", "--dry-run",
+                               "--json", check=True).stdout)
+    assert old_segment in dry[0]["wal"]
+    assert c.wal_objects(old_segment)
+    done = json.loads(c.dbcrate("--config", str(one_base), "prune", "pitr", "--json",
+                                check=True).stdout)
+    assert done[0]["wal"] == dry[0]["wal"]
+    assert not c.wal_objects(old_segment)
+    assert len(c.dbcrate_list()) == 1
+    assert c.dbcrate("wal", "verify", "pitr").returncode == 0
+    d = c.new_dir()
+    c.restore_json(c.restore("--to-end", "--data-dir", str(d), "--json"))
+    assert c.query_copy(d, f"SELECT id FROM {t} ORDER BY id") == [(1,), (2,)]

@@ -22,6 +22,7 @@ import tempfile
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -127,6 +128,11 @@ class PitrCluster:
                                  f"stdout: {proc.stdout}\nstderr: {proc.stderr}")
         return proc
 
+    def dbcrate_list(self) -> list[dict[str, Any]]:
+        value = json.loads(self.dbcrate("list", JOB, "--json", check=True).stdout)
+        assert isinstance(value, list)
+        return value
+
     def sql(self, query: str, params: Any = None, db: str = "postgres") -> list[tuple[Any, ...]]:
         """Run ``query`` as the cluster's superuser (the test's admin, not dbcrate)."""
         with self.server.connect(db) as conn, conn.cursor() as cur:
@@ -182,8 +188,10 @@ class PitrCluster:
         assert isinstance(value, dict)
         return value
 
-    def query_copy(self, data_dir: Path, query: str) -> list[tuple[Any, ...]]:
-        """Start the restored copy on a private socket, run ``query``, stop it."""
+    @contextmanager
+    def copy_server(self, data_dir: Path) -> Iterator[psycopg.Connection[Any]]:
+        """Run the restored copy on a private socket (its own settings, archive_mode
+        included) and yield a superuser connection; stop it (fast) afterwards."""
         sock = data_dir.parent / "sock"
         sock.mkdir(exist_ok=True)
         self.chown(sock)
@@ -195,10 +203,15 @@ class PitrCluster:
         try:
             with psycopg.connect(host=str(sock), port=5432, user="postgres", dbname="postgres",
                                  autocommit=True) as conn:
-                return conn.execute(query.encode()).fetchall()
+                yield conn
         finally:
             subprocess.run([*self.prefix, pg_ctl, "-D", str(data_dir), "-m", "fast", "-w",
                             "stop"], check=False, capture_output=True)
+
+    def query_copy(self, data_dir: Path, query: str) -> list[tuple[Any, ...]]:
+        """Start the restored copy on a private socket, run ``query``, stop it."""
+        with self.copy_server(data_dir) as conn:
+            return conn.execute(query.encode()).fetchall()
 
 
 PitrFactory = Callable[[int], PitrCluster]
