@@ -4,11 +4,14 @@ archive_command is ``dbcrate wal-push``, restored to a time, an LSN and the end.
 from __future__ import annotations
 
 import json
+import shutil
+import subprocess
 import uuid
 from typing import Any
 
 import pytest
 
+from tests.lib.e2e import ROOT
 from tests.servers.pitr import PitrCluster, PitrFactory
 
 
@@ -275,3 +278,25 @@ def test_prune_keeps_what_the_oldest_kept_base_needs(pitr_cluster: PitrFactory) 
     d = c.new_dir()
     c.restore_json(c.restore("--to-end", "--data-dir", str(d), "--json"))
     assert c.query_copy(d, f"SELECT id FROM {t} ORDER BY id") == [(1,), (2,)]
+
+
+def test_restore_by_hand_recipe(pitr_cluster: PitrFactory) -> None:
+    """The PITR recipe of docs/restore-by-hand.md, run as written with stock age, zstd,
+    tar and the server binaries, restores to a time between two commits."""
+    for tool in ("age", "zstd", "tar", "bash"):
+        if shutil.which(tool) is None:
+            pytest.skip(f"{tool} not installed (make test installs it)")
+    doc = (ROOT / "docs" / "restore-by-hand.md").read_text()
+    recipe = doc.split("<!-- pitr-recipe -->\n```sh\n", 1)[1].split("\n```", 1)[0]
+    c = pitr_cluster(17)
+    t = f"t_{uuid.uuid4().hex[:8]}"
+    mid, _ = _base_then_rows(c, t)
+    d = c.new_dir()
+    env = {**c.env(), "STORE": str(c.store), "JOB": "pitr", "IDENTITY": str(c.identity),
+           "D": str(d), "PGBIN": str(c.server.bin_dir),
+           "TARGET_TIME": mid.replace("T", " ") + "+00:00"}
+    proc = subprocess.run([*c.prefix, "env", "-i", *(f"{k}={v}" for k, v in env.items()),
+                           "bash", "-c", recipe], capture_output=True, text=True, timeout=300,
+                          check=False)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert c.query_copy(d, f"SELECT id FROM {t} ORDER BY id") == [(1,)]

@@ -198,8 +198,13 @@ class PitrCluster:
         pg_ctl = str(self.server.bin_dir / "pg_ctl")
         opts = f"-c listen_addresses='' -c unix_socket_directories='{sock}' -c port=5432"
         log = data_dir.parent / "check.log"
-        subprocess.run([*self.prefix, pg_ctl, "-D", str(data_dir), "-l", str(log), "-o", opts,
-                        "-w", "-t", "60", "start"], check=True, capture_output=True)
+        started = subprocess.run([*self.prefix, pg_ctl, "-D", str(data_dir), "-l", str(log),
+                                  "-o", opts, "-w", "-t", "60", "start"], capture_output=True,
+                                 text=True, check=False)
+        if started.returncode != 0:
+            extra = "".join(p.read_text("utf-8", "replace")[-2000:]
+                            for p in (log, Path(f"{data_dir}.log")) if p.exists())
+            raise AssertionError(f"the copy did not start: {started.stderr}\n{extra}")
         try:
             with psycopg.connect(host=str(sock), port=5432, user="postgres", dbname="postgres",
                                  autocommit=True) as conn:
