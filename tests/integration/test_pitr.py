@@ -172,9 +172,14 @@ def test_target_down_keeps_the_segment(pitr_cluster: PitrFactory) -> None:
         assert not c.wal_objects(seg)
     finally:
         tl_dir.chmod(mode)
-    c.switch_and_wait()
+    last = c.switch_and_wait()
     assert c.wal_objects(seg)
     assert c.dbcrate("wal", "verify", "pitr").returncode == 0
+    status = c.dbcrate("status", "--json")
+    assert status.returncode == 0, status.stdout + status.stderr
+    [job] = json.loads(status.stdout)["jobs"]
+    assert job["wal"]["mode"] == "command" and job["wal"]["gaps"] == []
+    assert job["wal"]["last_segment"] >= last and job["wal"]["lag_bytes"] is not None
 
 
 def test_refusals_and_the_copy_archives_nothing(pitr_cluster: PitrFactory) -> None:

@@ -10,6 +10,7 @@ from typing import Any
 from dbcrate.agent import lock
 from dbcrate.agent.state import FILE_NAME, Run, StateDB
 from dbcrate.config import Config, JobConfig
+from dbcrate.operations.pitr.status import wal_status
 from dbcrate.schedule import Schedule, format_duration
 
 #: ``dbcrate status`` exit code when a job's last run failed or it is overdue
@@ -74,6 +75,7 @@ def status(config: Config, now: datetime | None = None) -> dict[str, Any]:
                     "backup_id": success.backup_id, "size": success.size},
                 "max_age": format_duration(job.max_age) if job.max_age else None,
                 "max_age_exceeded": exceeded(job, success, now),
+                **({"wal": w} if (w := wal_status(config, job, now)) else {}),
             })
     finally:
         if db:
@@ -86,5 +88,7 @@ def healthy(doc: dict[str, Any]) -> bool:
     for job in doc["jobs"]:
         last = job["last_run"]
         if job["max_age_exceeded"] or (last is not None and last["result"] == "failed"):
+            return False
+        if job.get("wal") and (job["wal"]["max_rpo_exceeded"] or job["wal"]["gaps"]):
             return False
     return True

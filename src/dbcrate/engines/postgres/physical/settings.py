@@ -57,3 +57,16 @@ def switch_segment(connection: Connection) -> str:
                                 ) from None
     assert row is not None
     return str(row[0])
+
+
+def current_lsn(url: str, password: str | None) -> int | None:
+    """The server's current WAL write position, or None if it cannot be asked."""
+    try:
+        with connect(PgTarget.parse(url, password)) as conn:
+            row = conn.execute("SELECT pg_current_wal_lsn()::text").fetchone()
+    except Exception:  # unreachable or a standby: status goes on without it
+        return None
+    if row is None:
+        return None
+    hi, _, lo = str(row[0]).partition("/")
+    return int(hi, 16) << 32 | int(lo, 16)
