@@ -6,7 +6,9 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
+import time
 import uuid
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -305,3 +307,37 @@ def test_restore_by_hand_recipe(pitr_cluster: PitrFactory) -> None:
                           check=False)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert c.query_copy(d, f"SELECT id FROM {t} ORDER BY id") == [(1,)]
+
+
+def test_stream_keeps_what_was_committed_before_a_crash(tmp_path: Path) -> None:
+    """archive = "stream": the agent's pg_receivewal ships the open segment as .partial
+    every partial_interval; a row committed (and streamed) before the server is killed
+    (immediate, no segment switch) is back after --to-end."""
+    c = PitrCluster(17, archive_command=False, archive="stream", partial_interval="1s")
+    c.start()
+    agent = c.dbcrate_popen("-v", "agent", "--state-dir", str(c.dir / "state"))
+    try:
+        t = f"t_{uuid.uuid4().hex[:8]}"
+        c.wait(lambda: c.sql("SELECT count(*) FROM pg_stat_replication")[0][0],
+               "WAL stream of the agent")
+        c.sql(f"CREATE TABLE {t} (id int)")
+        c.dbcrate("backup", "pitr", check=True)
+        c.sql(f"INSERT INTO {t} VALUES (1)")
+        lsn = c.sql("SELECT pg_current_wal_insert_lsn()")[0][0]
+        c.wait(lambda: c.sql("SELECT bool_or(flush_lsn >= %s::pg_lsn) FROM pg_stat_replication",
+                             (str(lsn),))[0][0], "row streamed and flushed by pg_receivewal")
+        flushed = time.time()
+        seg = c.segment_now()
+        partial = f"{seg}.partial"
+        c.wait(lambda: any(p.stat().st_mtime > flushed for p in c.wal_objects(partial)),
+               ".partial shipped after the row")
+        c.server._run(["pg_ctl", "-D", str(c.server.data_dir), "-m", "immediate",
+                       "-w", "stop"])
+        d = c.new_dir()
+        c.restore_json(c.restore("--to-end", "--data-dir", str(d), "--json"))
+        assert c.query_copy(d, f"SELECT id FROM {t} ORDER BY id") == [(1,)]
+    finally:
+        agent.terminate()
+        _, err = agent.communicate(timeout=60)
+        print(err[-3000:])  # shown when the test fails
+        c.stop()

@@ -53,7 +53,7 @@ class PitrCluster:
     """An archiving cluster, its dbcrate config (job ``pitr``, local target, age), and the
     identity. Everything lives in ``dir`` (owned by the server's user)."""
 
-    def __init__(self, major: int, **job_extra: Any) -> None:
+    def __init__(self, major: int, *, archive_command: bool = True, **job_extra: Any) -> None:
         self.major = major
         self.owner = ensure_user(SANDBOX_USER) if os.geteuid() == 0 else None
         self.prefix = drop_privileges_prefix(self.owner) if self.owner else []
@@ -68,10 +68,11 @@ class PitrCluster:
             "env", shlex.quote(f"PYTHONPATH={self.pythonpath}"),
             shlex.quote(f"DBCRATE_CACHE_DIR={pgbin.cache_root()}"), shlex.quote(self.python),
             "-m", "dbcrate", "wal-push", JOB, "%p", "--config", shlex.quote(str(self.config))])
-        self.server = TempPostgres(major=major, settings={
-            "wal_level": "replica", "archive_mode": "on",
-            "archive_command": "'" + command.replace("'", "''") + "'",
-        })
+        settings = {"wal_level": "replica"}
+        if archive_command:
+            settings.update(archive_mode="on",
+                            archive_command="'" + command.replace("'", "''") + "'")
+        self.server = TempPostgres(major=major, settings=settings)
         self.job_extra = job_extra
 
     def start(self) -> PitrCluster:
@@ -114,7 +115,15 @@ class PitrCluster:
     def env(self) -> dict[str, str]:
         return {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(self.dir),
                 "PYTHONPATH": self.pythonpath, "LC_ALL": "C.UTF-8", "TZ": "UTC",
-                "DBCRATE_CACHE_DIR": str(pgbin.cache_root())}
+                "DBCRATE_CACHE_DIR": str(pgbin.cache_root()),
+                **{k: v for k, v in os.environ.items() if k == "DBCRATE_ARCHIVE_WAIT"}}
+
+    def dbcrate_popen(self, *args: str) -> subprocess.Popen[str]:
+        """Start ``dbcrate --config CONFIG ARGS`` (e.g. the agent) as the server's user."""
+        return subprocess.Popen(
+            [*self.prefix, "env", "-i", *(f"{k}={v}" for k, v in self.env().items()),
+             self.python, "-m", "dbcrate", "--config", str(self.config), *args],
+            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, cwd=self.dir)
 
     def dbcrate(self, *args: str, check: bool = False,
                 timeout: float = 300) -> subprocess.CompletedProcess[str]:

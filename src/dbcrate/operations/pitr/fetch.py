@@ -89,7 +89,7 @@ def read_wal(storage: Storage, job: JobConfig, obj: wal.WalObject, keys: KeyMate
         raise DigestMismatch(f"{where} is damaged: its plaintext has sha256 {sha[:16]}..., "
                              f"its key says {obj.sha256[:16]}... ({len(data)} bytes)",
                              hint="restore it from another target (`dbcrate wal verify`)")
-    if obj.is_segment and info is not None:
+    if (obj.is_segment or wal.PARTIAL.fullmatch(obj.name)) and info is not None:
         header = read_header(data)
         if header is None or str(header.system_identifier) != info.system_identifier or \
                 len(data) != info.segment_size:

@@ -52,17 +52,19 @@ def push(config: Config, job: JobConfig, path: str) -> PushResult:
     (not a WAL file name, unreadable), ``WalConflict``, ``StorageError``, ``InvalidKey``;
     when a target fails the others are still written and the first error is raised."""
     storages = {n: open_target(config.target(n)) for n in job.targets}
-    result = _push_file(job, storages, Path(path))
+    result = push_file(job, storages, Path(path))
     name = result.name
     if wal.SEGMENT.fullmatch(name) and int(name[:8], 16) > 1:
         history = Path(path).with_name(wal.history_name(int(name[:8], 16)))
         lacking = {n: s for n, s in storages.items() if not copies(s, job.name, history.name)}
         if lacking and history.exists():
-            _push_file(job, lacking, history)
+            push_file(job, lacking, history)
     return result
 
 
-def _push_file(job: JobConfig, storages: dict[str, Storage], path: Path) -> PushResult:
+def push_file(job: JobConfig, storages: dict[str, Storage], path: Path) -> PushResult:
+    """Store one WAL file on ``storages`` (errors as ``push``; a newer ``.partial``
+    replaces the older one)."""
     name = path.name
     _check_name(name)
     try:

@@ -252,9 +252,18 @@ def _replay(server: RecoveryServer, spool: Spool, storage: Storage, job: JobConf
     inflight: dict[str, Future[bytes]] = {}
     errors: dict[str, DbcrateError] = {}
 
+    def stored(name: str) -> wal.WalObject | None:
+        """The object for ``name``: the segment, else (the newest, streamed) its
+        ``.partial``, which replay reads up to its last valid record."""
+        obj = by_name.get(name)
+        if obj is None and wal.SEGMENT.fullmatch(name):
+            obj = by_name.get(f"{name}.partial")
+        return obj
+
     def want(name: str) -> None:
-        if name not in inflight and name in by_name and not spool.is_ready(name):
-            inflight[name] = pool.submit(read_wal, storage, job, by_name[name], keys, ainfo)
+        obj = stored(name)
+        if name not in inflight and obj is not None and not spool.is_ready(name):
+            inflight[name] = pool.submit(read_wal, storage, job, obj, keys, ainfo)
 
     try:
         while True:
@@ -264,7 +273,7 @@ def _replay(server: RecoveryServer, spool: Spool, storage: Storage, job: JobConf
                 elif name in errors:
                     spool.fail(name)
                     raise errors[name]
-                elif name not in by_name:
+                elif stored(name) is None:
                     spool.none(name)
                 else:
                     want(name)
