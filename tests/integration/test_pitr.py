@@ -4,6 +4,7 @@ archive_command is ``dbcrate wal-push``, restored to a time, an LSN and the end.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import time
@@ -13,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from tests.lib.e2e import ROOT
+from tests.lib.e2e import DBCRATE, ROOT
 from tests.servers.pitr import PitrCluster, PitrFactory
 
 
@@ -341,3 +342,21 @@ def test_stream_keeps_what_was_committed_before_a_crash(tmp_path: Path) -> None:
         _, err = agent.communicate(timeout=60)
         print(err[-3000:])  # shown when the test fails
         c.stop()
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="the server's user is chosen only as root")
+def test_restore_as_root_runs_the_server_as_the_owner(pitr_cluster: PitrFactory) -> None:
+    """As root, the recovery server runs as the owner of D's parent (PostgreSQL refuses
+    root); D ends up owned by that user."""
+    c = pitr_cluster(18)
+    t = f"t_{uuid.uuid4().hex[:8]}"
+    mid, _ = _base_then_rows(c, t)
+    d = c.new_dir()
+    proc = subprocess.run(
+        [DBCRATE, "--config", str(c.config), "restore", "pitr", "--pitr", "--to-time", mid,
+         "--data-dir", str(d), "--identity", str(c.identity), "--json"],
+        capture_output=True, text=True, timeout=300, check=False,
+        env={**os.environ, "PYTHONPATH": c.pythonpath})
+    c.restore_json(proc)
+    assert c.owner is not None and d.stat().st_uid == c.owner.pw_uid
+    assert c.query_copy(d, f"SELECT id FROM {t} ORDER BY id") == [(1,)]

@@ -33,7 +33,7 @@ class Spool:
     def __init__(self, root: Path, uid: int | None = None, gid: int | None = None) -> None:
         self.root = root
         self.uid, self.gid = uid, gid
-        for sub in ("want", "ready", "none", "fail"):
+        for sub in ("want", "ready", "none", "fail", "sock"):
             (root / sub).mkdir(mode=0o700)
             self._own(root / sub)
         script = root / "restore_command.sh"
