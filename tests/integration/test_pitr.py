@@ -360,3 +360,23 @@ def test_restore_as_root_runs_the_server_as_the_owner(pitr_cluster: PitrFactory)
     c.restore_json(proc)
     assert c.owner is not None and d.stat().st_uid == c.owner.pw_uid
     assert c.query_copy(d, f"SELECT id FROM {t} ORDER BY id") == [(1,)]
+
+
+@pytest.mark.parametrize("action", ["shutdown", "pause"])
+def test_target_actions(pitr_cluster: PitrFactory, action: str) -> None:
+    """--target-action shutdown: the server stops at the target (D stays in recovery, to be
+    started with a restore_command or promoted); pause: it is left running, paused."""
+    c = pitr_cluster(14)
+    t = f"t_{uuid.uuid4().hex[:8]}"
+    mid, _ = _base_then_rows(c, t)
+    d = c.new_dir()
+    c.restore_json(c.restore("--to-time", mid, "--target-action", action, "--data-dir",
+                             str(d), "--json"))
+    assert (d / "recovery.signal").exists()
+    pid = d / "postmaster.pid"
+    if action == "shutdown":
+        assert not pid.exists()
+        return
+    assert pid.exists()
+    subprocess.run([*c.prefix, str(c.server.bin_dir / "pg_ctl"), "-D", str(d), "-m", "fast",
+                    "-w", "stop"], check=True, capture_output=True)

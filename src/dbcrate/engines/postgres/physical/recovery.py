@@ -52,7 +52,7 @@ def parse_log(text: str, action: str) -> RecoveryState:
     if action == "promote":
         st.done = "database system is ready to accept connections" in text
     elif action == "pause":
-        st.done = "recovery has paused" in text
+        st.done = "recovery has paused" in text or "pausing at the end of recovery" in text
     else:
         st.done = ("database system is shut down" in text and st.redo_done is not None) or \
             "shutdown at recovery target" in text
