@@ -197,6 +197,8 @@ def test_refusals_and_the_copy_archives_nothing(pitr_cluster: PitrFactory) -> No
     c.chown(full.parent)
     refused = c.restore("--to-end", "--data-dir", str(full))
     assert refused.returncode == 7, refused.stderr
+    logical = c.dbcrate("restore", "pitr", "--latest")
+    assert logical.returncode == 2 and "--pitr" in logical.stderr
     assert [p.name for p in full.iterdir()] == ["something"]
     d = c.new_dir()
     c.restore_json(c.restore("--to-end", "--data-dir", str(d), "--json"))

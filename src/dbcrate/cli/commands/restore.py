@@ -118,6 +118,10 @@ def run(args: argparse.Namespace) -> int:
                             error=err.message)
             explain(err, args)
             raise
+    if job.options.get("mode") == "physical":
+        raise UsageError(f"job {job.name} takes base backups: restore it with --pitr",
+                         hint=f"dbcrate restore {job.name} --pitr --to-end --data-dir DIR "
+                         "(docs/pitr.md)")
     password = None
     if args.to_password_file:
         password = read_secret_file(args.to_password_file, file=args.to_password_file,
