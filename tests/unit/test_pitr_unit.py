@@ -6,7 +6,9 @@ from __future__ import annotations
 import io
 import struct
 import tarfile
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 
@@ -16,7 +18,7 @@ from dbcrate.engines.postgres.physical.recovery import parse_log
 from dbcrate.engines.postgres.physical.tarscan import TarScan
 from dbcrate.engines.postgres.physical.walpage import read_header
 from dbcrate.errors import ConfigError
-from dbcrate.model import Digest, Manifest
+from dbcrate.model import Digest, Manifest, ObjectInfo
 from dbcrate.operations.pitr import continuity
 from dbcrate.operations.pitr.prune import prunable
 
@@ -141,3 +143,30 @@ def test_recovery_log() -> None:
     bad = parse_log("FATAL:  recovery ended before configured recovery target was reached\n",
                     "promote")
     assert not bad.done and "recovery ended" in bad.failed
+
+
+def test_listing_backups_never_pages_through_wal(tmp_path: Path) -> None:
+    """``list`` reads a job's dated keys only: its WAL objects are never yielded."""
+    from dbcrate.config import TargetConfig
+    from dbcrate.operations.listing import read
+    from dbcrate.storage.local import LocalStorage
+
+    local = LocalStorage.from_config(TargetConfig("t", "local", {"path": str(tmp_path)}))
+    seen: list[str] = []
+
+    class Recording:
+        name = "t"
+
+        def list(self, prefix: str = "") -> Iterator[ObjectInfo]:
+            for obj in local.list(prefix):
+                seen.append(obj.key)
+                yield obj
+
+        def get(self, key: str) -> Iterator[bytes]:
+            return local.get(key)
+
+    local.put("j/2026/12/01/x.tar.manifest.json", [b"{}"])
+    for n in range(3):
+        local.put(wal.wal_key("j", wal.segment_name(1, n, SEG), SHA, ("zst",)), [b"w"])
+    assert list(read(Recording(), "j")) == []  # type: ignore[arg-type]
+    assert seen == ["j/2026/12/01/x.tar.manifest.json"]
