@@ -325,6 +325,8 @@ def test_stream_keeps_what_was_committed_before_a_crash(tmp_path: Path) -> None:
                "WAL stream of the agent")
         c.sql(f"CREATE TABLE {t} (id int)")
         c.dbcrate("backup", "pitr", check=True)
+        kept = c.dir / "state" / "pitr" / "pitr.backup_manifest"  # for incremental bases
+        assert b'"WAL-Ranges"' in kept.read_bytes()
         c.sql(f"INSERT INTO {t} VALUES (1)")
         lsn = c.sql("SELECT pg_current_wal_insert_lsn()")[0][0]
         c.wait(lambda: c.sql("SELECT bool_or(flush_lsn >= %s::pg_lsn) FROM pg_stat_replication",

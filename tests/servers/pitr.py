@@ -88,6 +88,7 @@ class PitrCluster:
         self.sql("GRANT pg_monitor TO dbcrate_repl")
         extra = "".join(f"{k} = {json.dumps(v)}\n" for k, v in self.job_extra.items())
         self.config.write_text(
+            f'[agent]\nstate_dir = "{self.dir / "state"}"\n\n'
             f'[backup]\nrecipients = ["{recipient}"]\n\n'
             f'[backup.targets.local]\ntype = "local"\npath = "{self.store}"\n\n'
             f'[[backup.jobs]]\nname = "{JOB}"\nengine = "postgres"\nmode = "physical"\n'

@@ -130,7 +130,7 @@ def run_backup(config: Config, job: JobConfig, progress: Progress | None = None)
         try:
             manifest = pitr_base.complete(
                 job, engine, {n: s for n, s in storages.items() if n not in failures},
-                manifest)
+                manifest, config.agent.state_path)
         except BaseException:
             for name, storage in storages.items():
                 _discard(storage, written[name])

@@ -8,6 +8,7 @@ import logging
 import os
 from collections.abc import Mapping
 from dataclasses import replace
+from pathlib import Path
 from typing import TYPE_CHECKING, cast
 
 from dbcrate.catalog import wal
@@ -41,7 +42,7 @@ def open_physical(job: JobConfig) -> PhysicalEngine:
 
 
 def complete(job: JobConfig, engine: Engine, storages: Mapping[str, Storage],
-             manifest: Manifest) -> Manifest:
+             manifest: Manifest, state_dir: Path | None = None) -> Manifest:
     """The base backup's manifest, once its stop segment is archived on every target in
     ``storages`` (those that took the base). Raises ``ArchiveTimeout`` (naming
     archive_command or the stream), ``WalConflict`` (the archive is another cluster's),
@@ -59,4 +60,22 @@ def complete(job: JobConfig, engine: Engine, storages: Mapping[str, Storage],
     timeout = float(os.environ.get("DBCRATE_ARCHIVE_WAIT", ARCHIVE_WAIT))
     log.info("waiting for %s (stop LSN %s) to be archived", seg, info.stop_lsn)
     wait_archived(storages, job.name, seg, timeout, how)
+    if state_dir is not None and state_dir.is_dir():
+        keep_backup_manifest(state_dir, job.name, info.manifest)
     return replace(manifest, kind="base", extra={**manifest.extra, **info.extra()})
+
+
+def keep_backup_manifest(state_dir: Path, job: str, body: bytes) -> None:
+    """Keep the newest base's ``backup_manifest`` at ``STATE/pitr/JOB.backup_manifest``
+    (for incremental backups: the next base is taken against it). Atomic (rename); a
+    failure is logged, never fatal."""
+    directory = state_dir / "pitr"
+    try:
+        directory.mkdir(mode=0o700, exist_ok=True)
+        tmp = directory / f".{job}.backup_manifest.tmp"
+        tmp.write_bytes(body)
+        tmp.chmod(0o600)
+        tmp.replace(directory / f"{job}.backup_manifest")
+    except OSError as exc:
+        log.warning("cannot keep the backup_manifest of %s in %s: %s", job, directory,
+                    exc.strerror or exc)
