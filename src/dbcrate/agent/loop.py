@@ -113,6 +113,10 @@ class Agent:
                     self.reload_wanted = False
                     self.reload()
                 now = now_utc()
+                for streamer in self.streams:  # an invalidated slot: a new base now
+                    if streamer.needs_base.is_set() and not self.active(streamer.job.name):
+                        streamer.needs_base.clear()
+                        self.pending.append(Pending(now, now, streamer.job.name, "catchup"))
                 self.tick(now)
                 self.dispatch(now)
                 self.check_max_age(now)

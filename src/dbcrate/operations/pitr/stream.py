@@ -37,6 +37,8 @@ class Streamer(threading.Thread):
         self.settings = parse_pitr(job.options, where=f"jobs.{job.name}", source=job.source)
         self._halt = threading.Event()
         self._partial_sent: tuple[str, float, int] | None = None
+        #: set when the slot was invalidated (a gap): the agent queues a base backup
+        self.needs_base = threading.Event()
 
     def stop(self) -> None:
         self._halt.set()
@@ -44,6 +46,7 @@ class Streamer(threading.Thread):
     def run(self) -> None:
         from dbcrate.engines.postgres.physical.engine import PhysicalEngine
         from dbcrate.engines.postgres.physical.receivewal import Receiver
+        from dbcrate.engines.postgres.physical.settings import slot_lost
 
         self.spool.mkdir(parents=True, exist_ok=True, mode=0o700)
         delay = 1.0
@@ -54,6 +57,12 @@ class Streamer(threading.Thread):
                 engine = PhysicalEngine(Connection(self.job.url, self.job.password,
                                                    self.job.options))
                 info = engine.probe()
+                conn = Connection(self.job.url, self.job.password, self.job.options)
+                if slot_lost(conn, f"dbcrate_{self.job.name}"):
+                    log.error("%s: slot dbcrate_%s was invalidated (the WAL it held was "
+                              "removed): the archive has a gap; recreating the slot and "
+                              "taking a base backup", self.job.name, self.job.name)
+                    self.needs_base.set()
                 receiver = Receiver(Connection(self.job.url, self.job.password,
                                                self.job.options), f"dbcrate_{self.job.name}",
                                     self.spool, engine.major, info.server_version)

@@ -70,3 +70,17 @@ def current_lsn(url: str, password: str | None) -> int | None:
         return None
     hi, _, lo = str(row[0]).partition("/")
     return int(hi, 16) << 32 | int(lo, 16)
+
+
+def slot_lost(connection: Connection, slot: str) -> bool:
+    """Whether replication slot ``slot`` exists and was invalidated (``wal_status =
+    'lost'``: the WAL it held back was removed, so the stream has a gap); such a slot is
+    dropped, to be created anew. Raises ``DatabaseError``."""
+    target = PgTarget.parse(connection.url, connection.password)
+    with connect(target) as conn:
+        row = conn.execute("SELECT wal_status FROM pg_replication_slots WHERE slot_name = %s",
+                           (slot,)).fetchone()
+        if row is None or row[0] != "lost":
+            return False
+        conn.execute("SELECT pg_drop_replication_slot(%s)", (slot,))
+    return True
