@@ -121,6 +121,10 @@ def test_damaged_wal_object_stops_the_restore(pitr_cluster: PitrFactory, damage:
         missing = c.dbcrate("wal-fetch", "pitr", "00000001000000FF000000FF", str(out),
                             "--identity", str(c.identity))
         assert missing.returncode == 9
+        read = c.dbcrate("wal", "verify", "pitr", "--read", "--identity", str(c.identity),
+                         "--json")
+        assert read.returncode == 5, read.stdout + read.stderr
+        assert [d["name"] for d in json.loads(read.stdout)[0]["damaged"]] == [third]
     finally:
         obj.write_bytes(kept)
 
@@ -384,3 +388,21 @@ def test_target_actions(pitr_cluster: PitrFactory, action: str) -> None:
     assert pid.exists()
     subprocess.run([*c.prefix, str(c.server.bin_dir / "pg_ctl"), "-D", str(d), "-m", "fast",
                     "-w", "stop"], check=True, capture_output=True)
+
+
+def test_wal_check(pitr_cluster: PitrFactory) -> None:
+    """``wal check``: the settings are right, a switched segment reaches every target, the
+    exact archive_command is printed; without the GRANT for pg_switch_wal it says so."""
+    c = pitr_cluster(18)
+    denied = c.dbcrate("wal", "check", "pitr")
+    assert denied.returncode == 8 and "GRANT EXECUTE ON FUNCTION pg_switch_wal()" in \
+        denied.stderr
+    c.sql("GRANT EXECUTE ON FUNCTION pg_switch_wal() TO dbcrate_repl")
+    try:
+        out = c.dbcrate("wal", "check", "pitr", "--json")
+        assert out.returncode == 0, out.stdout + out.stderr
+        doc = json.loads(out.stdout)
+        assert doc["ok"] and doc["problems"] == [] and c.wal_objects(doc["switched"])
+        assert f"wal-push pitr %p --config {c.config}" in doc["archive_command"]
+    finally:
+        c.sql("REVOKE EXECUTE ON FUNCTION pg_switch_wal() FROM dbcrate_repl")
