@@ -12,8 +12,10 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+import psycopg
 import pytest
 
+from dbcrate.sandbox.privileges import free_port
 from tests.lib.e2e import DBCRATE, ROOT
 from tests.servers.pitr import PitrCluster, PitrFactory
 
@@ -370,22 +372,30 @@ def test_restore_as_root_runs_the_server_as_the_owner(pitr_cluster: PitrFactory)
     assert c.query_copy(d, f"SELECT id FROM {t} ORDER BY id") == [(1,)]
 
 
-@pytest.mark.parametrize("action", ["shutdown", "pause"])
+@pytest.mark.parametrize("action", ["shutdown", "pause", "keep-running"])
 def test_target_actions(pitr_cluster: PitrFactory, action: str) -> None:
     """--target-action shutdown: the server stops at the target (D stays in recovery, to be
-    started with a restore_command or promoted); pause: it is left running, paused."""
+    started with a restore_command or promoted); pause: it is left running, paused;
+    --keep-running: promoted and left running on 127.0.0.1:P."""
     c = pitr_cluster(14)
     t = f"t_{uuid.uuid4().hex[:8]}"
     mid, _ = _base_then_rows(c, t)
     d = c.new_dir()
-    c.restore_json(c.restore("--to-time", mid, "--target-action", action, "--data-dir",
-                             str(d), "--json"))
-    assert (d / "recovery.signal").exists()
+    port = free_port()
+    how = ["--keep-running", "--port", str(port)] if action == "keep-running" else [
+        "--target-action", action]
+    c.restore_json(c.restore("--to-time", mid, *how, "--data-dir", str(d), "--json"))
     pid = d / "postmaster.pid"
     if action == "shutdown":
-        assert not pid.exists()
+        assert (d / "recovery.signal").exists() and not pid.exists()
         return
     assert pid.exists()
+    if action == "keep-running":
+        with psycopg.connect(host="127.0.0.1", port=port, user=c.server.user,
+                             password=c.server.password, dbname="postgres") as conn:
+            assert conn.execute(f"SELECT id FROM {t}".encode()).fetchall() == [(1,)]
+    else:
+        assert (d / "recovery.signal").exists()
     subprocess.run([*c.prefix, str(c.server.bin_dir / "pg_ctl"), "-D", str(d), "-m", "fast",
                     "-w", "stop"], check=True, capture_output=True)
 
