@@ -389,15 +389,17 @@ def test_target_actions(pitr_cluster: PitrFactory, action: str) -> None:
     if action == "shutdown":
         assert (d / "recovery.signal").exists() and not pid.exists()
         return
-    assert pid.exists()
-    if action == "keep-running":
-        with psycopg.connect(host="127.0.0.1", port=port, user=c.server.user,
-                             password=c.server.password, dbname="postgres") as conn:
-            assert conn.execute(f"SELECT id FROM {t}".encode()).fetchall() == [(1,)]
-    else:
-        assert (d / "recovery.signal").exists()
-    subprocess.run([*c.prefix, str(c.server.bin_dir / "pg_ctl"), "-D", str(d), "-m", "fast",
-                    "-w", "stop"], check=True, capture_output=True)
+    try:
+        assert pid.exists()
+        if action == "keep-running":
+            with psycopg.connect(host="127.0.0.1", port=port, user=c.server.user,
+                                 password=c.server.password, dbname="postgres") as conn:
+                assert conn.execute(f"SELECT id FROM {t}".encode()).fetchall() == [(1,)]
+        else:
+            assert (d / "recovery.signal").exists()
+    finally:
+        subprocess.run([*c.prefix, str(c.server.bin_dir / "pg_ctl"), "-D", str(d), "-m",
+                        "fast", "-w", "stop"], check=False, capture_output=True)
 
 
 def test_wal_check(pitr_cluster: PitrFactory) -> None:
