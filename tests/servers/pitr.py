@@ -76,6 +76,14 @@ class PitrCluster:
         self.job_extra = job_extra
 
     def start(self) -> PitrCluster:
+        """Start the server and write the config; on failure everything is removed."""
+        try:
+            return self._start()
+        except BaseException:
+            self.stop()
+            raise
+
+    def _start(self) -> PitrCluster:
         self.store.mkdir()
         identity, recipient = generate_identity()
         self.identity.write_text(f"{identity}\n")
