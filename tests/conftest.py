@@ -13,6 +13,7 @@ import tempfile
 
 pytest_plugins = [
     "tests.servers.postgres",
+    "tests.servers.pitr",
     "tests.servers.s3",
     "tests.servers.mariadb",
     "tests.servers.redis",

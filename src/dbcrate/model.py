@@ -82,6 +82,9 @@ class Manifest:
     parts: tuple[PartRecord, ...] = ()
     #: format 2, aes-256-gcm jobs: HMAC-SHA256 of the manifest (see docs/format.md)
     hmac: str = ""
+    #: ``dump`` (an engine's native dump) or ``base`` (a PostgreSQL base backup, its
+    #: timeline, LSNs, system identifier and segment size in ``extra``; docs/pitr.md)
+    kind: str = "dump"
 
     def part(self, name: str) -> PartRecord | None:
         """The extra part called ``name``, if the backup has one."""

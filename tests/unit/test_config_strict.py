@@ -128,6 +128,10 @@ exclude_schemas = ["b"]
 tables = ["c"]
 exclude_tables = ["d"]
 maintenance_db = "template1"
+mode = "physical"
+archive = "command"
+partial_interval = "10s"
+max_rpo = "5m"
 
 [[backup.jobs]]
 name = "my"

@@ -35,6 +35,7 @@ from dbcrate.audit import AuditLog
 from dbcrate.config import Config, JobConfig
 from dbcrate.errors import DbcrateError
 from dbcrate.notify import overdue
+from dbcrate.operations.pitr.stream import Streamer, stream_jobs
 from dbcrate.schedule import Schedule, format_duration
 
 _IDLE = timedelta(seconds=30)
@@ -78,6 +79,8 @@ class Agent:
         self.running: dict[str, threading.Thread] = {}
         self.pending: list[Pending] = []
         self.next_slot: dict[str, datetime] = {}
+        #: one WAL streamer per ``archive = "stream"`` job (docs/pitr.md)
+        self.streams: list[Streamer] = []
 
     # -- signals -------------------------------------------------------------------------
 
@@ -111,11 +114,19 @@ class Agent:
                   f"{len(self.tasks())} schedule(s){only})", ev="agent.start")
             self.plan(now_utc())
             self._metrics()
+            self.streams = [Streamer(self.config, j, self.state_dir)  # archive = "stream"
+                            for j in stream_jobs(self.config)]
+            for streamer in self.streams:
+                streamer.start()
             while self.stop_signal is None:
                 if self.reload_wanted:
                     self.reload_wanted = False
                     self.reload()
                 now = now_utc()
+                for streamer in self.streams:  # an invalidated slot: a new base now
+                    if streamer.needs_base.is_set() and not self.active(streamer.job.name):
+                        streamer.needs_base.clear()
+                        self.pending.append(Pending(now, now, streamer.job.name, "catchup"))
                 self.tick(now)
                 self.dispatch(now)
                 self.check_max_age(now)
@@ -283,6 +294,8 @@ class Agent:
     def shutdown(self) -> None:
         """No new work; wait ``grace_period`` for running jobs, then abort them."""
         self.pending.clear()
+        for streamer in self.streams:
+            streamer.stop()
         sig = signal.Signals(self.stop_signal or signal.SIGTERM).name
         with self.mutex:
             threads = list(self.running.values())
@@ -301,6 +314,8 @@ class Agent:
             interrupt.abort(self.stop_signal or signal.SIGTERM)
             for t in alive:
                 t.join()
+        for streamer in self.streams:
+            streamer.join(30)
         self._metrics()
         runner.audit_quietly(self.audit, "agent.stop", error=None)
         event(logging.INFO, f"agent stopped ({sig})", ev="agent.stop")

@@ -10,6 +10,7 @@ from typing import Any
 from dbcrate.agent import lock, verifying
 from dbcrate.agent.state import FILE_NAME, Run, StateDB
 from dbcrate.config import Config, JobConfig
+from dbcrate.operations.pitr.status import wal_status
 from dbcrate.schedule import Schedule, format_duration
 
 #: ``dbcrate status`` exit code when a job's last run failed or it is overdue
@@ -75,6 +76,7 @@ def status(config: Config, now: datetime | None = None) -> dict[str, Any]:
                 "max_age": format_duration(job.max_age) if job.max_age else None,
                 "max_age_exceeded": exceeded(job, success, now),
                 "verify": _verify_doc(config, job, now),
+                **({"wal": w} if (w := wal_status(config, job, now)) else {}),
             })
     finally:
         if db:
@@ -83,14 +85,17 @@ def status(config: Config, now: datetime | None = None) -> dict[str, Any]:
 
 
 def healthy(doc: dict[str, Any]) -> bool:
-    """False if a job's last run failed, a job's max_age is exceeded or its last
-    verification's verdict was fail or alarm."""
+    """False if a job's last run failed, a job's max_age is exceeded, its last
+    verification's verdict was fail or alarm, or its WAL archive has a gap or is over
+    ``max_rpo``."""
     for job in doc["jobs"]:
         last = job["last_run"]
         if job["max_age_exceeded"] or (last is not None and last["result"] == "failed"):
             return False
         checked = job["verify"]["last"]
         if checked is not None and checked["result"] in verifying.UNHEALTHY_RESULTS:
+            return False
+        if job.get("wal") and (job["wal"]["max_rpo_exceeded"] or job["wal"]["gaps"]):
             return False
     return True
 

@@ -21,6 +21,8 @@ _HEX16 = re.compile(r"[0-9a-f]{16}")
 COMPRESSION_STAGES = frozenset(COMPRESSIONS)
 ENCRYPTION_STAGES = frozenset(e for e in ENCRYPTIONS if e != "none")
 STAGES = COMPRESSION_STAGES | ENCRYPTION_STAGES
+#: what a backup is: a native dump, or a PostgreSQL base backup (docs/pitr.md)
+KINDS = ("dump", "base")
 
 
 class Bad(Exception):
@@ -151,6 +153,9 @@ def manifest(doc: dict[str, Any], fmt: int) -> Manifest:
     if f"-{backup_id}." not in data_key.rsplit("/", 1)[-1]:
         raise Bad("data_key does not name this backup's id")
     base = data_key[:data_key.rindex(f"-{backup_id}.") + len(backup_id) + 1]
+    kind = _str(doc, "kind", "dump")
+    if kind not in KINDS:
+        raise Bad(f"kind {kind[:40]!r} is unknown")
     return Manifest(
         format=fmt, id=backup_id, job=job, engine=engine,
         server_version=_str(doc, "server_version", empty=True),
@@ -163,4 +168,5 @@ def manifest(doc: dict[str, Any], fmt: int) -> Manifest:
         dbcrate_version=_str(doc, "dbcrate_version", "", empty=True),
         status=_str(doc, "status", "complete"),
         data_key=data_key, extra=dict(extra), parts=_parts(doc, job, base), hmac=tag,
+        kind=kind,
     )

@@ -31,6 +31,8 @@ def encode(manifest: Manifest) -> bytes:
     doc["parts"] = [asdict(p) for p in manifest.parts]
     if manifest.format == 1:
         doc.pop("hmac")  # format 1 had no hmac member
+    if manifest.kind == "dump":
+        doc.pop("kind")  # dumps are written as before base backups existed
     return (json.dumps(doc, indent=2, sort_keys=True, ensure_ascii=False) + "\n").encode()
 
 
@@ -99,4 +101,10 @@ def summary(m: Manifest) -> dict[str, Any]:
         "encrypted": m.encryption != "none", "recipients": list(m.recipients),
         "server_version": m.server_version, "tool": m.tool, "tool_version": m.tool_version,
         "status": m.status, "format": m.format,
+        "kind": m.kind, "timeline": _int(m.extra.get("timeline")),
+        "start_lsn": m.extra.get("start_lsn"), "stop_lsn": m.extra.get("stop_lsn"),
     }
+
+
+def _int(text: str | None) -> int | None:
+    return int(text) if text is not None and text.isdigit() else None

@@ -12,8 +12,6 @@ import sys
 from collections.abc import Callable, Sequence
 
 from dbcrate import __version__, interrupt
-from dbcrate.cli import commands
-from dbcrate.cli.options import Parser
 from dbcrate.cli.output import print_error, stdout_to_devnull
 from dbcrate.errors import DbcrateError, OutputError
 
@@ -22,6 +20,9 @@ Handler = Callable[[argparse.Namespace], int]
 
 def build_parser() -> argparse.ArgumentParser:
     """The whole command line: global flags, then each command module's parser."""
+    from dbcrate.cli import commands
+    from dbcrate.cli.options import Parser
+
     parser = Parser(prog="dbcrate", description="Encrypted, streaming database backups "
                     "to storage you own, restorable from storage alone.")
     parser.add_argument("--version", action="version", version=f"dbcrate {__version__}")
@@ -64,6 +65,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _run(args_list: list[str]) -> int:
     debug = "--debug" in args_list or bool(os.environ.get("DBCRATE_DEBUG"))
     try:
+        if args_list[:1] == ["wal-push"]:  # once per WAL segment: import only what it needs
+            from dbcrate.cli.walpush import fast_push
+
+            return fast_push(args_list[1:])
         args = build_parser().parse_args(args_list)
         _setup_logging(args.verbose)
         interrupt.doing(_activity(args))

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from typing import Any
 
 from dbcrate import catalog, config
 from dbcrate.cli.output import TerminalProgress
@@ -20,8 +21,8 @@ class Parser(argparse.ArgumentParser):
         raise UsageError(message, hint=f"see `{self.prog} --help`")
 
 
-def add_selection(p: argparse.ArgumentParser, *, at: bool = True) -> None:
-    """``--latest | --at TIME | --id ID`` (exactly one)."""
+def add_selection(p: argparse.ArgumentParser, *, at: bool = True) -> Any:
+    """``--latest | --at TIME | --id ID`` (exactly one); returns the group."""
     g = p.add_mutually_exclusive_group(required=True)
     g.add_argument("--latest", action="store_true", help="the newest backup")
     if at:
@@ -30,6 +31,7 @@ def add_selection(p: argparse.ArgumentParser, *, at: bool = True) -> None:
                        "no offset), e.g. 2026-11-21T03:00:00Z")
     g.add_argument("--id", dest="backup_id", metavar="ID", help="the backup with this id "
                    "(or a unique prefix of at least 8 characters)")
+    return g
 
 
 def add_progress_flags(p: argparse.ArgumentParser) -> None:

@@ -18,6 +18,8 @@ ENGINE_OPTIONS: dict[str, frozenset[str]] = {
     "postgres": frozenset({
         "pg_bin_dir", "fetch_tools", "cache_dir", "globals", "staging_dir",
         "schemas", "exclude_schemas", "tables", "exclude_tables", "maintenance_db",
+        # physical mode (PITR; config/pitr.py, docs/pitr.md)
+        "mode", "archive", "partial_interval", "max_rpo",
     }),
     "mysql": frozenset({"dump_options", "dump_tool", "client_tool"}),
     "redis": frozenset({

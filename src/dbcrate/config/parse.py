@@ -29,6 +29,7 @@ from dbcrate.config.model import (
     TargetConfig,
     option_problem,
 )
+from dbcrate.config.pitr import parse_pitr
 from dbcrate.config.secrets import decode_key, resolve_secrets
 from dbcrate.config.signers import signers
 from dbcrate.errors import ConfigError
@@ -173,6 +174,8 @@ class Parser:
                 raise self.err(f"{where}.url", "is required (or set database)")
             url = DEFAULT_URLS[engine].format(db=quote(database or "", safe=""))
 
+        if engine == "postgres":  # physical-mode keys (docs/pitr.md)
+            parse_pitr(self.options(job, where), where=where, source=self.source)
         return JobConfig(
             name=name,
             engine=engine,

@@ -17,6 +17,7 @@ from dbcrate.operations import leftovers, preflight
 from dbcrate.operations.authn import sig_key
 from dbcrate.operations.fanout import Tracked, fanout
 from dbcrate.operations.pipeline import EncodePlan, encode_plan
+from dbcrate.operations.pitr import base as pitr_base
 from dbcrate.operations.preflight import TargetResult
 from dbcrate.operations.progress import Counter, Progress, Silent
 from dbcrate.storage import Storage, open_target
@@ -70,7 +71,9 @@ def run_backup(config: Config, job: JobConfig, progress: Progress | None = None)
         return BackupResult(job=job.name, failures=failures, results=list(results.values()))
     for storage in storages.values():
         leftovers.sweep_quietly(storage, job.name)  # what killed runs left behind
-    engine = open_engine(job.engine, Connection(job.url, job.password, job.options))
+    physical = pitr_base.is_physical(job)  # a base backup (docs/pitr.md)
+    engine = pitr_base.open_physical(job) if physical else open_engine(
+        job.engine, Connection(job.url, job.password, job.options))
     info = engine.probe()
     if info.superuser:
         log.warning("job %s backs up as a superuser (%s); a least-privilege role is enough: "
@@ -99,7 +102,7 @@ def run_backup(config: Config, job: JobConfig, progress: Progress | None = None)
 
         progress.start(f"{job.name}: {info.tool} {info.tool_version} -> {', '.join(storages)}")
         # backup-time row counts, as the dump streams (or in its snapshot: count_rows)
-        counter = open_counter(job.engine, job.verify.count_rows, engine)
+        counter = None if physical else open_counter(job.engine, job.verify.count_rows, engine)
         dump = engine.dump() if counter is None else counter(engine.dump())
         plain, stored = _store(dump, key, plan, storages, failures, written, progress, results)
         stats = counter.stats() if counter is not None else None
@@ -123,6 +126,15 @@ def run_backup(config: Config, job: JobConfig, progress: Progress | None = None)
         recipients=plan.recipients, key_id=plan.key_id, dbcrate_version=__version__,
         status="complete", data_key=key, parts=tuple(parts),
     )
+    if physical:  # once its stop segment is archived on every target
+        try:
+            manifest = pitr_base.complete(
+                job, engine, {n: s for n, s in storages.items() if n not in failures},
+                manifest, config.agent.state_path)
+        except BaseException:
+            for name, storage in storages.items():
+                _discard(storage, written[name])
+            raise
     if job.encryption == "aes-256-gcm" and job.encryption_key is not None:
         tag = signing.mac(signing.mac_key(job.encryption_key),
                           catalog.mac_input(catalog.encode(manifest)))

@@ -9,7 +9,7 @@ from dataclasses import dataclass, replace
 from dbcrate import catalog
 from dbcrate.config import Config
 from dbcrate.errors import DbcrateError, ManifestError, WrongKey
-from dbcrate.model import Manifest
+from dbcrate.model import Manifest, ObjectInfo
 from dbcrate.operations import leftovers
 from dbcrate.operations.authn import Policy, authenticate, policy_for
 from dbcrate.storage import Storage, open_target
@@ -41,8 +41,7 @@ def read(storage: Storage, job: str | None = None,
     ``skipped`` and skipped, so other backups stay listable. Raises ``StorageError`` if
     the target cannot be listed.
     """
-    prefix = f"{job}/" if job else ""
-    for obj in storage.list(prefix):
+    for obj in _catalog_objects(storage, job):
         if not catalog.is_manifest(obj.key):
             continue
         try:
@@ -57,6 +56,16 @@ def read(storage: Storage, job: str | None = None,
             continue
         if job is None or m.job == job:
             yield obj.key, body, m
+
+
+def _catalog_objects(storage: Storage, job: str | None) -> Iterator[ObjectInfo]:
+    """The objects that may be manifests: of a job, those under ``{job}/{digit}`` (its
+    dated keys), so a physical job's ``{job}/wal/`` is never paged through."""
+    if not job:
+        yield from storage.list("")
+        return
+    for digit in "0123456789":
+        yield from storage.list(f"{job}/{digit}")
 
 
 def manifests(storage: Storage, job: str | None = None) -> Iterator[Manifest]:

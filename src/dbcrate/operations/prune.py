@@ -13,6 +13,8 @@ from dbcrate.model import Manifest
 from dbcrate.operations import leftovers, records
 from dbcrate.operations.authn import policy, sig_key
 from dbcrate.operations.listing import Skipped, trusted
+from dbcrate.operations.pitr import base as pitr_base
+from dbcrate.operations.pitr.prune import prune_wal
 from dbcrate.storage import Storage, open_target
 
 log = logging.getLogger("dbcrate.prune")
@@ -30,6 +32,8 @@ class PruneReport:
     aborted_uploads: int = 0
     #: manifests neither kept nor deleted: unreadable or not trusted (key, why)
     ignored: Skipped = field(default_factory=list)
+    #: WAL files (physical jobs) older than the oldest kept base: deleted (or, dry, not)
+    wal: list[str] = field(default_factory=list)
 
 
 def run_prune(
@@ -64,11 +68,18 @@ def run_prune(
         except DbcrateError as exc:
             report.errors.append(exc)
             continue
+        if not dry_run:
+            for decision in report.decisions:
+                if not decision.keep:
+                    _delete(storage, decision.manifest, report)
+        if pitr_base.is_physical(job):  # WAL before the oldest kept base (docs/pitr.md)
+            try:
+                report.wal = prune_wal(storage, job.name, [
+                    d.manifest for d in report.decisions if d.keep], dry_run=dry_run)
+            except DbcrateError as exc:
+                report.errors.append(exc)
         if dry_run:
             continue
-        for decision in report.decisions:
-            if not decision.keep:
-                _delete(storage, decision.manifest, report)
         report.aborted_uploads = _abort_stale(storage, job.name, report)
     return reports
 

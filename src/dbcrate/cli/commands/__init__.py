@@ -19,11 +19,12 @@ from dbcrate.cli.commands import (
     target,
     tools,
     verify,
+    wal,
 )
 
 MODULES: tuple[ModuleType, ...] = (
     keygen, backup, listing, restore, cat, prune, target, tools, grants, agent, status, audit,
-    verify,
+    verify, wal,
 )
 
 __all__ = ["MODULES"]

@@ -50,6 +50,7 @@ def run(args: argparse.Namespace) -> int:
                             and (args.dry_run or d.manifest.id in report.deleted)],
                 "aborted_uploads": report.aborted_uploads,
                 "ignored": [{"key": k, "reason": r} for k, r in report.ignored],
+                "wal": report.wal,
             })
             if args.json:
                 continue
@@ -64,6 +65,9 @@ def run(args: argparse.Namespace) -> int:
                     sys.stdout.write(f"  {verb:<7} {d.manifest.id}  {when}\n")
             for key, why in report.ignored:
                 sys.stdout.write(f"  ignored {key} (not counted, not deleted: {why})\n")
+            if report.wal:
+                sys.stdout.write(f"  {verb} {len(report.wal)} WAL files before the oldest kept "
+                                 f"base ({report.wal[0]} .. {report.wal[-1]})\n")
     if args.json:
         print_json(out)
     return exit_code

@@ -10,7 +10,7 @@ import time
 from typing import Any
 
 from dbcrate import catalog
-from dbcrate.cli import auditing
+from dbcrate.cli import auditing, pitr_restore
 from dbcrate.cli.options import add_progress_flags, add_selection, load_config, progress, selector
 from dbcrate.cli.output import print_json
 from dbcrate.config import read_secret_file
@@ -27,7 +27,7 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     """Add ``restore`` to the subparsers ``sub``."""
     p = sub.add_parser("restore", parents=[common], help="restore a backup into a database")
     p.add_argument("job", metavar="JOB")
-    add_selection(p)
+    pitr_restore.add_flags(p, add_selection(p))
     p.add_argument("--target", metavar="T", help="read from this target (default: the "
                    "job's targets in order)")
     p.add_argument("--to", metavar="URL", help="restore into this database (created if it "
@@ -110,6 +110,18 @@ def run(args: argparse.Namespace) -> int:
     """Restore a backup into a database (see ``run_restore``)."""
     cfg = load_config(args)
     job = cfg.job(args.job)
+    if args.pitr:  # point-in-time recovery of a physical job (cli/pitr_restore.py)
+        try:
+            return pitr_restore.run(args, cfg, job, keys(args, job.encryption_key))
+        except DbcrateError as err:
+            auditing.record(cfg, "restore.fail", job=job.name, trigger="manual",
+                            error=err.message)
+            explain(err, args)
+            raise
+    if job.options.get("mode") == "physical":
+        raise UsageError(f"job {job.name} takes base backups: restore it with --pitr",
+                         hint=f"dbcrate restore {job.name} --pitr --to-end --data-dir DIR "
+                         "(docs/pitr.md)")
     password = None
     if args.to_password_file:
         password = read_secret_file(args.to_password_file, file=args.to_password_file,

@@ -19,6 +19,10 @@ OPTION_KEYS: frozenset[str] = frozenset({
     "tables",
     "exclude_tables",
     "maintenance_db",
+    "mode",
+    "archive",
+    "partial_interval",
+    "max_rpo",
 })
 
 #: the URL a job gets when it names only a ``database`` (``{db}`` is replaced)

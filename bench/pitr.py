@@ -1,0 +1,155 @@
+"""Benchmark: PITR against the raw tools, paired (alternating runs, medians).
+
+On a cluster whose archive_command is ``dbcrate wal-push`` (tests/servers/pitr.py's set-up:
+the server and dbcrate run as the sandbox user when this runs as root), measures:
+
+  base backup   dbcrate backup of a physical job (zstd + age, local; includes waiting for
+                the stop segment to be archived)  vs  raw pg_dump -Fc -Z0 > /dev/null
+                (goal <= 1.0x)
+  wal-push      dbcrate wal-push of one 16 MiB segment  vs  zstd -1 | age > /dev/null
+                (goal <= 2x)
+  replay        dbcrate restore --pitr --to-end over ~--segments segments  vs  the plaintext
+                base untarred + pg_verifybackup + replay with restore_command = cp
+                (goal <= 1.5x)
+
+Usage: python bench/pitr.py [--size-gb 1.0] [--segments 30] [--major 17] [--repeat 3]
+(run from the repository root with PYTHONPATH=src:.)
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from tests.servers.pitr import JOB, PitrCluster
+
+
+def timed(argv: list[str], **kw: object) -> float:
+    t0 = time.perf_counter()
+    subprocess.run(argv, check=True, stdout=subprocess.DEVNULL, **kw)  # type: ignore[call-overload]
+    return time.perf_counter() - t0
+
+
+def median(values: list[float]) -> float:
+    return sorted(values)[len(values) // 2]
+
+
+def generate(c: PitrCluster, size_gb: float) -> None:
+    rows = int(size_gb * 2_000_000)
+    print(f"generating {rows} rows ...", flush=True)
+    c.sql("CREATE TABLE IF NOT EXISTS bench (id bigint, body text, blob bytea)")
+    c.sql(f"INSERT INTO bench SELECT i, repeat(md5(i::text), 8), sha256(int8send(i))"
+          f" FROM generate_series(1, {rows}) i")
+    size = c.sql("SELECT pg_database_size('postgres')")[0][0]
+    print(f"database size: {size / 1e9:.2f} GB", flush=True)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--size-gb", type=float, default=1.0)
+    ap.add_argument("--segments", type=int, default=30)
+    ap.add_argument("--major", type=int, default=17)
+    ap.add_argument("--repeat", type=int, default=3)
+    args = ap.parse_args()
+    c = PitrCluster(args.major)
+    c.server._settings["max_wal_size"] = "8GB"
+    c.start()
+    try:
+        generate(c, args.size_gb)
+        c.switch_and_wait(600)
+        s = c.server
+        env = {**os.environ, "PGPASSWORD": s.password}
+        dump = [str(s.bin_dir / "pg_dump"), "-Fc", "-Z0", "-h", s.host, "-p", str(s.port),
+                "-U", s.user, "postgres"]
+        base: dict[str, list[float]] = {"raw": [], "dbcrate": []}
+        for _ in range(args.repeat):
+            base["raw"].append(timed(dump, env=env))
+            t0 = time.perf_counter()
+            c.dbcrate("backup", JOB, check=True, timeout=3600)
+            base["dbcrate"].append(time.perf_counter() - t0)
+
+        # one archived segment, pushed again and again (its object removed each time)
+        seg_name = c.switch_and_wait()
+        work = c.new_dir().parent / "pg_wal"
+        work.mkdir()
+        c.chown(work)
+        seg = work / seg_name
+        c.dbcrate("wal-fetch", JOB, seg_name, str(seg), "--identity", str(c.identity),
+                  check=True)
+        recipient = c.config.read_text().split('recipients = ["', 1)[1].split('"', 1)[0]
+        push: dict[str, list[float]] = {"raw": [], "dbcrate": []}
+        for _ in range(max(5, args.repeat)):
+            push["raw"].append(timed(["bash", "-c", f"zstd -1 -c < {seg} | age -r "
+                                      f"{recipient} > /dev/null"]))
+            for obj in c.wal_objects(seg_name):
+                obj.unlink()
+            t0 = time.perf_counter()
+            c.dbcrate("wal-push", JOB, str(seg), check=True)
+            push["dbcrate"].append(time.perf_counter() - t0)
+
+        # replay: a base, then ~N segments of WAL
+        c.dbcrate("backup", JOB, check=True, timeout=3600)
+        print(f"writing ~{args.segments} segments of WAL ...", flush=True)
+        c.sql(f"INSERT INTO bench SELECT i, repeat(md5(i::text), 8), sha256(int8send(i))"
+              f" FROM generate_series(1, {args.segments * 48_000}) i")
+        c.switch_and_wait(600)
+        plain = c.new_dir().parent / "plain"
+        plain.mkdir()
+        c.chown(plain)
+        names = sorted({p.name.split("-", 1)[0] for p in
+                        (c.store / JOB / "wal" / "00000001").iterdir()})
+        for name in names:
+            c.dbcrate("wal-fetch", JOB, name, str(plain / name), "--identity",
+                      str(c.identity), check=True)
+        tar = plain.parent / "base.tar"
+        with tar.open("wb") as out:
+            subprocess.run([*c.prefix, "env", "-i", *(f"{k}={v}" for k, v in c.env().items()),
+                            c.python, "-m", "dbcrate", "--config", str(c.config), "cat", JOB,
+                            "--latest", "--identity", str(c.identity)], stdout=out, check=True)
+        c.chown(tar.parent)
+        replay: dict[str, list[float]] = {"raw": [], "dbcrate": []}
+        for _ in range(args.repeat):
+            d = c.new_dir()
+            t0 = time.perf_counter()
+            raw_replay(c, tar, d, plain)
+            replay["raw"].append(time.perf_counter() - t0)
+            d2 = c.new_dir()
+            t0 = time.perf_counter()
+            c.restore_json(c.restore("--to-end", "--data-dir", str(d2), "--json"))
+            replay["dbcrate"].append(time.perf_counter() - t0)
+            shutil.rmtree(d.parent, ignore_errors=True)
+            shutil.rmtree(d2.parent, ignore_errors=True)
+    finally:
+        c.stop()
+    print(f"\nmedians of {args.repeat}+ paired runs (wall seconds)")
+    for what, runs, goal in (("base backup vs pg_dump -Fc -Z0", base, 1.0),
+                             ("wal-push vs zstd -1 | age", push, 2.0),
+                             ("restore --pitr --to-end vs cp replay", replay, 1.5)):
+        raw, ours = median(runs["raw"]), median(runs["dbcrate"])
+        print(f"{what:40} raw {raw:7.2f}  dbcrate {ours:7.2f}  ratio {ours / raw:5.2f}"
+              f"  (goal <= {goal})")
+    return 0
+
+
+def raw_replay(c: PitrCluster, tar: Path, d: Path, plain: Path) -> None:
+    """Untar the plaintext base, pg_verifybackup, replay with restore_command = cp."""
+    bindir = c.server.bin_dir
+    script = (f"set -e; mkdir -m 700 {d}; tar -x -C {d} -f {tar}; "
+              f"{bindir}/pg_verifybackup -n -q {d}; touch {d}/recovery.signal; "
+              f"{bindir}/pg_ctl -D {d} -l {d}.log -w -t 3600 start -o \"-c hot_standby=off "
+              f"-c listen_addresses='' -c unix_socket_directories='{d.parent}' "
+              f"-c archive_mode=off -c restore_command='cp {plain}/%f %p'\"; "
+              f"while [ -e {d}/recovery.signal ]; do sleep 0.05; done; "
+              f"{bindir}/pg_ctl -D {d} -m fast -w stop")
+    subprocess.run([*c.prefix, "bash", "-c", script], check=True, capture_output=True)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

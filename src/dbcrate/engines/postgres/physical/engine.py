@@ -1,0 +1,168 @@
+"""Base backups of a whole cluster: ``pg_basebackup -D - -Ft -X none`` of the server's
+major, streamed (the pipeline compresses and encrypts it; nothing touches the disk).
+
+WAL is not in the base: the archive (``wal-push`` or the agent's stream) holds it. The
+stream's ``backup_label``, ``backup_manifest`` and ``global/pg_control`` give the
+timeline, start/stop LSN, system identifier and versions (``BaseInfo``).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from dbcrate.engines.base import Connection, Part, RestoreOptions
+from dbcrate.engines.postgres.connect import connect
+from dbcrate.engines.postgres.options import PgOptions
+from dbcrate.engines.postgres.physical.tarscan import TarScan
+from dbcrate.engines.postgres.physical.walpage import pg_control_system_identifier
+from dbcrate.engines.postgres.tools import PgTools, resolve
+from dbcrate.engines.postgres.url import PgTarget
+from dbcrate.engines.process import stream_stdout
+from dbcrate.errors import DumpFailed, RestoreRefused
+from dbcrate.model import EngineInfo
+
+log = logging.getLogger("dbcrate.postgres.physical")
+
+#: what the tar scan keeps of each member (bytes)
+_KEEP = {"backup_label": 1 << 16, "backup_manifest": 1 << 26, "global/pg_control": 64}
+_START = re.compile(r"START WAL LOCATION: ([0-9A-F]+/[0-9A-F]+)")
+_TIMELINE = re.compile(r"START TIMELINE: (\d+)")
+
+
+class BaseBackupRefused(DumpFailed):
+    """The cluster cannot be backed up this way (extra tablespaces, no REPLICATION)."""
+
+
+@dataclass(frozen=True)
+class BaseInfo:
+    """What a finished base backup is (all from the stream, checked against the server)."""
+
+    timeline: int
+    start_lsn: str
+    stop_lsn: str
+    system_identifier: str
+    segment_size: int
+    server_version: str
+    manifest: bytes
+
+    def extra(self) -> dict[str, str]:
+        """The manifest's ``extra`` fields of a ``kind = "base"`` backup (docs/format.md)."""
+        return {"timeline": str(self.timeline), "start_lsn": self.start_lsn,
+                "stop_lsn": self.stop_lsn, "system_identifier": self.system_identifier,
+                "segment_size": str(self.segment_size),
+                "pg_version": self.server_version}
+
+
+class PhysicalEngine:
+    """A PostgreSQL cluster backed up with pg_basebackup (an ``Engine`` for backups; its
+    restores are operations/pitr's, so ``restore`` refuses)."""
+
+    name = "postgres"
+    ext = "tar"
+
+    def __init__(self, connection: Connection) -> None:
+        """Raises ``ConfigError`` for an unparsable URL or an invalid job option."""
+        self._target = PgTarget.parse(connection.url, connection.password)
+        self._opts = PgOptions.parse(connection.options)
+        self._tools: PgTools | None = None
+        self._scan: TarScan | None = None
+        self.segment_size = 0
+        self.server_version = ""
+        self.major = 0
+
+    def probe(self) -> EngineInfo:
+        """Read the server's version, segment size and the role's privileges; resolve
+        pg_basebackup of its major. Raises ``BaseBackupRefused`` (extra tablespaces, a
+        role without REPLICATION), ``DatabaseError``, ``ToolNotFound``."""
+        with connect(self._target) as conn:
+            row = conn.execute(
+                "SELECT current_setting('server_version_num')::int,"
+                " (SELECT setting FROM pg_settings WHERE name = 'wal_segment_size')::bigint,"
+                " (SELECT rolreplication FROM pg_roles WHERE rolname = current_user),"
+                " (SELECT rolsuper FROM pg_roles WHERE rolname = current_user),"
+                " ARRAY(SELECT spcname::text FROM pg_tablespace"
+                "       WHERE spcname NOT IN ('pg_default', 'pg_global') ORDER BY 1)"
+            ).fetchone()
+        assert row is not None
+        num, seg, repl, superuser, spaces = int(row[0]), int(row[1]), row[2], row[3], row[4]
+        self.major = num // 10000
+        self.server_version = f"{self.major}.{num % 10000}"
+        self.segment_size = seg
+        user = self._target.params.get("user", "")
+        if spaces:
+            raise BaseBackupRefused(
+                f"the cluster at {self._target.where} has tablespaces besides pg_default "
+                f"({', '.join(spaces)}): pg_basebackup -D - cannot carry them",
+                hint="move their tables to pg_default, or back this cluster up in "
+                'mode = "logical"')
+        if not repl and not superuser:
+            raise BaseBackupRefused(
+                f"role {user!r} at {self._target.where} has no REPLICATION privilege",
+                hint=f"ALTER ROLE {user} REPLICATION (and a replication line in pg_hba.conf;"
+                " docs/pitr.md)")
+        self._tools = resolve(self.major, self.server_version, self._opts.tool_options())
+        return EngineInfo(engine="postgres", server_version=self.server_version,
+                          tool="pg_basebackup", tool_version=self._tools.version,
+                          database="", superuser=f"role {user} has rolsuper"
+                          if superuser else "")
+
+    def dump(self) -> Iterator[bytes]:
+        """Stream the base backup as one tar. Raises the ``probe()`` errors, then
+        ``DumpFailed`` after EOF if pg_basebackup failed. Closing early kills it."""
+        if self._tools is None:
+            self.probe()
+        assert self._tools is not None
+        argv = [self._tools.tool("pg_basebackup"), "-D", "-", "-Ft", "-X", "none",
+                "--checkpoint=fast", "--no-password", "-d", self._target.tool_conninfo()]
+        self._scan = TarScan(_KEEP)
+        redact = [s for s in (self._target.password, *self._target.secrets.values()) if s]
+        yield from self._scan(stream_stdout(argv, self._target.tool_env(), "pg_basebackup",
+                                            redact=redact))
+
+    def base_info(self) -> BaseInfo:
+        """The finished backup's metadata. Raises ``DumpFailed`` if the stream lacked
+        ``backup_label``, ``backup_manifest`` or ``global/pg_control``."""
+        scan = self._scan
+        members = scan.members if scan is not None else {}
+        for name in ("backup_label", "backup_manifest", "global/pg_control"):
+            if name not in members:
+                raise DumpFailed(f"pg_basebackup's stream has no {name}",
+                                 hint="is the server PostgreSQL 13 or newer?")
+        label = members["backup_label"].decode("utf-8", "replace")
+        start, tli = _START.search(label), _TIMELINE.search(label)
+        try:
+            doc: Any = json.loads(members["backup_manifest"])
+            ranges = doc["WAL-Ranges"]
+            stop = str(ranges[-1]["End-LSN"])
+        except (ValueError, KeyError, IndexError, TypeError):
+            raise DumpFailed("pg_basebackup's backup_manifest has no WAL range") from None
+        sysid = pg_control_system_identifier(members["global/pg_control"])
+        if start is None or tli is None or sysid is None:
+            raise DumpFailed("pg_basebackup's backup_label has no start location")
+        return BaseInfo(timeline=int(tli.group(1)), start_lsn=start.group(1), stop_lsn=stop,
+                        system_identifier=str(sysid), segment_size=self.segment_size,
+                        server_version=self.server_version, manifest=members["backup_manifest"])
+
+    # -- the rest of the Engine protocol ---------------------------------------------------
+
+    def check_restore_target(self, backup: EngineInfo, options: RestoreOptions) -> None:
+        raise RestoreRefused("a base backup restores with `dbcrate restore JOB --pitr`",
+                             hint="see docs/pitr.md")
+
+    def restore(self, chunks: Iterable[bytes], options: RestoreOptions) -> None:
+        raise RestoreRefused("a base backup restores with `dbcrate restore JOB --pitr`",
+                             hint="see docs/pitr.md")
+
+    def extra_parts(self) -> Sequence[Part]:
+        return ()
+
+    def dump_part(self, name: str) -> Iterator[bytes]:
+        raise KeyError(name)
+
+    def restore_part(self, name: str, chunks: Iterable[bytes], options: RestoreOptions) -> None:
+        raise KeyError(name)

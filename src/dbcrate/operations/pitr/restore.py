@@ -1,0 +1,357 @@
+"""``dbcrate restore JOB --pitr``: pick a base, check WAL continuity, unpack the base into
+an empty data directory (digest-checked, then ``pg_verifybackup``), replay WAL to the
+target with a recovery server that fetches nothing itself (``spool``), stop it cleanly.
+
+Nothing is touched before the continuity check passes; on any failure the data
+directory's contents are removed (no promoted copy is left behind).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import pwd
+import shutil
+import tarfile
+import tempfile
+import time
+from collections.abc import Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import IO, cast
+
+from dbcrate import catalog, pgbin
+from dbcrate.catalog import wal
+from dbcrate.config import Config, JobConfig
+from dbcrate.engines.postgres.physical.recovery import (
+    RecoveryServer,
+    RecoveryState,
+    write_archive_off,
+)
+from dbcrate.errors import BackupNotFound, DbcrateError, RestoreFailed, RestoreRefused, UsageError
+from dbcrate.model import Manifest
+from dbcrate.operations.listing import manifests
+from dbcrate.operations.pipeline import KeyMaterial
+from dbcrate.operations.pitr import continuity
+from dbcrate.operations.pitr.archive import (
+    ArchiveInfo,
+    WalConflict,
+    objects,
+    read_archive_info,
+)
+from dbcrate.operations.pitr.fetch import read_wal
+from dbcrate.operations.pitr.spool import Spool
+from dbcrate.operations.restore import Located, checked, plaintext
+from dbcrate.sandbox.privileges import drop_privileges_prefix
+from dbcrate.storage import Storage, open_target
+
+log = logging.getLogger("dbcrate.pitr")
+
+#: segments fetched ahead of replay
+PREFETCH = 4
+ACTIONS = ("promote", "pause", "shutdown")
+
+
+@dataclass(frozen=True)
+class PitrRequest:
+    """What ``restore --pitr`` was asked (exactly one of to_time, to_lsn, to_end)."""
+
+    data_dir: Path
+    to_time: datetime | None = None
+    to_lsn: str | None = None
+    to_end: bool = False
+    base_id: str | None = None
+    timeline: str = "latest"
+    action: str = "promote"
+    run_as: str | None = None
+    resume_archiving: bool = False
+    keep_running: bool = False
+    port: int | None = None
+    target: str | None = None
+
+
+@dataclass
+class PitrResult:
+    base_id: str
+    stop_lsn: str
+    last_commit: str | None
+    timeline: int | None
+    target: str
+    seconds: float
+    stopped_at: str | None = None
+
+    def json(self) -> dict[str, object]:
+        return {"base_id": self.base_id, "stop_lsn": self.stop_lsn,
+                "last_commit_time": self.last_commit, "timeline": self.timeline,
+                "new_timeline": self.timeline, "target": self.target,
+                "stopped_at": self.stopped_at, "seconds": round(self.seconds, 3)}
+
+
+def _bases(storage: Storage, job: JobConfig) -> list[Manifest]:
+    return sorted((m for m in manifests(storage, job.name) if m.kind == "base"),
+                  key=lambda m: m.finished_at)
+
+
+def choose_base(bases: list[Manifest], req: PitrRequest) -> Manifest:
+    """The newest base whose stop precedes the target (``--base``: that one). Raises
+    ``BackupNotFound``."""
+    if req.base_id:
+        hit = [m for m in bases if m.id.startswith(req.base_id)]
+        if len(hit) != 1:
+            raise BackupNotFound(f"no single base backup with id {req.base_id!r}",
+                                 hint="`dbcrate list JOB` shows the bases (kind base)")
+        return hit[0]
+    fits = bases
+    if req.to_time is not None:
+        when = req.to_time
+        fits = [m for m in bases if m.finished_at <= when]
+    elif req.to_lsn is not None:
+        lsn = wal.parse_lsn(req.to_lsn)
+        fits = [m for m in bases if wal.parse_lsn(m.extra["stop_lsn"]) <= lsn]
+    if not fits:
+        raise BackupNotFound("no base backup ends before the target" if bases else
+                             "the job has no base backups",
+                             hint="`dbcrate list JOB` shows the bases; run `dbcrate backup JOB`")
+    return fits[-1]
+
+
+def _server_user(req: PitrRequest) -> pwd.struct_passwd | None:
+    """Who runs the server: None (ourselves) unless we are root."""
+    if os.geteuid() != 0:
+        if req.run_as and req.run_as != pwd.getpwuid(os.geteuid()).pw_name:
+            raise UsageError("--run-as needs root")
+        return None
+    if req.run_as:
+        try:
+            return pwd.getpwnam(req.run_as)
+        except KeyError:
+            raise UsageError(f"--run-as: no user {req.run_as!r}") from None
+    parent = req.data_dir.resolve().parent
+    owner = pwd.getpwuid(parent.stat().st_uid)
+    if owner.pw_uid == 0:
+        raise UsageError(f"PostgreSQL does not run as root and {parent} is root's",
+                         hint="pass --run-as USER (the server's OS user)")
+    return owner
+
+
+def _check_empty(d: Path) -> None:
+    if d.exists() and (not d.is_dir() or any(d.iterdir())):
+        raise RestoreRefused(f"the data directory {d} is not empty",
+                             hint="give a new or empty directory (--data-dir)")
+
+
+def run_pitr(config: Config, job: JobConfig, req: PitrRequest, keys: KeyMaterial) -> PitrResult:
+    """Restore ``job`` to the request's target into ``req.data_dir``. Raises
+    ``BackupNotFound``, ``WalGap`` (exit 13; nothing touched), ``RestoreRefused`` (a
+    non-empty data dir, exit 7), ``IntegrityError``s naming the damaged object (exit 5),
+    ``RestoreFailed``, ``ToolNotFound``, ``StorageError``, ``DecryptionError``."""
+    t0 = time.monotonic()
+    if req.action not in ACTIONS:
+        raise UsageError(f"--target-action {req.action!r}", hint=f"one of {', '.join(ACTIONS)}")
+    names = [req.target] if req.target else list(job.targets)
+    found: list[tuple[str, Storage, list[Manifest]]] = []
+    for name in names:
+        storage = open_target(config.target(name))
+        found.append((name, storage, _bases(storage, job)))
+    tname, storage, bases = next(((n, s, b) for n, s, b in found if b), found[0])
+    base = choose_base(bases, req)
+    located = checked(Located(base, tname, storage), job)
+    base = located.manifest
+    seg_size = int(base.extra["segment_size"])
+    tli = int(base.extra["timeline"])
+    info = read_archive_info(storage, job.name)
+    if info is not None and info.system_identifier != base.extra["system_identifier"]:
+        raise WalConflict(f"the WAL archive on {tname} is of another database system "
+                          f"than base {base.id}")
+    stored = objects(storage, job.name)
+    segs = continuity.available(stored, seg_size, tli)
+    first = wal.segment_no(wal.parse_lsn(base.extra["start_lsn"]), seg_size)
+    last_needed = wal.segment_no(wal.parse_lsn(base.extra["stop_lsn"]), seg_size)
+    if req.to_time is not None:
+        last = max(last_needed, continuity.end_for_time(segs, first, req.to_time))
+        what = f"a restore to {catalog.encode_time(req.to_time)}"
+    elif req.to_lsn is not None:
+        last = max(last_needed, wal.segment_no(wal.parse_lsn(req.to_lsn), seg_size))
+        what = f"a restore to LSN {req.to_lsn}"
+    else:
+        last = max([last_needed, *segs])
+        what = "a restore to the end of the archive"
+    sp = continuity.span(segs, first, last)
+    if sp.missing:
+        raise continuity.gap_error(sp, tli, seg_size, job.name, what)
+    _check_empty(req.data_dir)
+    user = _server_user(req)
+    by_name = {o.name: o for o in stored}
+    created = not req.data_dir.exists()
+    req.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    spool_root = Path(tempfile.mkdtemp(prefix=".dbcrate-pitr-", dir=req.data_dir.parent))
+    server: RecoveryServer | None = None
+    ok = False
+    try:
+        _unpack(plaintext(located, keys), req.data_dir)
+        if user is not None:
+            _chown_tree(req.data_dir, user)
+            os.chown(spool_root, user.pw_uid, user.pw_gid)
+        req.data_dir.chmod(0o700)
+        spool = Spool(spool_root, user.pw_uid if user else None, user.pw_gid if user else None)
+        major = int(base.extra.get("pg_version", base.server_version).split(".")[0])
+        root = pgbin.ensure(major, check=pgbin.SERVER_FILES)
+        prefix = drop_privileges_prefix(user) if user is not None else []
+        server = RecoveryServer(root / "bin", req.data_dir, spool_root,
+                                _settings(req, spool), prefix, req.port if req.keep_running
+                                else None, req.action)
+        server.verify_backup()
+        if not req.resume_archiving:
+            write_archive_off(req.data_dir)
+        (req.data_dir / "recovery.signal").touch()
+        if user is not None:
+            for p in (req.data_dir / "recovery.signal", req.data_dir / "postgresql.auto.conf"):
+                os.chown(p, user.pw_uid, user.pw_gid)
+        server.start()
+        state = _replay(server, spool, storage, job, by_name, keys, seg_size, info)
+        if req.keep_running or req.action == "pause":
+            server.release()
+        else:
+            server.stop()
+        ok = True
+        return PitrResult(base.id, base.extra["stop_lsn"], state.last_commit, state.timeline,
+                          tname, time.monotonic() - t0, state.stopped_at)
+    finally:
+        if server is not None and not ok:
+            server.stop(fast=False)
+        if not ok:
+            _empty(req.data_dir, remove=created)
+        if ok and (req.keep_running or req.action == "pause"):
+            pass  # the running server's restore_command and log live in the spool
+        else:
+            shutil.rmtree(spool_root, ignore_errors=True)
+
+
+def _settings(req: PitrRequest, spool: Spool) -> dict[str, str]:
+    s = {"restore_command": spool.restore_command, "recovery_target_timeline": req.timeline,
+         "recovery_target_action": req.action}
+    if req.to_time is not None:
+        s["recovery_target_time"] = req.to_time.astimezone(UTC).strftime(
+            "%Y-%m-%d %H:%M:%S.%f+00:00")
+    elif req.to_lsn is not None:
+        s["recovery_target_lsn"] = req.to_lsn
+    else:
+        s.pop("recovery_target_action")
+    return s
+
+
+def _replay(server: RecoveryServer, spool: Spool, storage: Storage, job: JobConfig,
+            by_name: dict[str, wal.WalObject], keys: KeyMaterial, seg_size: int,
+            info: ArchiveInfo | None) -> RecoveryState:
+    """Serve the server's requests (and fetch ahead) until it reaches its target. Raises
+    the error of a damaged object it asked for, or ``RestoreFailed`` with its log."""
+    ainfo = info
+    pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="wal-fetch")
+    inflight: dict[str, Future[bytes]] = {}
+    errors: dict[str, DbcrateError] = {}
+
+    def stored(name: str) -> wal.WalObject | None:
+        """The object for ``name``: the segment, else (the newest, streamed) its
+        ``.partial``, which replay reads up to its last valid record."""
+        obj = by_name.get(name)
+        if obj is None and wal.SEGMENT.fullmatch(name):
+            obj = by_name.get(f"{name}.partial")
+        return obj
+
+    def want(name: str) -> None:
+        obj = stored(name)
+        if name not in inflight and obj is not None and not spool.is_ready(name):
+            inflight[name] = pool.submit(read_wal, storage, job, obj, keys, ainfo)
+
+    try:
+        while True:
+            for name in spool.wanted():
+                if spool.is_ready(name):
+                    spool.answered(name)
+                elif name in errors:
+                    spool.fail(name)
+                    raise errors[name]
+                elif stored(name) is None:
+                    spool.none(name)
+                else:
+                    want(name)
+                if wal.SEGMENT.fullmatch(name):
+                    t, segno = wal.parse_segment(name, seg_size)
+                    for n in range(1, PREFETCH + 1):
+                        if spool.ready_count() + len(inflight) >= PREFETCH + 1:
+                            break
+                        want(wal.segment_name(t, segno + n, seg_size))
+            for name, fut in list(inflight.items()):
+                if fut.done():
+                    del inflight[name]
+                    exc = fut.exception()
+                    if isinstance(exc, DbcrateError):
+                        errors[name] = exc
+                    elif exc is not None:
+                        raise exc
+                    else:
+                        spool.put(name, fut.result())
+            state = server.wait()
+            if state.done:
+                return state
+            if state.failed:
+                raise RestoreFailed(f"the recovery server stopped: {state.failed}",
+                                    hint=f"its log:\n{server.tail()}")
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+        spool.close()
+
+
+def _unpack(chunks: Iterator[bytes], dest: Path) -> None:
+    """Extract the base's tar stream into ``dest``: regular files and directories only,
+    each inside ``dest`` (else ``RestoreFailed``)."""
+    with tarfile.open(fileobj=cast("IO[bytes]", _Reader(chunks)), mode="r|") as tar:
+        for member in tar:
+            parts = Path(member.name).parts
+            if member.name.startswith("/") or ".." in parts or not (
+                    member.isfile() or member.isdir()):
+                raise RestoreFailed(f"the base backup holds {member.name!r}, which a "
+                                    "restore does not write", hint="is it a base of "
+                                    "dbcrate's? (extra tablespaces are refused)")
+            tar.extract(member, dest, set_attrs=True)
+
+
+class _Reader:
+    """A read()-able file over an iterator of chunks."""
+
+    def __init__(self, chunks: Iterable[bytes]) -> None:
+        self._it = iter(chunks)
+        self._buf = b""
+
+    def read(self, n: int = -1) -> bytes:
+        while n < 0 or len(self._buf) < n:
+            chunk = next(self._it, None)
+            if chunk is None:
+                break
+            self._buf += chunk
+        if n < 0:
+            out, self._buf = self._buf, b""
+        else:
+            out, self._buf = self._buf[:n], self._buf[n:]
+        return out
+
+
+def _chown_tree(root: Path, user: pwd.struct_passwd) -> None:
+    os.chown(root, user.pw_uid, user.pw_gid)
+    for d, dirs, files in os.walk(root):
+        for name in [*dirs, *files]:
+            os.chown(Path(d) / name, user.pw_uid, user.pw_gid, follow_symlinks=False)
+
+
+def _empty(d: Path, *, remove: bool) -> None:
+    """Remove what the restore put into ``d`` (and ``d`` itself if it created it)."""
+    if remove:
+        shutil.rmtree(d, ignore_errors=True)
+        return
+    for entry in d.iterdir() if d.exists() else ():
+        if entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry, ignore_errors=True)
+        else:
+            entry.unlink(missing_ok=True)
