@@ -16,12 +16,13 @@ from dbcrate.config.agent import NotifyConfig
 log = logging.getLogger("dbcrate.notify")
 
 #: our event -> apprise notify type
-TYPES = {"failure": "failure", "success": "success", "max_age": "warning"}
+TYPES = {"failure": "failure", "success": "success", "max_age": "warning",
+         "max_rpo": "warning"}
 
 
 @dataclass(frozen=True)
 class Message:
-    event: str  # failure | success | max_age
+    event: str  # failure | success | max_age | max_rpo
     job: str
     title: str
     body: str
@@ -41,6 +42,13 @@ def overdue(job: str, max_age: str, last: str | None) -> Message:
     body = (f"the newest successful backup of {job} finished at {last}" if last
             else f"{job} has no successful backup")
     return Message("max_age", job, f"dbcrate: {job} backup older than {max_age}", body)
+
+
+def rpo_exceeded(job: str, max_rpo: str, rpo_seconds: int, last: str | None) -> Message:
+    body = (f"the newest archived WAL of {job} ({last or 'none'}) is {rpo_seconds} s "
+            "behind the server")
+    return Message("max_rpo", job, f"dbcrate: {job} WAL archive behind by more than "
+                   f"{max_rpo}", body)
 
 
 def describe(index: int, entry: NotifyConfig) -> str:

@@ -6,10 +6,8 @@ from __future__ import annotations
 
 import json
 import subprocess
-import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -21,40 +19,11 @@ from dbcrate.config.agent import NotifyConfig
 from dbcrate.sandbox.postgres import free_port
 from tests.lib.agent import Agent, agent_table, events, runs, wait_until
 from tests.lib.e2e import DBCRATE, local_target, make_setup
+from tests.servers.notify import Receiver
 from tests.servers.postgres import PgDatabase
 
 CANARY = "Canary-Pw-7f3a9e"  # the database password (wrong on purpose)
 URL_CANARY = "Url-Canary-51c0"  # a secret inside a notification URL
-
-
-@dataclass
-class Receiver:
-    port: int
-    posts: list[dict[str, Any]] = field(default_factory=list)
-
-
-@pytest.fixture
-def http_receiver() -> Iterator[Receiver]:
-    posts: list[dict[str, Any]] = []
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:
-            body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
-            posts.append({"path": self.path, **json.loads(body)})
-            self.send_response(200)
-            self.end_headers()
-
-        def log_message(self, *args: Any) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield Receiver(server.server_address[1], posts)
-    finally:
-        server.shutdown()
-        server.server_close()
 
 
 @dataclass

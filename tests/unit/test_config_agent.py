@@ -36,7 +36,7 @@ def test_defaults_and_values() -> None:
             a.log_format) == ("/srv/state", 2, timedelta(seconds=30), timedelta(minutes=5),
                               "America/New_York", "/srv/m.prom", "json")
     [n] = cfg.notify
-    assert n.on == ("failure", "max_age") and n.jobs == ("orders",)
+    assert n.on == ("failure", "max_age", "max_rpo") and n.jobs == ("orders",)
     assert "hooks.example" not in repr(n)
     plain = parse(raw())
     assert plain.agent.grace_period == timedelta(minutes=10)

@@ -29,6 +29,7 @@ from dbcrate import interrupt
 from dbcrate.agent import metrics, runner, verifying
 from dbcrate.agent.lock import AgentLock
 from dbcrate.agent.logs import event
+from dbcrate.agent.rpo import RpoWatch
 from dbcrate.agent.state import StateDB
 from dbcrate.agent.status import exceeded, job_zone, rfc3339
 from dbcrate.audit import AuditLog
@@ -81,6 +82,8 @@ class Agent:
         self.next_slot: dict[str, datetime] = {}
         #: one WAL streamer per ``archive = "stream"`` job (docs/pitr.md)
         self.streams: list[Streamer] = []
+        #: ``max_rpo`` notifications (not in a ``--verify-only`` agent)
+        self.rpo_watch: RpoWatch | None = None
 
     # -- signals -------------------------------------------------------------------------
 
@@ -118,6 +121,10 @@ class Agent:
                             for j in stream_jobs(self.config)]
             for streamer in self.streams:
                 streamer.start()
+            if not self.verify_only:
+                self.rpo_watch = RpoWatch(self.config, self.db, lambda cfg, msg:
+                                          runner.send(cfg, self.audit, msg))
+                self.rpo_watch.start()
             while self.stop_signal is None:
                 if self.reload_wanted:
                     self.reload_wanted = False
@@ -284,6 +291,8 @@ class Agent:
             runner.audit_quietly(self.audit, "config.reject", error=exc.message)
             return
         self.config = new
+        if self.rpo_watch is not None:
+            self.rpo_watch.config = new
         runner.audit_quietly(self.audit, "config.reload")
         event(logging.INFO, f"config reloaded ({len(self.scheduled())} scheduled job(s))",
               ev="config.reload")
@@ -296,6 +305,8 @@ class Agent:
         self.pending.clear()
         for streamer in self.streams:
             streamer.stop()
+        if self.rpo_watch is not None:
+            self.rpo_watch.stop()
         sig = signal.Signals(self.stop_signal or signal.SIGTERM).name
         with self.mutex:
             threads = list(self.running.values())
@@ -316,6 +327,8 @@ class Agent:
                 t.join()
         for streamer in self.streams:
             streamer.join(30)
+        if self.rpo_watch is not None:
+            self.rpo_watch.join(30)
         self._metrics()
         runner.audit_quietly(self.audit, "agent.stop", error=None)
         event(logging.INFO, f"agent stopped ({sig})", ev="agent.stop")

@@ -16,7 +16,7 @@ from dbcrate.config.secrets import expand, read_secret_file
 from dbcrate.config.timing import ScheduleProblem, cron_expr, parse_duration, zone
 from dbcrate.errors import ConfigError
 
-NOTIFY_EVENTS = ("failure", "success", "max_age")
+NOTIFY_EVENTS = ("failure", "success", "max_age", "max_rpo")
 LOG_FORMATS = ("text", "json")
 
 
@@ -60,7 +60,7 @@ class NotifyConfig:
     """One ``[[notify]]`` entry. ``url`` is a secret (never in a repr, log or error)."""
 
     url: str = field(repr=False)
-    on: tuple[str, ...] = ("failure", "max_age")
+    on: tuple[str, ...] = ("failure", "max_age", "max_rpo")
     jobs: tuple[str, ...] | None = None  # None: every job
 
     def wants(self, event: str, job: str) -> bool:
@@ -156,7 +156,7 @@ def parse_notify(raw: Any, source: str, jobs: Mapping[str, Any]) -> tuple[Notify
                 raise _err(source, f"{where}.url_file", "expected a file path")
             url = read_secret_file(entry["url_file"], file=source, key=f"{where}.url_file")
         _check_url(url.strip(), source, f"{where}.url")
-        on = _names(entry.get("on", ["failure", "max_age"]), source, f"{where}.on")
+        on = _names(entry.get("on", ["failure", "max_age", "max_rpo"]), source, f"{where}.on")
         for event in on:
             if event not in NOTIFY_EVENTS:
                 raise _err(source, f"{where}.on", f"unknown event {event!r}",
