@@ -65,10 +65,12 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _run(args_list: list[str]) -> int:
     debug = "--debug" in args_list or bool(os.environ.get("DBCRATE_DEBUG"))
     try:
-        if args_list[:1] == ["wal-push"]:  # once per WAL segment: import only what it needs
-            from dbcrate.cli.walpush import fast_push
+        if "wal-push" in args_list or "wal-fetch" in args_list:  # once per WAL file
+            from dbcrate.cli.walfast import fast_command  # imports only what it needs
 
-            return fast_push(args_list[1:])
+            fast = fast_command(args_list)
+            if fast is not None:
+                return fast[0](fast[1])
         args = build_parser().parse_args(args_list)
         _setup_logging(args.verbose)
         interrupt.doing(_activity(args))

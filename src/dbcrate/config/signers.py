@@ -1,12 +1,12 @@
 """The manifest signers a host trusts: ``trusted_signers`` lines and the entries of an
-``allowed_signers_file`` (OpenSSH format), read when the config is loaded."""
+``allowed_signers_file`` (OpenSSH format), read when the config is loaded (the signing
+code is imported only when there are some: ``wal-push`` loads the config per segment)."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from typing import Any
 
-from dbcrate import signing
 from dbcrate.errors import ConfigError, InvalidKey
 
 
@@ -18,6 +18,11 @@ def signers(merged: Mapping[str, Any], where: str, source: str) -> tuple[str, ..
         return ConfigError(message, hint, file=source, key=key)
 
     value = merged.get("trusted_signers", [])
+    path = merged.get("allowed_signers_file")
+    if value == [] and path is None:
+        return ()  # without importing the signing code (cryptography's ssh keys)
+    from dbcrate import signing
+
     if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
         raise err(f"{where}.trusted_signers", "expected a list of "
                   "\"ssh-ed25519 AAAA... name\" strings")
@@ -25,7 +30,6 @@ def signers(merged: Mapping[str, Any], where: str, source: str) -> tuple[str, ..
         keys = [signing.parse_public_line(v) for v in value]
     except InvalidKey as exc:
         raise err(f"{where}.trusted_signers", exc.message, exc.hint) from None
-    path = merged.get("allowed_signers_file")
     if path is not None:
         key = f"{where}.allowed_signers_file"
         if not isinstance(path, str):

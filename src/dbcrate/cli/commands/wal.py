@@ -9,15 +9,9 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 from typing import Any
 
-from dbcrate.cli.output import print_error
-from dbcrate.cli.walpush import physical_job, run_push
-from dbcrate.errors import DbcrateError
-
-#: wal-fetch's exit code for every failure but "not archived"
-FETCH_FAILED = 255
+from dbcrate.cli.walfast import physical_job, run_fetch, run_push
 
 
 def register(sub: Any, common: argparse.ArgumentParser) -> None:
@@ -53,31 +47,6 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     c.add_argument("job", metavar="JOB")
     c.add_argument("--json", action="store_true", help="print the result as JSON")
     c.set_defaults(handler=run_check)
-
-
-def run_fetch(args: argparse.Namespace) -> int:
-    """Fetch ``args.name`` into ``args.path``: 0, 9 (not archived) or 255."""
-    try:
-        from dbcrate.cli.commands.restore import keys as key_material
-        from dbcrate.operations.pitr.fetch import fetch_to
-        from dbcrate.storage import open_target
-
-        cfg, job = physical_job(args)
-        names = [args.target] if args.target else list(job.targets)
-        storages = {n: open_target(cfg.target(n)) for n in names}
-        fetch_to(storages, job, args.name, Path(args.path),
-                 key_material(args, job.encryption_key))
-        return 0
-    except DbcrateError as err:
-        if err.exit_code == 9:
-            return 9  # quietly: PostgreSQL asks for files past the end as a matter of course
-        print_error(err)
-        return FETCH_FAILED
-    except KeyboardInterrupt:
-        raise
-    except Exception as exc:  # a bug must not look like the end of the archive either
-        sys.stderr.write(f"dbcrate: internal error: {type(exc).__name__}: {exc}\n")
-        return FETCH_FAILED
 
 
 #: ``wal verify``'s exit code when the archive has a gap (docs/exit-codes.md)
