@@ -2,6 +2,9 @@
 an empty data directory (digest-checked, then ``pg_verifybackup``), replay WAL to the
 target with a recovery server that fetches nothing itself (``spool``), stop it cleanly.
 
+The base is read once: its stored and plaintext digests are checked while it is
+unpacked, and a mismatch raises before ``pg_verifybackup`` or the server sees the copy.
+
 Nothing is touched before the continuity check passes; on any failure the data
 directory's contents are removed (no promoted copy is left behind).
 """
@@ -30,10 +33,17 @@ from dbcrate.engines.postgres.physical.recovery import (
     RecoveryState,
     write_archive_off,
 )
-from dbcrate.errors import BackupNotFound, DbcrateError, RestoreFailed, RestoreRefused, UsageError
+from dbcrate.errors import (
+    BackupNotFound,
+    CorruptedData,
+    DbcrateError,
+    RestoreFailed,
+    RestoreRefused,
+    UsageError,
+)
 from dbcrate.model import Manifest
 from dbcrate.operations.listing import manifests
-from dbcrate.operations.pipeline import KeyMaterial
+from dbcrate.operations.pipeline import KeyMaterial, decoders, verified
 from dbcrate.operations.pitr import continuity
 from dbcrate.operations.pitr.archive import (
     ArchiveInfo,
@@ -43,9 +53,10 @@ from dbcrate.operations.pitr.archive import (
 )
 from dbcrate.operations.pitr.fetch import read_wal
 from dbcrate.operations.pitr.spool import Spool
-from dbcrate.operations.restore import Located, checked, plaintext
+from dbcrate.operations.restore import Located, checked
 from dbcrate.sandbox.privileges import drop_privileges_prefix
 from dbcrate.storage import Storage, open_target
+from dbcrate.streams import apply
 
 log = logging.getLogger("dbcrate.pitr")
 
@@ -190,7 +201,7 @@ def run_pitr(config: Config, job: JobConfig, req: PitrRequest, keys: KeyMaterial
     server: RecoveryServer | None = None
     ok = False
     try:
-        _unpack(plaintext(located, keys), req.data_dir)
+        _unpack(_base_chunks(located, keys), req.data_dir)
         if user is not None:
             _chown_tree(req.data_dir, user)
             os.chown(spool_root, user.pw_uid, user.pw_gid)
@@ -304,10 +315,28 @@ def _replay(server: RecoveryServer, spool: Spool, storage: Storage, job: JobConf
         spool.close()
 
 
+def _base_chunks(located: Located, keys: KeyMaterial) -> Iterator[bytes]:
+    """The base's tar stream, read once: the stored object's size and SHA-256 are checked
+    as it arrives and the plaintext's after the last chunk (``DigestMismatch``,
+    ``TruncatedData``); a codec's ``CorruptedData`` names the stored object."""
+    m = located.manifest
+    what = f"stored object {located.target}:{m.data_key}"
+    stages = decoders(m, keys)  # fail fast on missing key material
+    raw = verified(located.storage.get(m.data_key), m.stored, what)
+    try:
+        yield from verified(apply(raw, stages), m.plaintext, f"restored base {m.id}")
+    except CorruptedData as exc:
+        if what in exc.message:
+            raise
+        raise CorruptedData(f"{what}: {exc.message}", exc.hint) from None
+
+
 def _unpack(chunks: Iterator[bytes], dest: Path) -> None:
     """Extract the base's tar stream into ``dest``: regular files and directories only,
-    each inside ``dest`` (else ``RestoreFailed``)."""
-    with tarfile.open(fileobj=cast("IO[bytes]", _Reader(chunks)), mode="r|") as tar:
+    each inside ``dest`` (else ``RestoreFailed``). The stream is read to its end (past the
+    tar's end-of-archive blocks), so the digest checks of ``_base_chunks`` always run."""
+    reader = _Reader(chunks)
+    with tarfile.open(fileobj=cast("IO[bytes]", reader), mode="r|") as tar:
         for member in tar:
             parts = Path(member.name).parts
             if member.name.startswith("/") or ".." in parts or not (
@@ -316,6 +345,7 @@ def _unpack(chunks: Iterator[bytes], dest: Path) -> None:
                                     "restore does not write", hint="is it a base of "
                                     "dbcrate's? (extra tablespaces are refused)")
             tar.extract(member, dest, set_attrs=True)
+    reader.drain()
 
 
 class _Reader:
@@ -336,6 +366,12 @@ class _Reader:
         else:
             out, self._buf = self._buf[:n], self._buf[n:]
         return out
+
+    def drain(self) -> None:
+        """Read what is left (and drop it)."""
+        self._buf = b""
+        for _ in self._it:
+            pass
 
 
 def _chown_tree(root: Path, user: pwd.struct_passwd) -> None:
