@@ -54,3 +54,52 @@ def test_max_rpo_notifies_once_per_episode(http_receiver: Receiver) -> None:
         assert "max_rpo" in stderr
     finally:
         c.stop()
+
+
+def test_reload_stops_and_starts_streams_and_an_invalidated_slot_takes_a_base(
+        tmp_path: Path) -> None:
+    """SIGHUP: a job no longer streaming stops its pg_receivewal (the slot stays); while it
+    is stopped the slot is invalidated (max_slot_wal_keep_size); streaming again after the
+    next SIGHUP, the agent drops and recreates the slot and takes a base backup."""
+    c = PitrCluster(17, archive_command=False, archive="stream", partial_interval="1s")
+    c.server._settings["max_slot_wal_keep_size"] = "32MB"
+    c.start()
+    streamed = c.config.read_text()
+    streaming = lambda: c.sql("SELECT count(*) FROM pg_stat_replication")[0][0]  # noqa: E731
+    slot = lambda: c.sql("SELECT active, wal_status FROM pg_replication_slots "  # noqa: E731
+                         "WHERE slot_name = 'dbcrate_pitr'")
+    agent = c.dbcrate_popen("-v", "agent")
+    try:
+        c.wait(lambda: streaming() == 1 or agent.poll() is not None, "WAL stream")
+        c.config.write_text(streamed.replace('archive = "stream"\n', ""))
+        agent.send_signal(signal.SIGHUP)
+        c.wait(lambda: streaming() == 0, "stream stopped by the reload")
+        assert slot()[0][0] is False
+        c.sql("CREATE TABLE t (x text)")
+        for _ in range(8):  # more WAL than max_slot_wal_keep_size, then a checkpoint
+            c.sql("INSERT INTO t VALUES ('x')")
+            c.sql("SELECT pg_switch_wal()")
+        c.wait(lambda: c.sql("CHECKPOINT") == [] and slot()[0][1] == "lost",
+               "invalidated slot")
+        manifests = lambda: list(c.store.joinpath(JOB).glob("2*/**/*.manifest.json"))  # noqa: E731
+        assert not manifests()
+        c.config.write_text(streamed)
+        agent.send_signal(signal.SIGHUP)
+        c.wait(lambda: manifests() or agent.poll() is not None, "base backup after the gap",
+               limit=90)
+        assert agent.poll() is None
+        assert [b["kind"] for b in c.dbcrate_list()] == ["base"]
+        assert slot()[0][1] != "lost"
+        c.wait(lambda: streaming() == 1, "WAL stream after the gap")
+    finally:
+        agent.send_signal(signal.SIGTERM)
+        try:
+            stderr = agent.communicate(timeout=60)[1]
+            print(stderr[-4000:])  # shown when the test fails
+        finally:
+            if agent.poll() is None:
+                agent.kill()
+            c.stop()
+    assert agent.returncode == 0, stderr[-3000:]
+    assert "WAL stream stopped (config reload)" in stderr
+    assert "was invalidated" in stderr

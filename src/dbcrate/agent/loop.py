@@ -9,7 +9,8 @@ The main thread keeps time and handles signals; each run is a worker thread (at 
   objects); their runs are recorded ``interrupted`` and their slots stay unhandled.
 - SIGHUP: reload and validate the config; an invalid one is rejected (logged with file
   and key, audited ``config.reject``) and the old one kept; a valid one applies to runs
-  that start from now on (``config.reload``).
+  that start from now on (``config.reload``). WAL streams follow it: a removed (or no
+  longer streaming) job's stream stops, an added one starts, a changed job's restarts.
 """
 
 from __future__ import annotations
@@ -117,7 +118,7 @@ class Agent:
                   f"{len(self.tasks())} schedule(s){only})", ev="agent.start")
             self.plan(now_utc())
             self._metrics()
-            self.streams = [Streamer(self.config, j, self.state_dir)  # archive = "stream"
+            self.streams = [Streamer(self.config, j, self.state_dir, self.wake)  # "stream"
                             for j in stream_jobs(self.config)]
             for streamer in self.streams:
                 streamer.start()
@@ -298,7 +299,34 @@ class Agent:
               ev="config.reload")
         self.pending = [p for p in self.pending if p.job in new.jobs]
         self.plan(now_utc())
+        self._restream(new)
         self._metrics()
+
+    def _restream(self, new: Config) -> None:
+        """Stop the streams of jobs gone from ``new`` (or changed), start the new ones;
+        a stream whose job is unchanged keeps running and ships with ``new``'s targets."""
+        wanted = {j.name: j for j in stream_jobs(new)}
+        kept: list[Streamer] = []
+        for streamer in self.streams:
+            job = wanted.get(streamer.job.name)
+            if job == streamer.job and streamer.is_alive():
+                streamer.config = new
+                kept.append(streamer)
+                continue
+            streamer.stop()
+            streamer.join(30)  # one pg_receivewal per slot: the old one ends first
+            event(logging.INFO, f"{streamer.job.name}: WAL stream stopped (config reload)",
+                  job=streamer.job.name, ev="config.reload")
+        running = {s.job.name for s in kept}
+        for name, job in wanted.items():
+            if name in running:
+                continue
+            streamer = Streamer(new, job, self.state_dir, self.wake)
+            streamer.start()
+            kept.append(streamer)
+            event(logging.INFO, f"{name}: WAL stream started (config reload)", job=name,
+                  ev="config.reload")
+        self.streams = kept
 
     def shutdown(self) -> None:
         """No new work; wait ``grace_period`` for running jobs, then abort them."""

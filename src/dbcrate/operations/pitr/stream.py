@@ -30,7 +30,8 @@ def stream_jobs(config: Config) -> list[JobConfig]:
 class Streamer(threading.Thread):
     """Streams one job's WAL until ``stop()``."""
 
-    def __init__(self, config: Config, job: JobConfig, state_dir: Path) -> None:
+    def __init__(self, config: Config, job: JobConfig, state_dir: Path,
+                 wake: threading.Event | None = None) -> None:
         super().__init__(name=f"wal-{job.name}", daemon=True)
         self.config, self.job = config, job
         self.spool = state_dir / "wal-spool" / job.name
@@ -39,6 +40,8 @@ class Streamer(threading.Thread):
         self._partial_sent: tuple[str, float, int] | None = None
         #: set when the slot was invalidated (a gap): the agent queues a base backup
         self.needs_base = threading.Event()
+        #: set with ``needs_base`` (the agent's main loop waits on it)
+        self.wake = wake
 
     def stop(self) -> None:
         self._halt.set()
@@ -63,6 +66,11 @@ class Streamer(threading.Thread):
                               "removed): the archive has a gap; recreating the slot and "
                               "taking a base backup", self.job.name, self.job.name)
                     self.needs_base.set()
+                    if self.wake is not None:
+                        self.wake.set()
+                    self.ship()  # what the spool holds, then pg_receivewal must not
+                    for stale in self.spool.glob("*.partial"):  # resume in a segment
+                        stale.unlink()  # the server no longer has
                 receiver = Receiver(Connection(self.job.url, self.job.password,
                                                self.job.options), f"dbcrate_{self.job.name}",
                                     self.spool, engine.major, info.server_version)
