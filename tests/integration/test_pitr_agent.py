@@ -22,7 +22,7 @@ def _episode(state: Path) -> str | None:
 
 
 def test_max_rpo_notifies_once_per_episode(http_receiver: Receiver) -> None:
-    c = PitrCluster(17, max_rpo="1s").start()
+    c = PitrCluster(17, max_rpo="2s").start()
     try:
         c.config.write_text(c.config.read_text() + f'\n[[notify]]\nurl = "json://127.0.0.1:'
                             f'{http_receiver.port}/hook"\non = ["max_rpo"]\n')
@@ -49,7 +49,7 @@ def test_max_rpo_notifies_once_per_episode(http_receiver: Receiver) -> None:
         assert agent.returncode == 0, stderr
         posts = warnings()
         assert len(posts) == 2
-        assert posts[0]["title"] == f"dbcrate: {JOB} WAL archive behind by more than 1s"
+        assert posts[0]["title"] == f"dbcrate: {JOB} WAL archive behind by more than 2s"
         assert "behind the server" in posts[0]["message"]
         assert "max_rpo" in stderr
     finally:
