@@ -64,7 +64,9 @@ def test_reload_stops_and_starts_streams_and_an_invalidated_slot_takes_a_base(
     c = PitrCluster(17, archive_command=False, archive="stream", partial_interval="1s")
     c.server._settings["max_slot_wal_keep_size"] = "32MB"
     c.start()
-    streamed = c.config.read_text()
+    # a base backup still waiting for its stop segment at SIGTERM must not hold the stop
+    streamed = c.config.read_text().replace("[agent]\n", '[agent]\ngrace_period = "5s"\n')
+    c.config.write_text(streamed)
     streaming = lambda: c.sql("SELECT count(*) FROM pg_stat_replication")[0][0]  # noqa: E731
     slot = lambda: c.sql("SELECT active, wal_status FROM pg_replication_slots "  # noqa: E731
                          "WHERE slot_name = 'dbcrate_pitr'")
