@@ -246,3 +246,21 @@ class DowngradeRefused(IntegrityError):
         "someone may have replaced the backup in storage; to restore an old unencrypted "
         "backup on purpose pass --allow-unencrypted"
     )
+
+
+# -- control plane ------------------------------------------------------------------------
+
+
+class ControlPlaneError(DbcrateError):
+    """The control plane (``dbcrate server``) or an agent's link to it failed."""
+
+    exit_code = 2
+    default_hint = "see docs/control-plane.md"
+
+
+class EnrollmentRefused(ControlPlaneError):
+    """``dbcrate agent enroll``: the token was refused (unknown, used, expired) or the
+    server's CA does not match the one the token names. Nothing was saved (exit 15)."""
+
+    exit_code = 15
+    default_hint = "ask an admin for a new token: `dbcrate server enroll-token`"

@@ -15,6 +15,7 @@ from dbcrate.cli.commands import (
     listing,
     prune,
     restore,
+    server,
     status,
     target,
     tools,
@@ -23,7 +24,7 @@ from dbcrate.cli.commands import (
 
 MODULES: tuple[ModuleType, ...] = (
     keygen, backup, listing, restore, cat, prune, target, tools, grants, agent, status, audit,
-    verify,
+    verify, server,
 )
 
 __all__ = ["MODULES"]

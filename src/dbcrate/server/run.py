@@ -1,0 +1,143 @@
+"""``dbcrate server run``: the dashboard/API listener and the agents' mTLS listener in
+one process (two uvicorn servers on one event loop), plus a watcher that audits
+``agent.offline`` once per outage. SIGTERM/SIGINT stop both (exit 0)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import ssl
+import threading
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from typing import Any
+
+import uvicorn
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+from sqlalchemy import select
+
+from dbcrate.errors import DbcrateError
+from dbcrate.server import agent_api, api, audit
+from dbcrate.server.ca import CA, SERVER_CERT, SERVER_KEY
+from dbcrate.server.db import migrate, open_engine, sessions
+from dbcrate.server.hub import Hub
+from dbcrate.server.models import Agent
+from dbcrate.server.settings import ServerSettings, host_port
+from dbcrate.server.tls import ClientCertProtocol
+
+log = logging.getLogger("dbcrate.server")
+
+
+async def _refused(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, DbcrateError)
+    return JSONResponse({"detail": exc.message}, status_code=422)
+
+
+def make_hub(st: ServerSettings) -> Hub:
+    eng = open_engine(st.database_url)
+    migrate(eng)
+    return Hub(st, eng, sessions(eng), CA(st.ca_dir))
+
+
+def public_app(hub: Hub) -> FastAPI:
+    app = FastAPI(title="dbcrate control plane", docs_url=None, redoc_url=None,
+                  openapi_url=None)
+    app.state.hub = hub
+    app.add_exception_handler(DbcrateError, _refused)
+    app.include_router(api.router)
+    return app
+
+
+def agents_app(hub: Hub) -> FastAPI:
+    app = FastAPI(docs_url=None, redoc_url=None, openapi_url=None)
+    app.state.hub = hub
+    app.add_exception_handler(DbcrateError, _refused)
+    app.include_router(agent_api.router)
+    return app
+
+
+def _mtls_context(hub: Hub) -> ssl.SSLContext:
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    ctx.load_cert_chain(hub.ca.dir / SERVER_CERT, hub.ca.dir / SERVER_KEY)
+    ctx.load_verify_locations(cafile=str(hub.ca.cert_path))
+    ctx.verify_mode = ssl.CERT_REQUIRED
+    return ctx
+
+
+def configs(hub: Hub) -> tuple[uvicorn.Config, uvicorn.Config]:
+    st = hub.settings
+    host, port = host_port(st.listen, "listen", "server.toml")
+    tls: dict[str, Any] = {}
+    if st.tls_cert_file:
+        tls = {"ssl_certfile": st.tls_cert_file, "ssl_keyfile": st.tls_key_file}
+    public = uvicorn.Config(public_app(hub), host=host, port=port, log_level="warning",
+                            access_log=False, timeout_graceful_shutdown=2,
+                            proxy_headers=False, **tls)
+    ahost, aport = host_port(st.agent_listen, "agent_listen", "server.toml")
+    mtls = uvicorn.Config(agents_app(hub), host=ahost, port=aport, log_level="warning",
+                          access_log=False, http=ClientCertProtocol,
+                          ssl_certfile=str(hub.ca.dir / SERVER_CERT),
+                          ssl_keyfile=str(hub.ca.dir / SERVER_KEY),
+                          ssl_ca_certs=str(hub.ca.cert_path), ssl_cert_reqs=ssl.CERT_REQUIRED,
+                          timeout_graceful_shutdown=2, timeout_keep_alive=35)
+    return public, mtls
+
+
+def watch_offline(hub: Hub, stop: threading.Event) -> None:
+    """Audit ``agent.offline`` once when an agent is silent past ``offline_after``."""
+    while not stop.wait(min(hub.settings.heartbeat_interval.total_seconds(), 10.0)):
+        try:
+            with hub.db() as db:
+                for a in db.scalars(select(Agent).where(Agent.revoked_at.is_(None),
+                                                        Agent.offline_noted.is_(False))):
+                    if a.last_seen is None or api.online(hub, a):
+                        continue
+                    a.offline_noted = True
+                    db.commit()
+                    audit.append(db, a.org_id, "agent.offline", "server", agent=a.name,
+                                 detail={"last_seen": api.aware(a.last_seen).isoformat()})
+        except Exception as exc:  # the watcher must not stop the server
+            log.warning("offline watcher: %s", exc)
+
+
+class _Server(uvicorn.Server):
+    """A uvicorn server whose signals are handled by :func:`serve` (for both at once)."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+def serve(st: ServerSettings) -> int:
+    """Run until SIGTERM/SIGINT; returns 0."""
+    hub = make_hub(st)
+    public, mtls = configs(hub)
+    servers = [_Server(public), _Server(mtls)]
+
+    def _stop(signum: int, frame: Any) -> None:
+        for s in servers:
+            s.should_exit = True
+
+    previous = {sig: signal.signal(sig, _stop) for sig in (signal.SIGTERM, signal.SIGINT)}
+    stop = threading.Event()
+    watcher = threading.Thread(target=watch_offline, args=(hub, stop), daemon=True,
+                               name="offline-watcher")
+    watcher.start()
+    print(f"dashboard and API on {st.listen}; agents (mTLS) on {st.agent_listen} "
+          f"({datetime.now(UTC).isoformat(timespec='seconds')})", flush=True)
+
+    async def main() -> None:
+        await asyncio.gather(*(s.serve() for s in servers))
+
+    try:
+        asyncio.run(main())
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        stop.set()
+        hub.engine.dispose()
+    return 0
