@@ -1,0 +1,219 @@
+"""The control plane without a database: init, enrollment, mTLS refusals (curl, httpx),
+renewal, roles per endpoint, orgs, the append-only audit log (SQLite, PostgreSQL)."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import ssl
+import subprocess
+from pathlib import Path
+
+import httpx
+import pytest
+import sqlalchemy as sa
+from cryptography import x509
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from dbcrate.agent.remote.client import Client
+from dbcrate.agent.remote.enroll import csr_for
+from dbcrate.agent.remote.files import load
+from dbcrate.server import audit as server_audit
+from dbcrate.server.db import migrate, open_engine, sessions
+from dbcrate.server.models import Org
+from tests.lib.controlplane import enroll, expired_from_ca, remote_files, self_signed
+from tests.servers.controlplane import ControlPlane, run_cli
+
+
+def curl(cp: ControlPlane, state: Path | None, *extra: str) -> subprocess.CompletedProcess[str]:
+    ca = cp.dir / "ca" / "ca.crt"
+    args = ["curl", "-sS", "--max-time", "20", "-o", "/dev/stderr", "-w", "%{http_code}",
+            "--cacert", str(ca), *extra]
+    if state is not None:
+        f = remote_files(state)
+        args += ["--cert", str(f["cert"]), "--key", str(f["key"])]
+    return subprocess.run([*args, f"{cp.agent_url}/agent/v1/config"], capture_output=True,
+                          text=True, timeout=30)
+
+
+def test_init_files_and_first_admin_link(control_plane: ControlPlane) -> None:
+    assert "first admin (one use, 24h): http://127.0.0.1:" in control_plane.first_output
+    assert (control_plane.dir / "ca" / "ca.key").stat().st_mode & 0o777 == 0o600
+    assert (control_plane.dir / "server.db").stat().st_mode & 0o077 == 0
+    rows = control_plane.rows("SELECT password_hash FROM users")
+    assert rows and all(h.startswith("$argon2id$") for (h,) in rows)
+    # tokens are stored hashed: the printed token is nowhere in the DB
+    token = control_plane.token("nobody")
+    secret = token.split(".")[1]
+    assert not control_plane.rows("SELECT 1 FROM tokens WHERE hash = ?", (secret,))
+    out = json.loads(run_cli("server", "enroll-token", "--data-dir", str(control_plane.dir),
+                             "--json", "--ttl", "5m").stdout)
+    assert set(out) == {"token", "expires_at", "command"}
+    assert out["command"].startswith(f"dbcrate agent enroll --server {control_plane.url} ")
+
+
+def test_enroll_then_mtls_refusals(control_plane: ControlPlane, tmp_path: Path) -> None:
+    state = tmp_path / "state"
+    enroll(control_plane, state, "mtls1")
+    for name in ("agent.key", "identity.txt"):
+        assert (state / "remote" / name).stat().st_mode & 0o777 == 0o600
+    ok = curl(control_plane, state)
+    assert ok.stdout == "200", ok.stderr
+    # no certificate: the handshake is refused (curl never gets an HTTP status)
+    assert curl(control_plane, None).stdout in ("000", "")
+    # another CA's certificate
+    cert, key = self_signed(tmp_path)
+    other = curl(control_plane, None, "--cert", str(cert), "--key", str(key))
+    assert other.stdout in ("000", ""), other
+    # an expired certificate from the right CA, for the enrolled key
+    cert, key = expired_from_ca(tmp_path, control_plane.dir / "ca",
+                                remote_files(state)["key"])
+    old = curl(control_plane, None, "--cert", str(cert), "--key", str(key))
+    assert old.stdout in ("000", ""), old
+    with pytest.raises(httpx.HTTPError):
+        httpx.get(f"{control_plane.agent_url}/agent/v1/config", timeout=20,
+                  verify=ssl.create_default_context(
+                      cafile=str(control_plane.dir / "ca" / "ca.crt")))
+    # revoked: 403 at once
+    admin = control_plane.api("admin@acme.test")
+    assert admin.post("/api/v1/agents/mtls1/revoke").status_code == 200
+    assert curl(control_plane, state).stdout == "403"
+
+
+def test_token_used_twice_and_ca_mismatch(control_plane: ControlPlane, tmp_path: Path) -> None:
+    token = control_plane.token("once")
+    enroll(control_plane, tmp_path / "a", "once", token=token)
+    second = enroll(control_plane, tmp_path / "b", "once", token=token, check=False)
+    assert second.returncode == 15, second.stderr
+    assert "already used" in second.stderr
+    assert not (tmp_path / "b" / "remote").exists()
+    assert control_plane.rows("SELECT COUNT(*) FROM agents WHERE name = 'once'") == [(1,)]
+    # a token naming another CA: refused after the server answers, nothing written
+    parts = control_plane.token("mismatch").split(".")
+    forged = ".".join([parts[0], parts[1], "0" * 64])
+    bad = enroll(control_plane, tmp_path / "c", "mismatch", token=forged, check=False)
+    assert bad.returncode == 15, bad.stderr
+    assert "does not match" in bad.stderr
+    assert not (tmp_path / "c").exists() or not any((tmp_path / "c").rglob("*"))
+
+
+def test_renewal_same_key_only(control_plane: ControlPlane, tmp_path: Path) -> None:
+    state = tmp_path / "state"
+    enroll(control_plane, state, "renew1")
+    client = Client(load(state))
+    before = client.cert()
+    life = before.not_valid_after_utc - before.not_valid_before_utc
+    assert life.total_seconds() <= 61 + 60  # agent_cert_ttl = 60s (+1 min back-dating)
+    after = client.renew()
+    assert after.serial_number != before.serial_number
+    assert after.public_key() == before.public_key()
+    assert client.call("GET", "/config")["version"] == 0  # the new certificate works
+    other = csr_for(ec.generate_private_key(ec.SECP256R1()), "renew1")
+    r = client.http().post("/renew", json={"csr": other})
+    assert r.status_code == 422 and "pinned" in r.text
+    assert x509.load_pem_x509_certificate(load(state).cert_path.read_bytes()) \
+        .serial_number == after.serial_number
+    client.close()
+
+
+ENDPOINTS = [  # (method, path, body, lowest role)
+    ("GET", "/api/v1/agents", None, "viewer"),
+    ("GET", "/api/v1/backups", None, "viewer"),
+    ("GET", "/api/v1/audit", None, "viewer"),
+    ("POST", "/api/v1/agents/roles1/jobs/j/backup", None, "operator"),
+    ("POST", "/api/v1/backups/nope/restore", {"agent": "roles1", "to": "x"}, "operator"),
+    ("PUT", "/api/v1/agents/roles1/jobs/j", {"engine": "postgres"}, "admin"),
+    ("PUT", "/api/v1/agents/roles1/targets/t", {"type": "local", "path": "/x"}, "admin"),
+    ("POST", "/api/v1/agents/roles1/revoke", None, "admin"),
+]
+RANK = {"viewer": 0, "operator": 1, "admin": 2}
+WHO = {"viewer": "viewer@acme.test", "operator": "op@acme.test", "admin": "admin@acme.test"}
+
+
+def test_endpoint_by_role(control_plane: ControlPlane, tmp_path: Path) -> None:
+    enroll(control_plane, tmp_path / "s", "roles1")
+    queued = control_plane.rows("SELECT COUNT(*) FROM commands")
+    anon = httpx.Client(base_url=control_plane.url, timeout=30)
+    for method, path, body, need in sorted(ENDPOINTS, key=lambda e: e[0] == "POST"
+                                           and e[1].endswith("revoke")):
+        assert anon.request(method, path, json=body).status_code == 401, path
+        for role, email in WHO.items():
+            r = control_plane.api(email).request(method, path, json=body)
+            if RANK[role] < RANK[need]:
+                assert r.status_code == 403, (role, path, r.text)
+            else:
+                assert r.status_code in (200, 404, 422), (role, path, r.text)
+    # a viewer dispatching queued nothing; the operator's backup of job j did
+    cmds = control_plane.rows("SELECT actor FROM commands")
+    assert len(cmds) - queued[0][0] == 2  # operator + admin backups
+    assert all(a != "viewer@acme.test" for (a,) in cmds)
+    # no CSRF token on a change: 403, nothing queued
+    op = control_plane.api("op@acme.test")
+    del op.headers["X-CSRF-Token"]
+    assert op.post("/api/v1/agents/roles1/jobs/j/backup").status_code == 403
+    assert len(control_plane.rows("SELECT actor FROM commands")) == len(cmds)
+
+
+def test_other_org_is_404(control_plane: ControlPlane, tmp_path: Path) -> None:
+    enroll(control_plane, tmp_path / "s", "acme-only")
+    other = control_plane.api("admin@other.test")
+    assert other.post("/api/v1/agents/acme-only/jobs/j/backup").status_code == 404
+    assert other.post("/api/v1/agents/acme-only/revoke").status_code == 404
+    assert other.put("/api/v1/agents/acme-only/jobs/j", json={}).status_code == 404
+    assert all(a["name"] != "acme-only" for a in other.get("/api/v1/agents").json())
+    assert other.get("/api/v1/audit").json() == []
+    acme_cmd = control_plane.api("op@acme.test").post(
+        "/api/v1/agents/acme-only/jobs/j/backup").json()["command_id"]
+    assert other.get(f"/api/v1/commands/{acme_cmd}").status_code == 404
+
+
+def test_sqlite_audit_append_only_and_verify(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    run_cli("server", "init", "--data-dir", str(data), "--org", "acme")
+    eng = open_engine(f"sqlite:///{data / 'server.db'}")
+    with sessions(eng)() as db:
+        org = db.scalar(sa.select(Org.id).where(Org.name == "acme"))
+        assert org is not None
+        for i in range(3):
+            server_audit.append(db, org, "backup.ok", "schedule", agent="a", job=f"j{i}")
+    eng.dispose()
+    assert run_cli("server", "audit", "verify", "--data-dir", str(data)).returncode == 0
+    conn = sqlite3.connect(data / "server.db")
+    for sql in ("UPDATE audit SET actor = 'x' WHERE seq = 2", "DELETE FROM audit WHERE seq = 2"):
+        with pytest.raises(sqlite3.DatabaseError, match="append-only"):
+            conn.execute(sql)
+    # someone with the file drops the trigger and edits a row: verify names it
+    conn.execute("DROP TRIGGER audit_no_update")
+    conn.execute("UPDATE audit SET job = 'other' WHERE seq = 2")
+    conn.commit()
+    conn.close()
+    bad = run_cli("server", "audit", "verify", "--data-dir", str(data), check=False)
+    assert bad.returncode == 5, bad.stderr
+    assert "seq 2" in bad.stderr
+
+
+def test_postgres_audit_append_only(pg_server: object) -> None:
+    from dbcrate.sandbox import TempPostgres
+
+    assert isinstance(pg_server, TempPostgres)
+    pg_server.drop_database("dbcrate_cp_audit")
+    pg_server.create_database("dbcrate_cp_audit")
+    url = (f"postgresql+psycopg://{pg_server.user}:{pg_server.password}@{pg_server.host}:"
+           f"{pg_server.port}/dbcrate_cp_audit")
+    eng = open_engine(url)
+    try:
+        migrate(eng)
+        with sessions(eng)() as db:
+            db.add(Org(name="acme"))
+            db.commit()
+            org = db.scalar(sa.select(Org.id))
+            assert org is not None
+            server_audit.append(db, org, "restore.ok", "op@acme.test", job="orders")
+            server_audit.append(db, org, "backup.ok", "schedule", job="orders")
+            assert server_audit.verify(db, org).records == 2
+        for sql in ("UPDATE audit SET actor = 'x'", "DELETE FROM audit", "TRUNCATE audit"):
+            with pytest.raises(sa.exc.DBAPIError, match="append-only"), eng.begin() as c:
+                c.execute(sa.text(sql))
+    finally:
+        eng.dispose()
+        pg_server.drop_database("dbcrate_cp_audit")

@@ -1,0 +1,119 @@
+"""The control plane (``dbcrate server run``) as a real subprocess on loopback ports.
+
+- ``control_plane`` (session): an initialised data dir (org ``acme``, plus ``other``),
+  users admin/operator/viewer of acme and admin of other, ``agent_cert_ttl = "60s"``,
+  ``heartbeat_interval = "2s"``; started once; ``.restart()`` stops and starts it (for
+  the outage test). ``.api(email)`` is a signed-in httpx client sending the CSRF header.
+"""
+
+from __future__ import annotations
+
+import socket
+import sqlite3
+import subprocess
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.lib.daemons import start_listening, stop
+from tests.lib.e2e import DBCRATE
+
+PASSWORD = "correct horse battery"
+USERS = {"admin@acme.test": ("admin", "acme"), "op@acme.test": ("operator", "acme"),
+         "viewer@acme.test": ("viewer", "acme"), "admin@other.test": ("admin", "other")}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def run_cli(*args: str, input: str | None = None,
+            check: bool = True) -> subprocess.CompletedProcess[str]:
+    p = subprocess.run([DBCRATE, *args], input=input, capture_output=True, text=True,
+                       timeout=120)
+    if check and p.returncode != 0:
+        raise AssertionError(f"dbcrate {' '.join(args[:3])} exited {p.returncode}:\n"
+                             f"{p.stdout}\n{p.stderr}")
+    return p
+
+
+@dataclass
+class ControlPlane:
+    dir: Path
+    port: int
+    agent_port: int
+    proc: subprocess.Popen[bytes] | None = None
+    logs: list[Path] = field(default_factory=list)
+    first_output: str = ""
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def agent_url(self) -> str:
+        return f"https://localhost:{self.agent_port}"
+
+    def start(self) -> None:
+        log = self.dir.parent / f"server-{len(self.logs)}.log"
+        self.logs.append(log)
+        self.proc = start_listening([DBCRATE, "server", "run", "--data-dir", str(self.dir)],
+                                    self.agent_port, log, self.dir.parent, "dbcrate server")
+        socket.create_connection(("127.0.0.1", self.port), timeout=5).close()
+
+    def stop(self) -> None:
+        stop(self.proc)
+        self.proc = None
+
+    def log_text(self) -> str:
+        return "".join(p.read_text(errors="replace") for p in self.logs if p.exists())
+
+    def token(self, name: str | None = None, org: str = "acme") -> str:
+        args = ["server", "enroll-token", "--data-dir", str(self.dir), "--org", org]
+        if name:
+            args += ["--name", name]
+        return run_cli(*args).stdout.strip()
+
+    def api(self, email: str) -> httpx.Client:
+        c = httpx.Client(base_url=self.url, timeout=30)
+        r = c.post("/api/v1/session", json={"email": email, "password": PASSWORD})
+        assert r.status_code == 200, r.text
+        c.headers["X-CSRF-Token"] = r.json()["csrf_token"]
+        return c
+
+    def rows(self, sql: str, args: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+        conn = sqlite3.connect(self.dir / "server.db", timeout=30)
+        try:
+            return list(conn.execute(sql, args))
+        finally:
+            conn.close()
+
+
+@pytest.fixture(scope="session")
+def control_plane() -> Iterator[ControlPlane]:
+    base = Path(tempfile.mkdtemp(prefix="dbcrate-cp-"))
+    cp = ControlPlane(base / "data", free_port(), free_port())
+    init = run_cli("server", "init", "--data-dir", str(cp.dir), "--org", "acme",
+                   "--listen", f"127.0.0.1:{cp.port}",
+                   "--agent-listen", f"127.0.0.1:{cp.agent_port}")
+    cp.first_output = init.stdout
+    toml = cp.dir / "server.toml"
+    toml.write_text(toml.read_text() + 'agent_cert_ttl = "60s"\nheartbeat_interval = "2s"\n'
+                    'offline_after = "20s"\n')
+    pw = base / "pw"
+    pw.write_text(PASSWORD + "\n")
+    for email, (role, org) in USERS.items():
+        run_cli("server", "create-user", email, "--role", role, "--org", org,
+                "--data-dir", str(cp.dir), "--password-file", str(pw))
+    cp.start()
+    try:
+        yield cp
+    finally:
+        cp.stop()
