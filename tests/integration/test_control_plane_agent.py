@@ -29,7 +29,7 @@ from tests.lib.controlplane import (
     wait_for,
 )
 from tests.lib.e2e import DBCRATE
-from tests.servers.controlplane import ControlPlane
+from tests.servers.controlplane import PASSWORD, ControlPlane
 from tests.servers.postgres import PgDatabase, new_db_name
 
 log = logging.getLogger(__name__)
@@ -164,6 +164,63 @@ def test_server_job_sealed_password_backup_and_restore(fleet: Fleet) -> None:
     # agent records are kept with their signature
     sigs = fleet.cp.rows("SELECT signature FROM audit WHERE event = 'restore.ok'")
     assert sigs and all(s for (s,) in sigs)
+
+
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu",
+                 "--disable-background-networking", "--disable-component-update",
+                 "--disable-sync", "--no-first-run"]
+
+
+def test_browser_restore_flow(fleet: Fleet) -> None:
+    """login -> databases -> backups -> Restore... -> live status ok -> audit restore.ok by
+    that user; a viewer sees no restore button; a change without the CSRF token is 403."""
+    from playwright.sync_api import sync_playwright
+
+    base = fleet.cp.url
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
+        try:
+            ctx = browser.new_context()
+            page = ctx.new_page()
+            page.goto(f"{base}/databases")
+            assert page.url.endswith("/login")
+            page.fill("input[name=email]", "op@acme.test")
+            page.fill("input[name=password]", PASSWORD)
+            page.click("button[type=submit]")
+            page.wait_for_url(f"{base}/databases")
+            page.click("a:text-is('orders')")
+            page.wait_for_url("**/backups?agent=pg1&job=orders")
+            page.click("text=Restore…")
+            page.select_option("select[name=to]", "scratch")
+            page.check("input[name=clean]")
+            page.click("button:text-is('Restore')")
+            page.wait_for_selector("#status .status.ok", timeout=120_000)
+            page.click("nav >> text=Audit")
+            row = page.locator("tr.audit-row", has=page.locator("td.event",
+                                                                 has_text="restore.ok")).first
+            assert row.locator("td.actor").inner_text() == "op@acme.test"
+            # no CSRF token: 403 and nothing queued
+            bid = fleet.admin.get("/api/v1/backups?job=orders").json()[0]["id"]
+            before = fleet.cp.rows("SELECT COUNT(*) FROM commands")[0][0]
+            r = ctx.request.post(f"{base}/restore/{bid}",
+                                 form={"agent": "pg1", "to": "scratch", "clean": "1"})
+            assert r.status == 403
+            assert fleet.cp.rows("SELECT COUNT(*) FROM commands")[0][0] == before
+            ctx.close()
+            # a viewer sees the backups but no Restore... button
+            viewer = browser.new_context().new_page()
+            viewer.goto(f"{base}/login")
+            viewer.fill("input[name=email]", "viewer@acme.test")
+            viewer.fill("input[name=password]", PASSWORD)
+            viewer.click("button[type=submit]")
+            viewer.wait_for_url(f"{base}/databases")
+            viewer.goto(f"{base}/backups?job=orders")
+            assert viewer.locator("tr[data-backup]").count() >= 1
+            assert viewer.locator("text=Restore…").count() == 0
+        finally:
+            browser.close()
+    restored = table_checksums(fleet.db.server.url(fleet.restore_db), password=fleet.db.password)
+    assert restored == fleet.db.checksums()
 
 
 def _agent_runs(state: Path) -> list[str]:

@@ -55,7 +55,7 @@ router = APIRouter(prefix=wire.API)
 
 
 @router.post("/heartbeat")
-def heartbeat(request: Request, body: dict[str, Any] = Body(...)) -> dict[str, Any]:  # noqa: B008
+def heartbeat(request: Request, body: dict[str, Any] = Body(...)) -> dict[str, Any]:
     _refuse_identity(body)
     hub = _hub(request)
     with hub.db() as db:
@@ -113,7 +113,7 @@ def commands(request: Request, wait: float = 0) -> dict[str, Any]:
 
 @router.post("/commands/{command_id}")
 def command_status(request: Request, command_id: str,
-                   body: dict[str, Any] = Body(...)) -> dict[str, Any]:  # noqa: B008
+                   body: dict[str, Any] = Body(...)) -> dict[str, Any]:
     _refuse_identity(body)
     status = body.get("status")
     if status not in COMMAND_STATUSES:
@@ -157,7 +157,7 @@ def index_entry(db: Session, agent: Agent, entry: dict[str, Any]) -> None:
 
 
 @router.post("/events")
-def events(request: Request, body: dict[str, Any] = Body(...)) -> dict[str, Any]:  # noqa: B008
+def events(request: Request, body: dict[str, Any] = Body(...)) -> dict[str, Any]:
     """Signed audit records and manifest index entries (``replace``: the agent's whole
     index, from a ``reindex``)."""
     _refuse_identity(body)
@@ -184,7 +184,7 @@ def events(request: Request, body: dict[str, Any] = Body(...)) -> dict[str, Any]
 
 
 @router.post("/renew")
-def renew(request: Request, body: dict[str, Any] = Body(...)) -> dict[str, Any]:  # noqa: B008
+def renew(request: Request, body: dict[str, Any] = Body(...)) -> dict[str, Any]:
     """A new certificate for the pinned key (a CSR for another key: 422)."""
     hub = _hub(request)
     with hub.db() as db:

@@ -64,7 +64,7 @@ def _claim(db: Session, token: str) -> OneTimeToken:
 
 
 @router.post("/enroll")
-def enroll(request: Request, body: dict[str, Any] = Body(...)) -> dict[str, Any]:  # noqa: B008
+def enroll(request: Request, body: dict[str, Any] = Body(...)) -> dict[str, Any]:
     """{token, csr, name, recipient} -> {cert, ca, agent_url}."""
     hub = hub_of(request)
     if wire.holds_age_identity(body):
@@ -113,7 +113,7 @@ def enroll(request: Request, body: dict[str, Any] = Body(...)) -> dict[str, Any]
 
 @router.post("/session")
 def session(request: Request, response: Response,
-            body: dict[str, Any] = Body(...)) -> dict[str, Any]:  # noqa: B008
+            body: dict[str, Any] = Body(...)) -> dict[str, Any]:
     email, password = body.get("email"), body.get("password")
     if not isinstance(email, str) or not isinstance(password, str):
         raise HTTPException(422, "email and password: required")
@@ -196,13 +196,13 @@ def put_definition(request: Request, name: str, kind: str, item: str,
 
 @router.put("/agents/{name}/jobs/{job}")
 def put_job(request: Request, name: str, job: str,
-            body: dict[str, Any] = Body(...)) -> dict[str, Any]:  # noqa: B008
+            body: dict[str, Any] = Body(...)) -> dict[str, Any]:
     return put_definition(request, name, "job", job, body)
 
 
 @router.put("/agents/{name}/targets/{target}")
 def put_target(request: Request, name: str, target: str,
-               body: dict[str, Any] = Body(...)) -> dict[str, Any]:  # noqa: B008
+               body: dict[str, Any] = Body(...)) -> dict[str, Any]:
     return put_definition(request, name, "target", target, body)
 
 
@@ -266,7 +266,7 @@ def backups(request: Request, agent: str | None = None,
 
 @router.post("/backups/{backup_id}/restore")
 def restore(request: Request, backup_id: str,
-            body: dict[str, Any] = Body(...)) -> dict[str, Any]:  # noqa: B008
+            body: dict[str, Any] = Body(...)) -> dict[str, Any]:
     hub = hub_of(request)
     with hub.db() as db:
         w = who(db, request, change=True)

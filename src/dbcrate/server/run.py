@@ -20,7 +20,7 @@ from fastapi.responses import JSONResponse
 from sqlalchemy import select
 
 from dbcrate.errors import DbcrateError
-from dbcrate.server import agent_api, api, audit
+from dbcrate.server import agent_api, api, audit, missed
 from dbcrate.server.ca import CA, SERVER_CERT, SERVER_KEY
 from dbcrate.server.db import migrate, open_engine, sessions
 from dbcrate.server.hub import Hub
@@ -48,6 +48,9 @@ def public_app(hub: Hub) -> FastAPI:
     app.state.hub = hub
     app.add_exception_handler(DbcrateError, _refused)
     app.include_router(api.router)
+    from dbcrate.server import web
+
+    web.mount(app)
     return app
 
 
@@ -87,21 +90,29 @@ def configs(hub: Hub) -> tuple[uvicorn.Config, uvicorn.Config]:
     return public, mtls
 
 
-def watch_offline(hub: Hub, stop: threading.Event) -> None:
-    """Audit ``agent.offline`` once when an agent is silent past ``offline_after``."""
+def watch(hub: Hub, stop: threading.Event) -> None:
+    """Audit ``agent.offline`` once when an agent is silent past ``offline_after``, and
+    ``backup.missed`` once per cron slot no run reported (once per server process)."""
+    seen: set[tuple[int, str, str]] = set()
     while not stop.wait(min(hub.settings.heartbeat_interval.total_seconds(), 10.0)):
         try:
             with hub.db() as db:
-                for a in db.scalars(select(Agent).where(Agent.revoked_at.is_(None),
-                                                        Agent.offline_noted.is_(False))):
-                    if a.last_seen is None or api.online(hub, a):
-                        continue
-                    a.offline_noted = True
-                    db.commit()
-                    audit.append(db, a.org_id, "agent.offline", "server", agent=a.name,
-                                 detail={"last_seen": api.aware(a.last_seen).isoformat()})
+                for a in db.scalars(select(Agent).where(Agent.revoked_at.is_(None))).all():
+                    if not a.offline_noted and a.last_seen is not None \
+                            and not api.online(hub, a):
+                        a.offline_noted = True
+                        db.commit()
+                        audit.append(db, a.org_id, "agent.offline", "server", agent=a.name,
+                                     detail={"last_seen": api.aware(a.last_seen).isoformat()})
+                    for row in missed.job_rows(a, api.online(hub, a), hub.settings.offline):
+                        slot = row["missed"]
+                        if slot is None or (a.id, row["job"], slot.isoformat()) in seen:
+                            continue
+                        seen.add((a.id, row["job"], slot.isoformat()))
+                        audit.append(db, a.org_id, "backup.missed", "server", agent=a.name,
+                                     job=row["job"], detail={"slot": slot.isoformat()})
         except Exception as exc:  # the watcher must not stop the server
-            log.warning("offline watcher: %s", exc)
+            log.warning("watcher: %s", exc)
 
 
 class _Server(uvicorn.Server):
@@ -124,7 +135,7 @@ def serve(st: ServerSettings) -> int:
 
     previous = {sig: signal.signal(sig, _stop) for sig in (signal.SIGTERM, signal.SIGINT)}
     stop = threading.Event()
-    watcher = threading.Thread(target=watch_offline, args=(hub, stop), daemon=True,
+    watcher = threading.Thread(target=watch, args=(hub, stop), daemon=True,
                                name="offline-watcher")
     watcher.start()
     print(f"dashboard and API on {st.listen}; agents (mTLS) on {st.agent_listen} "

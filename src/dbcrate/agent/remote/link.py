@@ -24,6 +24,7 @@ from dbcrate.agent.remote.client import Client, Revoked
 from dbcrate.agent.remote.files import Enrollment
 from dbcrate.agent.remote.ledger import Ledger
 from dbcrate.agent.remote.merge import effective
+from dbcrate.agent.status import job_zone
 from dbcrate.config import Config
 from dbcrate.errors import DbcrateError
 from dbcrate.operations.keys import read_identities
@@ -110,8 +111,10 @@ class Link:
         db = self.agent.db
         jobs, results = [], {}
         for j in cfg.jobs.values():
+            nxt = self.agent.next_slot.get(j.name)
             jobs.append({"name": j.name, "engine": j.engine, "schedule": j.schedule,
-                         "targets": list(j.targets)})
+                         "timezone": job_zone(cfg, j), "targets": list(j.targets),
+                         "next_run": nxt.isoformat() if nxt else None})
             last = db.last_run(j.name) if db is not None else None
             if last is not None:
                 results[j.name] = {"result": last.result, "backup_id": last.backup_id,
