@@ -217,3 +217,19 @@ def test_postgres_audit_append_only(pg_server: object) -> None:
     finally:
         eng.dispose()
         pg_server.drop_database("dbcrate_cp_audit")
+
+
+def test_first_admin_link_works_once(control_plane: ControlPlane) -> None:
+    link = next(line for line in control_plane.first_output.splitlines()
+                if line.startswith("first admin"))
+    token = link.rsplit("#", 1)[1]
+    web = httpx.Client(base_url=control_plane.url, timeout=30)
+    assert "Create the first admin" in web.get("/setup").text
+    form = {"token": token, "email": "first@acme.test", "password": "first-admin-pw"}
+    assert web.post("/setup", data=form).status_code == 303
+    assert web.post("/setup", data={**form, "email": "second@acme.test"}).status_code == 403
+    r = web.post("/api/v1/session", json={"email": "first@acme.test",
+                                          "password": "first-admin-pw"})
+    assert r.status_code == 200 and r.json()["role"] == "admin" and r.json()["org"] == "acme"
+    assert web.post("/api/v1/session", json={"email": "first@acme.test",
+                                             "password": "wrong"}).status_code == 401

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import shutil
 import subprocess
 import time
 from collections.abc import Iterator
@@ -29,7 +30,7 @@ from tests.lib.controlplane import (
     wait_for,
 )
 from tests.lib.e2e import DBCRATE
-from tests.servers.controlplane import PASSWORD, ControlPlane
+from tests.servers.controlplane import PASSWORD, ControlPlane, new_control_plane
 from tests.servers.postgres import PgDatabase, new_db_name
 
 log = logging.getLogger(__name__)
@@ -280,3 +281,35 @@ def test_canaries_nowhere_on_the_server(fleet: Fleet) -> None:
     for name, blob in blobs.items():
         for c in [*canaries, *data]:
             assert c.encode() not in blob, f"{c[:12]}... found in {name}"
+
+
+def test_server_db_lost_reenrol_and_reindex(fleet: Fleet, tmp_path: Path) -> None:
+    """The server's DB is an index, never the only copy: a new control plane, the agent
+    enrolled again, one reindex, and the same backups are listed."""
+    before = _index(fleet.admin)
+    assert before
+    fleet.agent.stop()
+    fleet.cp.stop()
+    new = new_control_plane(tmp_path)
+    new.start()
+    agent = None
+    try:
+        shutil.rmtree(fleet.state / "remote")
+        enroll(new, fleet.state, "pg1")
+        agent = start_agent(fleet.config, fleet.state)
+        admin = new.api("admin@acme.test")
+        wait_for("pg1 online on the new server", lambda: online(admin, "pg1"), agent.stderr)
+        assert admin.get("/api/v1/backups").json() == []
+        cid = admin.post("/api/v1/agents/pg1/reindex").json()["command_id"]
+        assert wait_for("reindex", lambda: command_done(admin, cid), agent.stderr)["status"] \
+            == "ok"
+        assert _index(admin) == before
+    finally:
+        if agent is not None:
+            agent.stop()
+        new.stop()
+        fleet.cp.start()
+
+
+def _index(api: httpx.Client) -> list[tuple[str, str, str]]:
+    return sorted((b["id"], b["job"], b["target"]) for b in api.get("/api/v1/backups").json())

@@ -96,9 +96,9 @@ class ControlPlane:
             conn.close()
 
 
-@pytest.fixture(scope="session")
-def control_plane() -> Iterator[ControlPlane]:
-    base = Path(tempfile.mkdtemp(prefix="dbcrate-cp-"))
+def new_control_plane(base: Path) -> ControlPlane:
+    """Initialise (not start) a control plane in ``base`` with the users of ``USERS``."""
+    base.mkdir(parents=True, exist_ok=True)
     cp = ControlPlane(base / "data", free_port(), free_port())
     init = run_cli("server", "init", "--data-dir", str(cp.dir), "--org", "acme",
                    "--listen", f"127.0.0.1:{cp.port}",
@@ -112,6 +112,12 @@ def control_plane() -> Iterator[ControlPlane]:
     for email, (role, org) in USERS.items():
         run_cli("server", "create-user", email, "--role", role, "--org", org,
                 "--data-dir", str(cp.dir), "--password-file", str(pw))
+    return cp
+
+
+@pytest.fixture(scope="session")
+def control_plane() -> Iterator[ControlPlane]:
+    cp = new_control_plane(Path(tempfile.mkdtemp(prefix="dbcrate-cp-")))
     cp.start()
     try:
         yield cp
