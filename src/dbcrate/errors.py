@@ -18,6 +18,7 @@ Exit codes (documented in docs/exit-codes.md):
  9    no backup matches the selection
 10    a required tool is missing
 14    the command's output could not be written (disk full, I/O error)
+15    ``agent enroll``: the token or the server's CA was refused
 ====  ===========================================================
 """
 

@@ -21,7 +21,7 @@ from dbcrate.agent.remote.files import load
 from dbcrate.server import audit as server_audit
 from dbcrate.server.db import migrate, open_engine, sessions
 from dbcrate.server.models import Org
-from tests.lib.controlplane import enroll, expired_from_ca, remote_files, self_signed
+from tests.lib.controlplane import enroll, expired_from_ca, remote_files, self_signed, wait_for
 from tests.servers.controlplane import ControlPlane, run_cli
 
 
@@ -134,11 +134,12 @@ def test_endpoint_by_role(control_plane: ControlPlane, tmp_path: Path) -> None:
     enroll(control_plane, tmp_path / "s", "roles1")
     queued = control_plane.rows("SELECT COUNT(*) FROM commands")
     anon = httpx.Client(base_url=control_plane.url, timeout=30)
+    clients = {role: control_plane.api(email) for role, email in WHO.items()}
     for method, path, body, need in sorted(ENDPOINTS, key=lambda e: e[0] == "POST"
                                            and e[1].endswith("revoke")):
         assert anon.request(method, path, json=body).status_code == 401, path
-        for role, email in WHO.items():
-            r = control_plane.api(email).request(method, path, json=body)
+        for role, client in clients.items():
+            r = client.request(method, path, json=body)
             if RANK[role] < RANK[need]:
                 assert r.status_code == 403, (role, path, r.text)
             else:
@@ -233,3 +234,17 @@ def test_first_admin_link_works_once(control_plane: ControlPlane) -> None:
     assert r.status_code == 200 and r.json()["role"] == "admin" and r.json()["org"] == "acme"
     assert web.post("/api/v1/session", json={"email": "first@acme.test",
                                              "password": "wrong"}).status_code == 401
+
+
+def test_silent_agent_is_audited_offline(control_plane: ControlPlane, tmp_path: Path) -> None:
+    enroll(control_plane, tmp_path / "s", "ghost")
+    client = Client(load(tmp_path / "s"))
+    client.call("POST", "/heartbeat", json={"version": "test", "jobs": [], "can_restore": False})
+    client.close()
+    admin = control_plane.api("admin@acme.test")
+    assert any(a["name"] == "ghost" and a["online"] for a in admin.get("/api/v1/agents").json())
+    rows = wait_for("agent.offline", lambda: [r for r in admin.get(
+        "/api/v1/audit?event=agent.offline").json() if r["agent"] == "ghost"])
+    assert len(rows) == 1 and rows[0]["actor"] == "server"
+    assert not any(a["name"] == "ghost" and a["online"]
+                   for a in admin.get("/api/v1/agents").json())

@@ -2,8 +2,9 @@
 
 - ``control_plane`` (session): an initialised data dir (org ``acme``, plus ``other``),
   users admin/operator/viewer of acme and admin of other, ``agent_cert_ttl = "60s"``,
-  ``heartbeat_interval = "2s"``; started once; ``.restart()`` stops and starts it (for
-  the outage test). ``.api(email)`` is a signed-in httpx client sending the CSRF header.
+  ``heartbeat_interval = "2s"``, ``offline_after = "8s"``; started once; ``.stop()`` and
+  ``.start()`` for the outage tests. ``.api(email)`` is a signed-in httpx client sending
+  the CSRF header. ``new_control_plane(dir)`` initialises another one.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import subprocess
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -76,12 +78,20 @@ class ControlPlane:
         return "".join(p.read_text(errors="replace") for p in self.logs if p.exists())
 
     def token(self, name: str | None = None, org: str = "acme") -> str:
-        args = ["server", "enroll-token", "--data-dir", str(self.dir), "--org", org]
-        if name:
-            args += ["--name", name]
-        return run_cli(*args).stdout.strip()
+        """A new enrollment token (made in-process, as `server enroll-token` does)."""
+        from dbcrate.server import admin, settings
+        from dbcrate.server.db import open_engine, sessions
+
+        st = settings.load(self.dir)
+        eng = open_engine(st.database_url)
+        try:
+            with sessions(eng)() as db:
+                return admin.enroll_token(db, st, org, name, timedelta(hours=1)).token
+        finally:
+            eng.dispose()
 
     def api(self, email: str) -> httpx.Client:
+        """A new signed-in client (a session of its own)."""
         c = httpx.Client(base_url=self.url, timeout=30)
         r = c.post("/api/v1/session", json={"email": email, "password": PASSWORD})
         assert r.status_code == 200, r.text
@@ -106,12 +116,20 @@ def new_control_plane(base: Path) -> ControlPlane:
     cp.first_output = init.stdout
     toml = cp.dir / "server.toml"
     toml.write_text(toml.read_text() + 'agent_cert_ttl = "60s"\nheartbeat_interval = "2s"\n'
-                    'offline_after = "20s"\n')
+                    'offline_after = "8s"\n')
     pw = base / "pw"
     pw.write_text(PASSWORD + "\n")
-    for email, (role, org) in USERS.items():
-        run_cli("server", "create-user", email, "--role", role, "--org", org,
-                "--data-dir", str(cp.dir), "--password-file", str(pw))
+    first, *others = USERS.items()
+    run_cli("server", "create-user", first[0], "--role", first[1][0], "--org", first[1][1],
+            "--data-dir", str(cp.dir), "--password-file", str(pw))
+    from dbcrate.server import admin
+    from dbcrate.server.db import open_engine, sessions
+
+    eng = open_engine(f"sqlite:///{cp.dir / 'server.db'}")
+    with sessions(eng)() as db:
+        for email, (role, org) in others:
+            admin.create_user(db, org, email, role, PASSWORD)
+    eng.dispose()
     return cp
 
 
