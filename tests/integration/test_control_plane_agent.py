@@ -18,6 +18,7 @@ from typing import Any
 
 import httpx
 import pytest
+from cryptography import x509
 
 from dbcrate.sandbox import table_checksums
 from tests.lib.agent import Agent
@@ -50,6 +51,7 @@ class Fleet:
     op: httpx.Client
     viewer: httpx.Client
     responses: list[str]
+    first_cert: x509.Certificate
 
     def call(self, client: httpx.Client, method: str, path: str, **kw: Any) -> httpx.Response:
         r = client.request(method, path, **kw)
@@ -88,7 +90,7 @@ def fleet(control_plane: ControlPlane, pg_server: Any,
             wait_for("pg1 online", lambda: online(admin, "pg1"), agent.stderr)
             yield Fleet(control_plane, agent, state, config, db, restore_db, admin,
                         control_plane.api("op@acme.test"),
-                        control_plane.api("viewer@acme.test"), [])
+                        control_plane.api("viewer@acme.test"), [], _cert(state))
         finally:
             agent.stop()
             pg_server.drop_database(restore_db)
@@ -137,7 +139,10 @@ def test_server_job_sealed_password_backup_and_restore(fleet: Fleet) -> None:
     assert len(backups) == 1 and backups[0]["agent"] == "pg1"
     assert backups[0]["encrypted"] and backups[0]["target"] == "local"
     bid = backups[0]["id"]
-    # the same command id again is never run twice (at-most-once, kept in the state DB)
+    # delivered again (as after a lost acknowledgement): acknowledged, never run twice
+    fleet.cp.rows("UPDATE commands SET status = 'queued' WHERE id = ?", (cid,))
+    assert fleet.admin.get(f"/api/v1/commands/{cid}").json()["status"] == "queued"
+    assert fleet.wait_command(cid)["status"] == "ok"
     runs = [r for r in _agent_runs(fleet.state) if r == "orders"]
     assert len(runs) == 1
 
@@ -262,6 +267,29 @@ def test_events_survive_a_server_outage_and_reindex(fleet: Fleet) -> None:
     assert fleet.wait_command(cid)["status"] == "ok"
     after = {b["id"] for b in admin.get("/api/v1/backups?agent=pg1").json()}
     assert before < after  # the CLI backup made during the outage is indexed now
+
+
+def _cert(state: Path) -> x509.Certificate:
+    return x509.load_pem_x509_certificate((state / "remote" / "agent.crt").read_bytes())
+
+
+def test_certificate_renewed_at_two_thirds(fleet: Fleet) -> None:
+    """agent_cert_ttl = 60s: the running agent renews by itself, for the same key."""
+    first = fleet.first_cert
+    new = wait_for("automatic renewal", lambda: (c := _cert(fleet.state)).serial_number
+                   != first.serial_number and c, fleet.agent.stderr)
+    assert new.public_key() == first.public_key()
+    life = first.not_valid_after_utc - first.not_valid_before_utc
+    log.warning("renewed %.0f%% into the first certificate's life",
+                100 * (new.not_valid_before_utc - first.not_valid_before_utc) / life)
+    assert fleet.cp.rows("SELECT cert_serial FROM agents WHERE name = 'pg1' AND "
+                         "revoked_at IS NULL") == [(format(new.serial_number, "x"),)]
+    assert "certificate renewed" in fleet.agent.stderr()
+    before = fleet.admin.get("/api/v1/agents").json()
+    wait_for("a heartbeat with the new certificate", lambda: [
+        a for a in fleet.admin.get("/api/v1/agents").json()
+        if a["name"] == "pg1" and a["last_seen"] != next(
+            b["last_seen"] for b in before if b["name"] == "pg1")])
 
 
 def test_canaries_nowhere_on_the_server(fleet: Fleet) -> None:

@@ -101,7 +101,9 @@ class ControlPlane:
     def rows(self, sql: str, args: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
         conn = sqlite3.connect(self.dir / "server.db", timeout=30)
         try:
-            return list(conn.execute(sql, args))
+            out = list(conn.execute(sql, args))
+            conn.commit()
+            return out
         finally:
             conn.close()
 

@@ -109,3 +109,37 @@ def test_record_signature() -> None:
     assert not wire.signature_ok(pem, {**rec, "job": "other"})
     other = ec.generate_private_key(ec.SECP256R1())
     assert not wire.signature_ok(pem, {**rec, "signature": wire.sign(other, rec)})
+
+
+def test_ledger_claims_a_command_once(tmp_path: Path) -> None:
+    from dbcrate.agent.remote.ledger import Ledger
+
+    ledger = Ledger(tmp_path)
+    assert ledger.claim("c1", "backup", "orders", 3)
+    ledger.done("c1", "ok", None, 7)
+    ledger.close()
+    again = Ledger(tmp_path)  # a restarted agent remembers
+    assert not again.claim("c1", "backup", "orders", 9)
+    assert again.outcome("c1") == ("ok", None)
+    assert again.command_of(5, "orders") == "c1"
+    assert again.command_of(8, "orders") is None
+    again.close()
+
+
+def test_presealed_with_the_age_cli_opens(tmp_path: Path) -> None:
+    import shutil
+    import subprocess
+
+    if shutil.which("age") is None:
+        pytest.skip("Debian's age is not installed (scripts/install-system-deps.sh)")
+    identity, recipient = generate_identity()
+    armored = subprocess.run(["age", "-a", "-r", recipient], input=b"from-age-cli",
+                             capture_output=True, check=True).stdout.decode()
+    out = prepare({"type": "s3", "secret_key_sealed": armored}, "target", "s3", recipient)
+    assert unseal(out["secret_key_sealed"], (identity,)) == "from-age-cli"
+    key = tmp_path / "id.txt"
+    key.write_text(identity + "\n")
+    ours = seal("from-dbcrate", recipient)
+    plain = subprocess.run(["age", "-d", "-i", str(key)], input=ours.encode(),
+                           capture_output=True, check=True).stdout
+    assert plain == b"from-dbcrate"

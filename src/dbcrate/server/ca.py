@@ -51,11 +51,14 @@ def key_sha256(public_key: ec.EllipticCurvePublicKey | object) -> str:
 
 
 def _builder(subject: x509.Name, issuer: x509.Name, public_key: object, life: timedelta,
-             now: datetime) -> x509.CertificateBuilder:
+             now: datetime, backdate: timedelta = timedelta(minutes=1)) -> x509.CertificateBuilder:
+    """``backdate``: for certificates other clocks check (the CA, the listener); an
+    agent's certificate is checked only by this server's clock, so it starts now and
+    its life (and its renewal at 2/3) is exactly ``agent_cert_ttl``."""
     assert isinstance(public_key, ec.EllipticCurvePublicKey)
     return (x509.CertificateBuilder().subject_name(subject).issuer_name(issuer)
             .public_key(public_key).serial_number(x509.random_serial_number())
-            .not_valid_before(now - timedelta(minutes=1)).not_valid_after(now + life))
+            .not_valid_before(now - backdate).not_valid_after(now + life))
 
 
 @dataclass
@@ -136,7 +139,8 @@ class CA:
             raise ControlPlaneError("csr: expected an ECDSA P-256 request signed by its key")
         subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name),
                              x509.NameAttribute(NameOID.ORGANIZATION_NAME, org)])
-        return (_builder(subject, self._cert().subject, pub, life, datetime.now(UTC))
+        return (_builder(subject, self._cert().subject, pub, life, datetime.now(UTC),
+                         backdate=timedelta(0))
                 .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]),
                                critical=False)
                 .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
