@@ -22,7 +22,7 @@ from dbcrate.server import audit as server_audit
 from dbcrate.server.db import migrate, open_engine, sessions
 from dbcrate.server.models import Org
 from tests.lib.controlplane import enroll, expired_from_ca, remote_files, self_signed, wait_for
-from tests.servers.controlplane import ControlPlane, run_cli
+from tests.servers.controlplane import PASSWORD, ControlPlane, new_control_plane, run_cli
 
 
 def curl(cp: ControlPlane, state: Path | None, *extra: str) -> subprocess.CompletedProcess[str]:
@@ -256,3 +256,43 @@ def test_login_throttled(control_plane: ControlPlane) -> None:
     codes = [web.post("/api/v1/session", json=wrong).status_code for _ in range(6)]
     assert codes == [401] * 5 + [429]
     assert "too many" in web.post("/login", data=wrong).text
+
+
+def test_postgres_metadata_db_dump_holds_no_secret(pg_server: object, tmp_path: Path) -> None:
+    """The same server on a PostgreSQL metadata DB: passwords, sealed definitions, tokens
+    and sessions leave no secret in a pg_dump of it."""
+    from dbcrate.sandbox import TempPostgres
+
+    assert isinstance(pg_server, TempPostgres)
+    name = "dbcrate_cp_meta"
+    pg_server.drop_database(name)
+    pg_server.create_database(name)
+    url = (f"postgresql://{pg_server.user}:{pg_server.password}@{pg_server.host}:"
+           f"{pg_server.port}/{name}")
+    cp = new_control_plane(tmp_path, database=url)
+    cp.start()
+    try:
+        token = cp.token("pgmeta")
+        enroll(cp, tmp_path / "s", "pgmeta", token=token)
+        admin = cp.api("admin@acme.test")
+        secrets = ["CANARY-pg-pw-77", "CANARY-s3-secret-77", "CANARYACCESS77"]
+        assert admin.put("/api/v1/agents/pgmeta/jobs/j", json={
+            "engine": "postgres", "url": "postgresql://u@h/db", "password": secrets[0],
+            "targets": ["t"]}).status_code == 200
+        assert admin.put("/api/v1/agents/pgmeta/targets/t", json={
+            "type": "s3", "bucket": "b", "secret_key": secrets[1],
+            "access_key": secrets[2]}).status_code == 200
+        client = Client(load(tmp_path / "s"))
+        assert client.call("GET", "/config")["jobs"]["j"]["password_sealed"]
+        client.close()
+        sid = admin.cookies["dbcrate_session"]
+        dump = subprocess.run([str(pg_server.bin_dir / "pg_dump"), "-d", url],
+                              capture_output=True, timeout=120, check=True).stdout
+        assert b"password_sealed" in dump and b"$argon2id$" in dump
+        identity = (tmp_path / "s" / "remote" / "identity.txt").read_text().split()[-1]
+        for secret in [*secrets, token.split(".")[1], sid, PASSWORD, identity]:
+            assert secret.encode() not in dump, secret[:10]
+        assert (cp.dir / "server.db").exists() is False
+    finally:
+        cp.stop()
+        pg_server.drop_database(name)

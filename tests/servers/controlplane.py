@@ -108,13 +108,15 @@ class ControlPlane:
             conn.close()
 
 
-def new_control_plane(base: Path) -> ControlPlane:
-    """Initialise (not start) a control plane in ``base`` with the users of ``USERS``."""
+def new_control_plane(base: Path, database: str | None = None) -> ControlPlane:
+    """Initialise (not start) a control plane in ``base`` with the users of ``USERS``
+    (metadata DB: SQLite in the data dir, or ``database``)."""
     base.mkdir(parents=True, exist_ok=True)
     cp = ControlPlane(base / "data", free_port(), free_port())
+    extra = ["--database", database] if database else []
     init = run_cli("server", "init", "--data-dir", str(cp.dir), "--org", "acme",
                    "--listen", f"127.0.0.1:{cp.port}",
-                   "--agent-listen", f"127.0.0.1:{cp.agent_port}")
+                   "--agent-listen", f"127.0.0.1:{cp.agent_port}", *extra)
     cp.first_output = init.stdout
     toml = cp.dir / "server.toml"
     toml.write_text(toml.read_text() + 'agent_cert_ttl = "60s"\nheartbeat_interval = "2s"\n'
@@ -127,7 +129,7 @@ def new_control_plane(base: Path) -> ControlPlane:
     from dbcrate.server import admin
     from dbcrate.server.db import open_engine, sessions
 
-    eng = open_engine(f"sqlite:///{cp.dir / 'server.db'}")
+    eng = open_engine(database or f"sqlite:///{cp.dir / 'server.db'}")
     with sessions(eng)() as db:
         for email, (role, org) in others:
             admin.create_user(db, org, email, role, PASSWORD)

@@ -138,6 +138,9 @@ def write(directory: Path, values: Mapping[str, str]) -> Path:
     lines = ["# dbcrate control plane (docs/control-plane.md)", "[server]"]
     lines += [f"{k} = {_toml_value(v)}" for k, v in values.items()]
     tmp = path.with_suffix(".tmp")
-    tmp.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    tmp.unlink(missing_ok=True)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)  # may hold a DB password
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        f.write("\n".join(lines) + "\n")
     tmp.replace(path)
     return path

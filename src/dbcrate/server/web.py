@@ -5,6 +5,7 @@ users. Every change is a POST carrying the session's CSRF token."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -97,8 +98,6 @@ def mount(app: FastAPI) -> None:
                 admin.create_user(db, org.name, email, "admin", password)
             except DbcrateError as exc:
                 return page("setup.html", None, 422, error=exc.message)
-            from datetime import UTC, datetime
-
             row = db.get(OneTimeToken, token_hash(token))
             assert row is not None
             row.used_at = datetime.now(UTC)
@@ -197,8 +196,6 @@ def mount(app: FastAPI) -> None:
             w = who(db, request, change=True, form_csrf=csrf_token)
             w.need("agents.revoke")
             a = api.agent_in_org(db, w, name)
-            from datetime import UTC, datetime
-
             a.revoked_at = a.revoked_at or datetime.now(UTC)
             db.commit()
             audit.append(db, w.org_id, "agent.revoke", w.email, agent=name)
