@@ -19,6 +19,7 @@ Exit codes (documented in docs/exit-codes.md):
 10    a required tool is missing
 14    the command's output could not be written (disk full, I/O error)
 15    ``agent enroll``: the token or the server's CA was refused
+16    the control plane cannot be reached
 ====  ===========================================================
 """
 
@@ -265,3 +266,12 @@ class EnrollmentRefused(ControlPlaneError):
 
     exit_code = 15
     default_hint = "ask an admin for a new token: `dbcrate server enroll-token`"
+
+
+class ControlPlaneUnreachable(ControlPlaneError):
+    """No answer from the control plane (connection refused, TLS failure, timeout, a
+    server error). The agent's link retries with backoff; ``agent enroll`` exits 16."""
+
+    exit_code = 16
+    default_hint = "check --server (or the enrollment's agent URL) and that `dbcrate server " \
+                   "run` is up and reachable from this host"

@@ -124,6 +124,8 @@ ENDPOINTS = [  # (method, path, body, lowest role)
     ("POST", "/api/v1/backups/nope/restore", {"agent": "roles1", "to": "x"}, "operator"),
     ("PUT", "/api/v1/agents/roles1/jobs/j", {"engine": "postgres"}, "admin"),
     ("PUT", "/api/v1/agents/roles1/targets/t", {"type": "local", "path": "/x"}, "admin"),
+    ("DELETE", "/api/v1/agents/roles1/jobs/j", None, "admin"),
+    ("POST", "/api/v1/agents/roles1/reindex", None, "admin"),
     ("POST", "/api/v1/agents/roles1/revoke", None, "admin"),
 ]
 RANK = {"viewer": 0, "operator": 1, "admin": 2}
@@ -146,7 +148,7 @@ def test_endpoint_by_role(control_plane: ControlPlane, tmp_path: Path) -> None:
                 assert r.status_code in (200, 404, 422), (role, path, r.text)
     # a viewer dispatching queued nothing; the operator's backup of job j did
     cmds = control_plane.rows("SELECT actor FROM commands")
-    assert len(cmds) - queued[0][0] == 2  # operator + admin backups
+    assert len(cmds) - queued[0][0] == 3  # operator + admin backups, admin reindex
     assert all(a != "viewer@acme.test" for (a,) in cmds)
     # no CSRF token on a change: 403, nothing queued
     op = control_plane.api("op@acme.test")

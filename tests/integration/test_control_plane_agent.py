@@ -110,6 +110,22 @@ def test_definitions_refused_keys(fleet: Fleet) -> None:
     assert not fleet.cp.rows("SELECT 1 FROM definitions WHERE name = 'evil'")
 
 
+def test_invalid_definition_refused_by_the_agent_old_config_kept(fleet: Fleet) -> None:
+    def agent_row() -> dict[str, Any]:
+        return next(a for a in fleet.admin.get("/api/v1/agents").json() if a["name"] == "pg1")
+
+    r = fleet.call(fleet.admin, "PUT", "/api/v1/agents/pg1/jobs/odd",
+                   json={"engine": "oracle", "targets": ["local"]})
+    assert r.status_code == 200
+    error = wait_for("config refused", lambda: agent_row()["config_error"], fleet.agent.stderr)
+    assert "engine" in error
+    assert "keeping the old config" in fleet.agent.stderr()
+    assert fleet.call(fleet.admin, "DELETE", "/api/v1/agents/pg1/jobs/odd").status_code == 200
+    wait_for("config accepted again", lambda: agent_row()["config_error"] is None,
+             fleet.agent.stderr)
+    assert fleet.call(fleet.admin, "DELETE", "/api/v1/agents/pg1/jobs/odd").status_code == 404
+
+
 def test_server_job_sealed_password_backup_and_restore(fleet: Fleet) -> None:
     target = {"type": "s3", "bucket": "canary", "endpoint": "http://127.0.0.1:9",
               "access_key": S3_ACCESS, "secret_key": S3_SECRET}

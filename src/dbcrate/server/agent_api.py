@@ -62,7 +62,8 @@ def heartbeat(request: Request, body: dict[str, Any] = Body(...)) -> dict[str, A
         a = current_agent(request, db)
         a.version = str(body.get("version") or "")[:50] or None
         a.can_restore = bool(body.get("can_restore"))
-        a.heartbeat = {k: body.get(k) for k in ("jobs", "results", "connections")}
+        a.heartbeat = {k: body.get(k) for k in ("jobs", "results", "connections",
+                                                "config_version", "config_error")}
         db.commit()
         return {"config_version": a.config_version,
                 "heartbeat_interval": hub.settings.heartbeat_interval.total_seconds()}

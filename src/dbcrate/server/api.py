@@ -142,7 +142,8 @@ def agent_row(hub: Hub, a: Agent) -> dict[str, Any]:
     return {"name": a.name, "online": online(hub, a),
             "last_seen": aware(a.last_seen).isoformat() if a.last_seen else None,
             "version": a.version, "can_restore": a.can_restore,
-            "revoked": a.revoked_at is not None}
+            "revoked": a.revoked_at is not None,
+            "config_error": (a.heartbeat or {}).get("config_error")}
 
 
 @router.get("/agents")
@@ -192,6 +193,29 @@ def put_definition(request: Request, name: str, kind: str, item: str,
                      job=item if kind == "job" else None, detail={"config_version": version})
         return {"config_version": version, "sealed": sorted(k for k in table
                                                               if k.endswith("_sealed"))}
+
+
+@router.delete("/agents/{name}/{kind}/{item}")
+def delete_definition(request: Request, name: str, kind: str, item: str) -> dict[str, Any]:
+    """Remove a job (``jobs``) or target (``targets``) the server defined (admin)."""
+    if kind not in ("jobs", "targets"):
+        raise HTTPException(404, "no such resource")
+    with hub_of(request).db() as db:
+        w = who(db, request, change=True)
+        w.need("definitions.write")
+        a = agent_in_org(db, w, name)
+        row = db.scalar(select(Definition).where(Definition.agent_id == a.id,
+                                                 Definition.kind == kind[:-1],
+                                                 Definition.name == item))
+        if row is None:
+            raise HTTPException(404, f"no {kind[:-1]} {item!r} defined for {name}")
+        db.delete(row)
+        a.config_version += 1
+        version = a.config_version
+        db.commit()
+        audit.append(db, w.org_id, f"{kind[:-1]}.delete", w.email, agent=name,
+                     job=item if kind == "jobs" else None, detail={"config_version": version})
+        return {"config_version": version}
 
 
 @router.put("/agents/{name}/jobs/{job}")

@@ -8,6 +8,7 @@ import asyncio
 import contextlib
 import logging
 import signal
+import socket
 import ssl
 import threading
 from collections.abc import Iterator
@@ -19,7 +20,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from sqlalchemy import select
 
-from dbcrate.errors import DbcrateError
+from dbcrate.errors import ControlPlaneError, DbcrateError
 from dbcrate.server import agent_api, api, audit, missed
 from dbcrate.server.ca import CA, SERVER_CERT, SERVER_KEY
 from dbcrate.server.db import migrate, open_engine, sessions
@@ -123,10 +124,31 @@ class _Server(uvicorn.Server):
         yield
 
 
+def bind(value: str, key: str) -> socket.socket:
+    """A listening socket on ``H:P``. Raises ``ControlPlaneError`` naming the key."""
+    host, port = host_port(value, key, "server.toml")
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+        sock.listen(2048)
+    except OSError as exc:
+        sock.close()
+        raise ControlPlaneError(f"server.{key}: cannot listen on {value}: "
+                                f"{exc.strerror or exc}",
+                                hint="is another server running? change it in "
+                                "server.toml") from None
+    sock.set_inheritable(True)
+    return sock
+
+
 def serve(st: ServerSettings) -> int:
-    """Run until SIGTERM/SIGINT; returns 0."""
+    """Run until SIGTERM/SIGINT; returns 0. Raises ``ControlPlaneError`` if a listener
+    cannot bind."""
     hub = make_hub(st)
     public, mtls = configs(hub)
+    sockets = [bind(st.listen, "listen"), bind(st.agent_listen, "agent_listen")]
     servers = [_Server(public), _Server(mtls)]
 
     def _stop(signum: int, frame: Any) -> None:
@@ -142,7 +164,8 @@ def serve(st: ServerSettings) -> int:
           f"({datetime.now(UTC).isoformat(timespec='seconds')})", flush=True)
 
     async def main() -> None:
-        await asyncio.gather(*(s.serve() for s in servers))
+        await asyncio.gather(*(s.serve(sockets=[k]) for s, k in zip(servers, sockets,
+                                                                      strict=True)))
 
     try:
         asyncio.run(main())
@@ -150,5 +173,7 @@ def serve(st: ServerSettings) -> int:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
         stop.set()
+        for k in sockets:
+            k.close()
         hub.engine.dispose()
     return 0

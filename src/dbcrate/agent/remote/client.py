@@ -14,7 +14,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from dbcrate.agent.remote.enroll import csr_for
 from dbcrate.agent.remote.files import Enrollment, write_private
-from dbcrate.errors import ControlPlaneError
+from dbcrate.errors import ControlPlaneError, ControlPlaneUnreachable
 from dbcrate.wire import API
 
 TIMEOUT = 30.0
@@ -53,8 +53,8 @@ class Client:
             r = self.http().request(method, path, **kw)
         except httpx.HTTPError as exc:
             self.close()
-            raise ControlPlaneError(f"control plane unreachable: {type(exc).__name__}: "
-                                    f"{exc}") from None
+            raise ControlPlaneUnreachable(f"control plane unreachable: "
+                                          f"{type(exc).__name__}: {exc}") from None
         if r.status_code == 403:
             raise Revoked("the control plane refused this agent (revoked?)",
                           hint="enroll again with a new token")

@@ -16,7 +16,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from dbcrate.agent.remote import files
-from dbcrate.errors import ControlPlaneError, EnrollmentRefused
+from dbcrate.errors import ControlPlaneUnreachable, EnrollmentRefused
 from dbcrate.operations.keys import new_identity
 
 TIMEOUT = 30.0
@@ -49,7 +49,7 @@ def _ca_sha256(pem: str) -> str:
 
 def enroll(server: str, token: str, name: str | None, state_dir: Path) -> files.Enrollment:
     """Enroll with ``server``. Raises ``EnrollmentRefused`` (token refused, CA
-    mismatch: nothing written), ``ControlPlaneError`` (server unreachable) or
+    mismatch: nothing written), ``ControlPlaneUnreachable`` or
     ``UsageError`` (already enrolled)."""
     from dbcrate.errors import UsageError
 
@@ -66,14 +66,14 @@ def enroll(server: str, token: str, name: str | None, state_dir: Path) -> files.
     try:
         r = httpx.post(url, json=body, timeout=TIMEOUT)
     except httpx.HTTPError as exc:
-        raise ControlPlaneError(f"cannot reach the control plane at {server}: {exc}",
-                                hint="check --server and that `dbcrate server run` is "
-                                "up") from None
+        raise ControlPlaneUnreachable(f"cannot reach the control plane at {server}: "
+                                      f"{exc}") from None
     if r.status_code in (401, 403, 404, 422):
         detail = _detail(r)
         raise EnrollmentRefused(f"enrollment refused: {detail}")
     if r.status_code != 200:
-        raise ControlPlaneError(f"enrollment failed: HTTP {r.status_code}: {_detail(r)}")
+        raise ControlPlaneUnreachable(f"enrollment failed: HTTP {r.status_code}: "
+                                      f"{_detail(r)}")
     got = r.json()
     ca_pem, cert_pem = str(got.get("ca", "")), str(got.get("cert", ""))
     if _ca_sha256(ca_pem) != expected_ca:

@@ -48,6 +48,7 @@ class Link:
     remote: dict[str, Any] = field(default_factory=dict)
     version: int = -1
     interval: float = 30.0
+    config_error: str | None = None
 
     def __post_init__(self) -> None:
         self.client = Client(self.enrollment)
@@ -122,7 +123,8 @@ class Link:
                                    if last.finished_at else None}
         return {"version": __version__, "jobs": jobs, "results": results,
                 "can_restore": bool(cfg.agent.identity_file),
-                "connections": sorted(cfg.agent.connections)}
+                "connections": sorted(cfg.agent.connections),
+                "config_version": self.version, "config_error": self.config_error}
 
     def fetch_config(self) -> None:
         remote = self.client.call("GET", "/config")
@@ -132,9 +134,9 @@ class Link:
         except DbcrateError as exc:
             event(logging.ERROR, f"control-plane config {version} refused, keeping the old "
                   f"config: {exc.message}", ev="config.reject")
-            self.version = version
+            self.version, self.config_error = version, exc.message
             return
-        self.remote, self.version = remote, version
+        self.remote, self.version, self.config_error = remote, version, None
         self.apply(cfg)
         event(logging.INFO, f"control-plane config {version} applied ({len(cfg.jobs)} "
               "job(s))", ev="config.reload")
