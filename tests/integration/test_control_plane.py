@@ -36,7 +36,7 @@ def curl(cp: ControlPlane, state: Path | None, *extra: str) -> subprocess.Comple
                           text=True, timeout=30)
 
 
-def test_init_files_and_first_admin_link(control_plane: ControlPlane) -> None:
+def test_init_files_and_first_admin_link(control_plane: ControlPlane, ghost: str) -> None:
     assert "first admin (one use, 24h): http://127.0.0.1:" in control_plane.first_output
     assert (control_plane.dir / "ca" / "ca.key").stat().st_mode & 0o777 == 0o600
     assert (control_plane.dir / "server.db").stat().st_mode & 0o077 == 0
@@ -238,13 +238,22 @@ def test_first_admin_link_works_once(control_plane: ControlPlane) -> None:
                                              "password": "wrong"}).status_code == 401
 
 
-def test_silent_agent_is_audited_offline(control_plane: ControlPlane, tmp_path: Path) -> None:
-    enroll(control_plane, tmp_path / "s", "ghost")
-    client = Client(load(tmp_path / "s"))
+@pytest.fixture(scope="module")
+def ghost(control_plane: ControlPlane, tmp_path_factory: pytest.TempPathFactory) -> str:
+    """An agent that sent one heartbeat and then went silent (set up by the module's first
+    test, so the wait for ``offline_after`` overlaps the other tests)."""
+    state = tmp_path_factory.mktemp("ghost")
+    enroll(control_plane, state, "ghost")
+    client = Client(load(state))
     client.call("POST", "/heartbeat", json={"version": "test", "jobs": [], "can_restore": False})
     client.close()
     admin = control_plane.api("admin@acme.test")
     assert any(a["name"] == "ghost" and a["online"] for a in admin.get("/api/v1/agents").json())
+    return "ghost"
+
+
+def test_silent_agent_is_audited_offline(control_plane: ControlPlane, ghost: str) -> None:
+    admin = control_plane.api("admin@acme.test")
     rows = wait_for("agent.offline", lambda: [r for r in admin.get(
         "/api/v1/audit?event=agent.offline").json() if r["agent"] == "ghost"])
     assert len(rows) == 1 and rows[0]["actor"] == "server"

@@ -285,6 +285,25 @@ def test_events_survive_a_server_outage_and_reindex(fleet: Fleet) -> None:
     assert before < after  # the CLI backup made during the outage is indexed now
 
 
+def test_canaries_nowhere_on_the_server(fleet: Fleet) -> None:
+    ident = (fleet.state / "remote" / "identity.txt").read_text().split()[-1]
+    local_ident = (fleet.config.parent / "identity.txt").read_text().strip()
+    canaries = [fleet.db.password, S3_SECRET, S3_ACCESS, "CANARY-wrong-pw-51e2", ident,
+                local_ident]
+    rows = fleet.db.server.psql("SELECT body FROM texts WHERE length(body) >= 12",
+                                db=fleet.db.name)
+    data = [str(r[0]) for r in rows]
+    assert data
+    blobs = {p.name: p.read_bytes() for p in fleet.cp.dir.iterdir()
+             if p.name.startswith("server.db")}
+    blobs["logs"] = fleet.cp.log_text().encode()
+    blobs["responses"] = "\n".join(fleet.responses).encode()
+    assert "server.db-wal" in blobs or "server.db" in blobs
+    for name, blob in blobs.items():
+        for c in [*canaries, *data]:
+            assert c.encode() not in blob, f"{c[:12]}... found in {name}"
+
+
 def _cert(state: Path) -> x509.Certificate:
     return x509.load_pem_x509_certificate((state / "remote" / "agent.crt").read_bytes())
 
@@ -306,25 +325,6 @@ def test_certificate_renewed_at_two_thirds(fleet: Fleet) -> None:
         a for a in fleet.admin.get("/api/v1/agents").json()
         if a["name"] == "pg1" and a["last_seen"] != next(
             b["last_seen"] for b in before if b["name"] == "pg1")])
-
-
-def test_canaries_nowhere_on_the_server(fleet: Fleet) -> None:
-    ident = (fleet.state / "remote" / "identity.txt").read_text().split()[-1]
-    local_ident = (fleet.config.parent / "identity.txt").read_text().strip()
-    canaries = [fleet.db.password, S3_SECRET, S3_ACCESS, "CANARY-wrong-pw-51e2", ident,
-                local_ident]
-    rows = fleet.db.server.psql("SELECT body FROM texts WHERE length(body) >= 12",
-                                db=fleet.db.name)
-    data = [str(r[0]) for r in rows]
-    assert data
-    blobs = {p.name: p.read_bytes() for p in fleet.cp.dir.iterdir()
-             if p.name.startswith("server.db")}
-    blobs["logs"] = fleet.cp.log_text().encode()
-    blobs["responses"] = "\n".join(fleet.responses).encode()
-    assert "server.db-wal" in blobs or "server.db" in blobs
-    for name, blob in blobs.items():
-        for c in [*canaries, *data]:
-            assert c.encode() not in blob, f"{c[:12]}... found in {name}"
 
 
 def test_server_db_lost_reenrol_and_reindex(fleet: Fleet, tmp_path: Path) -> None:

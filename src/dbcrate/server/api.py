@@ -189,6 +189,7 @@ def put_definition(request: Request, name: str, kind: str, item: str,
         a.config_version += 1
         version = a.config_version
         db.commit()
+        hub_of(request).poke(a.id)  # its long-poll returns, so the new config applies now
         audit.append(db, w.org_id, f"{kind}.define", w.email, agent=name,
                      job=item if kind == "job" else None, detail={"config_version": version})
         return {"config_version": version, "sealed": sorted(k for k in table
@@ -213,6 +214,7 @@ def delete_definition(request: Request, name: str, kind: str, item: str) -> dict
         a.config_version += 1
         version = a.config_version
         db.commit()
+        hub_of(request).poke(a.id)
         audit.append(db, w.org_id, f"{kind[:-1]}.delete", w.email, agent=name,
                      job=item if kind == "jobs" else None, detail={"config_version": version})
         return {"config_version": version}
