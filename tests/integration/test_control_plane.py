@@ -22,6 +22,7 @@ from dbcrate.server import audit as server_audit
 from dbcrate.server.db import migrate, open_engine, sessions
 from dbcrate.server.models import Org
 from tests.lib.controlplane import enroll, expired_from_ca, remote_files, self_signed, wait_for
+from tests.lib.e2e import DBCRATE
 from tests.servers.controlplane import PASSWORD, ControlPlane, new_control_plane, run_cli
 
 
@@ -307,3 +308,35 @@ def test_postgres_metadata_db_dump_holds_no_secret(pg_server: object, tmp_path: 
     finally:
         cp.stop()
         pg_server.drop_database(name)
+
+
+def test_run_on_an_empty_data_dir(tmp_path: Path) -> None:
+    """`pip install 'dbcrate[server]'`, `dbcrate server run`: $DBCRATE_SERVER_DIR is
+    initialised (SQLite, loopback defaults) and a one-time first-admin link printed."""
+    import os
+    import socket
+    import time
+
+    for port in (8420, 8421):
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                pytest.skip(f"127.0.0.1:{port} (the default) is in use on this machine")
+    data = tmp_path / "fresh"
+    log = tmp_path / "run.log"
+    env = {**os.environ, "DBCRATE_SERVER_DIR": str(data)}
+    with open(log, "wb") as out:
+        proc = subprocess.Popen([DBCRATE, "server", "run"], stdout=out, stderr=subprocess.STDOUT,
+                                env=env)
+    try:
+        deadline = time.monotonic() + 60
+        while "dashboard and API on" not in log.read_text() and time.monotonic() < deadline:
+            assert proc.poll() is None, log.read_text()
+            time.sleep(0.1)
+        text = log.read_text()
+        assert "first admin (one use, 24h): http://127.0.0.1:8420/setup#" in text, text
+        assert (data / "server.db").exists() and (data / "ca" / "ca.key").exists()
+        r = httpx.get("http://127.0.0.1:8420/login", timeout=10)
+        assert r.status_code == 200 and "Sign in" in r.text
+    finally:
+        proc.terminate()
+        assert proc.wait(timeout=30) == 0
