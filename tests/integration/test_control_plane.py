@@ -8,6 +8,7 @@ import sqlite3
 import ssl
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -340,3 +341,34 @@ def test_run_on_an_empty_data_dir(tmp_path: Path) -> None:
     finally:
         proc.terminate()
         assert proc.wait(timeout=30) == 0
+
+
+def test_long_poll_returns_when_a_command_is_queued(control_plane: ControlPlane,
+                                                    tmp_path: Path) -> None:
+    """A 20 s long-poll returns the command queued while it waits (the delay is logged,
+    not asserted)."""
+    import logging
+    import threading
+    import time
+
+    enroll(control_plane, tmp_path / "s", "poller")
+    client = Client(load(tmp_path / "s"))
+    got: dict[str, Any] = {}
+
+    def poll() -> None:
+        got["body"] = client.call("GET", "/commands", params={"wait": 20})
+        got["at"] = time.monotonic()
+
+    t = threading.Thread(target=poll)
+    t.start()
+    admin = control_plane.api("admin@acme.test")
+    wait_for("the poll to arrive", lambda: any(
+        a["name"] == "poller" and a["last_seen"] for a in admin.get("/api/v1/agents").json()))
+    queued = time.monotonic()
+    cid = control_plane.api("op@acme.test").post(
+        "/api/v1/agents/poller/jobs/j/backup").json()["command_id"]
+    t.join(30)
+    client.close()
+    assert [c["id"] for c in got["body"]["commands"]] == [cid]
+    logging.getLogger(__name__).warning("long-poll returned %.2fs after the command was "
+                                        "queued", got["at"] - queued)

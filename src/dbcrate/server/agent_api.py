@@ -9,6 +9,7 @@ from typing import Any
 
 from cryptography import x509
 from fastapi import APIRouter, Body, HTTPException, Request
+from fastapi.concurrency import run_in_threadpool
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
@@ -90,18 +91,19 @@ def _queued(db: Session, agent_id: int) -> list[Command]:
                            .order_by(Command.created_at)).all())
 
 
-@router.get("/commands")
-def commands(request: Request, wait: float = 0) -> dict[str, Any]:
-    """Queued commands; with ``wait``, blocks up to that many seconds (≤ 25) for one."""
-    hub = _hub(request)
-    with hub.db() as db:
+def _agent_id(request: Request) -> int:
+    with _hub(request).db() as db:
         agent_id = current_agent(request, db).id
         db.commit()
-    seen = hub.generation(agent_id)
+        return agent_id
+
+
+def _pending(hub: Hub, agent_id: int) -> bool:
     with hub.db() as db:
-        found = _queued(db, agent_id)
-    if not found and wait > 0:
-        hub.wait(agent_id, seen, min(wait, MAX_WAIT))
+        return bool(_queued(db, agent_id))
+
+
+def _deliver(hub: Hub, agent_id: int) -> dict[str, Any]:
     with hub.db() as db:
         found = _queued(db, agent_id)
         now = datetime.now(UTC)
@@ -110,6 +112,18 @@ def commands(request: Request, wait: float = 0) -> dict[str, Any]:
         db.commit()
         return {"commands": [{"id": c.id, "kind": c.kind, "args": c.args,
                               "config_version": c.config_version} for c in found]}
+
+
+@router.get("/commands")
+async def commands(request: Request, wait: float = 0) -> dict[str, Any]:
+    """Queued commands; with ``wait``, waits up to that many seconds (≤ 25) for one (or
+    a config change) on the event loop, holding no worker thread."""
+    hub = _hub(request)
+    agent_id = await run_in_threadpool(_agent_id, request)
+    seen = hub.generation(agent_id)
+    if wait > 0 and not await run_in_threadpool(_pending, hub, agent_id):
+        await hub.wait(agent_id, seen, min(wait, MAX_WAIT))
+    return await run_in_threadpool(_deliver, hub, agent_id)
 
 
 @router.post("/commands/{command_id}")
