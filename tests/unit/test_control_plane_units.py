@@ -143,3 +143,19 @@ def test_presealed_with_the_age_cli_opens(tmp_path: Path) -> None:
     plain = subprocess.run(["age", "-d", "-i", str(key)], input=ours.encode(),
                            capture_output=True, check=True).stdout
     assert plain == b"from-dbcrate"
+
+
+def test_unacknowledged_command_shows_lost() -> None:
+    from dbcrate.server.api import LOST_AFTER, command_view
+    from dbcrate.server.models import Command
+
+    now = datetime.now(UTC)
+    c = Command(id="c", kind="backup", args={}, actor="op@x", status="queued",
+                created_at=now, delivered_at=None)
+    assert command_view(c)["status"] == "queued"  # never delivered: still queued
+    c.delivered_at = now - LOST_AFTER / 2
+    assert command_view(c)["status"] == "queued"
+    c.delivered_at = now - LOST_AFTER * 2
+    assert command_view(c)["status"] == "lost"
+    c.status = "ok"
+    assert command_view(c)["status"] == "ok"

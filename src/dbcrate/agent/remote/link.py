@@ -186,8 +186,9 @@ class Link:
             self.ledger.sent([oid])
         cursor = self.ledger.cursor()
         path = self.state_dir / audit.FILE_NAME
-        if not path.exists():
-            return
+        head = audit.load_head(self.state_dir)
+        if not path.exists() or (head is not None and head.seq <= cursor):
+            return  # nothing new (the chain's head is in the state DB: no need to read it)
         batch: list[dict[str, Any]] = []
         for _, rec in audit.read(path):
             seq = int(rec.get("seq", 0))

@@ -1,5 +1,6 @@
 """``dbcrate agent [--check] [--state-dir DIR] [--log-format json]``: the daemon, in the
-foreground (docs/agent.md)."""
+foreground (docs/agent.md); ``dbcrate agent enroll --server URL --token T``: join a
+control plane (docs/control-plane.md)."""
 
 from __future__ import annotations
 
