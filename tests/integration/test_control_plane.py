@@ -372,3 +372,37 @@ def test_long_poll_returns_when_a_command_is_queued(control_plane: ControlPlane,
     assert [c["id"] for c in got["body"]["commands"]] == [cid]
     logging.getLogger(__name__).warning("long-poll returned %.2fs after the command was "
                                         "queued", got["at"] - queued)
+
+
+def test_dashboard_enrollment_and_users_pages(control_plane: ControlPlane,
+                                              tmp_path: Path) -> None:
+    import re
+
+    def signed_in(email: str) -> tuple[httpx.Client, str]:
+        web = httpx.Client(base_url=control_plane.url, timeout=30)
+        r = web.post("/login", data={"email": email, "password": PASSWORD})
+        assert r.status_code == 303
+        page = web.get("/databases").text
+        m = re.search(r'name="csrf_token" value="([^"]+)"', page)
+        assert m
+        return web, m.group(1)
+
+    web, csrf = signed_in("admin@acme.test")
+    assert web.post("/enroll", data={"name": "webbie", "ttl": "15m"}).status_code == 403
+    page = web.post("/enroll", data={"name": "webbie", "ttl": "15m", "csrf_token": csrf}).text
+    m = re.search(r"dbcrate agent enroll --server (\S+) --token (dbc1\.[\w.-]+) --name webbie",
+                  page)
+    assert m and m.group(1) == control_plane.url
+    assert "dbc1." not in web.get("/enroll").text  # shown once
+    enroll(control_plane, tmp_path / "s", "webbie", token=m.group(2))
+    assert web.post("/users", data={"email": "new@acme.test", "role": "viewer",
+                                    "password": "viewer-pw-1", "csrf_token": csrf}
+                    ).status_code == 303
+    assert "new@acme.test" in web.get("/users").text
+    viewer, _ = signed_in("viewer@acme.test")
+    assert viewer.get("/enroll").status_code == 403
+    assert viewer.get("/users").status_code == 403
+    assert "Enrollment" not in viewer.get("/databases").text
+    events = [r["event"] for r in control_plane.api("admin@acme.test").get(
+        "/api/v1/audit").json()]
+    assert "token.create" in events and "user.create" in events and "agent.enroll" in events

@@ -28,7 +28,7 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
                    help="stderr log lines as text or one JSON object each "
                    "(default: [agent] log_format)")
     p.set_defaults(handler=agent)
-    asub = p.add_subparsers(dest="agent_command", metavar="SUBCOMMAND", parser_class=type(p))
+    asub = p.add_subparsers(dest="agent_command", metavar="[enroll]", parser_class=type(p))
     asub.required = False
     e = asub.add_parser("enroll", parents=[common],
                         help="join a control plane (outbound mTLS only; docs/control-plane.md)")
