@@ -227,6 +227,10 @@ def test_browser_restore_flow(fleet: Fleet) -> None:
             r = ctx.request.post(f"{base}/restore/{bid}",
                                  form={"agent": "pg1", "to": "scratch", "clean": "1"})
             assert r.status == 403
+            token = page.locator("input[name=csrf_token]").first.get_attribute("value")
+            r = ctx.request.post(f"{base}/restore/{bid}", form={
+                "agent": "pg1", "to": "prod", "csrf_token": token or ""})
+            assert r.status == 422 and "scratch" in r.text()  # names the allowed ones
             assert fleet.cp.rows("SELECT COUNT(*) FROM commands")[0][0] == before
             ctx.close()
             # a viewer sees the backups but no Restore... button

@@ -13,6 +13,7 @@ from fastapi import FastAPI, Form, HTTPException, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from jinja2 import Environment, FileSystemLoader, select_autoescape
+from markupsafe import escape
 from sqlalchemy import select
 
 from dbcrate.errors import DbcrateError
@@ -153,8 +154,12 @@ def mount(app: FastAPI) -> None:
         with hub.db() as db:
             w = who(db, request, change=True, form_csrf=csrf_token)
             w.need("restore")
-            cid = api.dispatch_restore(hub, db, w, backup_id,
-                                       {"agent": agent, "to": to, "clean": bool(clean)})
+            try:
+                cid = api.dispatch_restore(hub, db, w, backup_id,
+                                           {"agent": agent, "to": to, "clean": bool(clean)})
+            except HTTPException as exc:  # shown in the page (htmx swaps 404/422)
+                return HTMLResponse(f'<p class="bad" role="alert">{escape(str(exc.detail))}'
+                                    "</p>", status_code=exc.status_code)
             c = db.get(Command, cid)
             assert c is not None
             return page("status.html", w, command=api.command_view(c))
