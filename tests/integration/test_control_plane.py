@@ -19,6 +19,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from dbcrate.agent.remote.client import Client
 from dbcrate.agent.remote.enroll import csr_for
 from dbcrate.agent.remote.files import load
+from dbcrate.server import admin as server_admin
 from dbcrate.server import audit as server_audit
 from dbcrate.server.db import migrate, open_engine, sessions
 from dbcrate.server.models import Org
@@ -174,15 +175,15 @@ def test_other_org_is_404(control_plane: ControlPlane, tmp_path: Path) -> None:
 
 def test_sqlite_audit_append_only_and_verify(tmp_path: Path) -> None:
     data = tmp_path / "data"
-    run_cli("server", "init", "--data-dir", str(data), "--org", "acme")
+    server_admin.init(data, {"org": "acme"})
     eng = open_engine(f"sqlite:///{data / 'server.db'}")
     with sessions(eng)() as db:
         org = db.scalar(sa.select(Org.id).where(Org.name == "acme"))
         assert org is not None
         for i in range(3):
             server_audit.append(db, org, "backup.ok", "schedule", agent="a", job=f"j{i}")
+        assert server_audit.verify(db, org).records == 3
     eng.dispose()
-    assert run_cli("server", "audit", "verify", "--data-dir", str(data)).returncode == 0
     conn = sqlite3.connect(data / "server.db")
     for sql in ("UPDATE audit SET actor = 'x' WHERE seq = 2", "DELETE FROM audit WHERE seq = 2"):
         with pytest.raises(sqlite3.DatabaseError, match="append-only"):
@@ -247,7 +248,10 @@ def ghost(control_plane: ControlPlane, tmp_path_factory: pytest.TempPathFactory)
     state = tmp_path_factory.mktemp("ghost")
     enroll(control_plane, state, "ghost")
     client = Client(load(state))
-    client.call("POST", "/heartbeat", json={"version": "test", "jobs": [], "can_restore": False})
+    every_2s = {"name": "nightly", "engine": "postgres", "schedule": "*/2 * * * * *",
+                "timezone": "UTC"}
+    client.call("POST", "/heartbeat", json={"version": "test", "jobs": [every_2s],
+                                            "results": {}, "can_restore": False})
     client.close()
     admin = control_plane.api("admin@acme.test")
     assert any(a["name"] == "ghost" and a["online"] for a in admin.get("/api/v1/agents").json())
@@ -261,6 +265,14 @@ def test_silent_agent_is_audited_offline(control_plane: ControlPlane, ghost: str
     assert len(rows) == 1 and rows[0]["actor"] == "server"
     assert not any(a["name"] == "ghost" and a["online"]
                    for a in admin.get("/api/v1/agents").json())
+    # its job's cron slots passed with no run reported: backup.missed, shown as missed
+    missed = wait_for("backup.missed", lambda: [r for r in admin.get(
+        "/api/v1/audit?event=backup.missed&job=nightly").json() if r["agent"] == "ghost"])
+    assert missed[0]["actor"] == "server"
+    web = httpx.Client(base_url=control_plane.url, timeout=30)
+    web.post("/login", data={"email": "viewer@acme.test", "password": PASSWORD})
+    page = web.get("/databases").text
+    assert "nightly" in page and "offline" in page
 
 
 def test_login_throttled(control_plane: ControlPlane) -> None:

@@ -20,6 +20,8 @@ import httpx
 import pytest
 from cryptography import x509
 
+from dbcrate.agent.remote.client import Client
+from dbcrate.agent.remote.files import load
 from dbcrate.sandbox import table_checksums
 from tests.lib.agent import Agent
 from tests.lib.controlplane import (
@@ -171,6 +173,16 @@ def test_server_job_sealed_password_backup_and_restore(fleet: Fleet) -> None:
     r = fleet.call(fleet.op, "POST", f"/api/v1/backups/{bid}/restore",
                    json={**body_restore, "to": "prod"})
     assert r.status_code == 422 and "to:" in r.json()["detail"]
+    # an agent without [agent] identity_file cannot be sent a restore
+    enroll(fleet.cp, fleet.state.parent / "backuponly", "backuponly")
+    c = Client(load(fleet.state.parent / "backuponly"))
+    c.call("POST", "/heartbeat", json={"jobs": [], "can_restore": False,
+                                       "connections": ["scratch"]})
+    c.close()
+    r = fleet.call(fleet.op, "POST", f"/api/v1/backups/{bid}/restore",
+                   json={**body_restore, "agent": "backuponly"})
+    assert r.status_code == 422 and "cannot restore" in r.json()["detail"]
+    assert fleet.cp.rows("SELECT COUNT(*) FROM commands")[0][0] == before
     cid = fleet.call(fleet.op, "POST", f"/api/v1/backups/{bid}/restore",
                      json=body_restore).json()["command_id"]
     done = fleet.wait_command(cid)

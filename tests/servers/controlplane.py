@@ -108,7 +108,8 @@ class ControlPlane:
             conn.close()
 
 
-def new_control_plane(base: Path, database: str | None = None) -> ControlPlane:
+def new_control_plane(base: Path, database: str | None = None, *,
+                      cli_user: bool = False) -> ControlPlane:
     """Initialise (not start) a control plane in ``base`` with the users of ``USERS``
     (metadata DB: SQLite in the data dir, or ``database``)."""
     base.mkdir(parents=True, exist_ok=True)
@@ -123,15 +124,17 @@ def new_control_plane(base: Path, database: str | None = None) -> ControlPlane:
                     'offline_after = "8s"\n')
     pw = base / "pw"
     pw.write_text(PASSWORD + "\n")
-    first, *others = USERS.items()
-    run_cli("server", "create-user", first[0], "--role", first[1][0], "--org", first[1][1],
-            "--data-dir", str(cp.dir), "--password-file", str(pw))
+    users = list(USERS.items())
+    if cli_user:  # the first one through the CLI, as a user would
+        (email, (role, org)), *users = users
+        run_cli("server", "create-user", email, "--role", role, "--org", org,
+                "--data-dir", str(cp.dir), "--password-file", str(pw))
     from dbcrate.server import admin
     from dbcrate.server.db import open_engine, sessions
 
     eng = open_engine(database or f"sqlite:///{cp.dir / 'server.db'}")
     with sessions(eng)() as db:
-        for email, (role, org) in others:
+        for email, (role, org) in users:
             admin.create_user(db, org, email, role, PASSWORD)
     eng.dispose()
     return cp
@@ -139,7 +142,7 @@ def new_control_plane(base: Path, database: str | None = None) -> ControlPlane:
 
 @pytest.fixture(scope="session")
 def control_plane() -> Iterator[ControlPlane]:
-    cp = new_control_plane(Path(tempfile.mkdtemp(prefix="dbcrate-cp-")))
+    cp = new_control_plane(Path(tempfile.mkdtemp(prefix="dbcrate-cp-")), cli_user=True)
     cp.start()
     try:
         yield cp
