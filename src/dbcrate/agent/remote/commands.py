@@ -5,8 +5,10 @@ agent's own target of that name, into one of its ``[agent.connections]``), ``rei
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
 
@@ -35,6 +37,25 @@ def run(link: Any, kind: str, args: dict[str, Any]) -> Result:
         return "failed", f"internal error: {type(exc).__name__}"
 
 
+@contextlib.contextmanager
+def _running(agent: Any, name: str) -> Iterator[bool]:
+    """Register this thread as a run of ``name`` in the agent's main loop (so SIGTERM
+    waits for it, then aborts it with the others); yields False if one is running."""
+    with agent.mutex:
+        if name in agent.running:
+            free = False
+        else:
+            agent.running[name] = threading.current_thread()
+            free = True
+    try:
+        yield free
+    finally:
+        if free:
+            with agent.mutex:
+                agent.running.pop(name, None)
+            agent.wake.set()
+
+
 def backup(link: Any, args: dict[str, Any]) -> Result:
     agent = link.agent
     cfg: Config = agent.config
@@ -42,17 +63,11 @@ def backup(link: Any, args: dict[str, Any]) -> Result:
     job = cfg.jobs.get(name)
     if job is None:
         return "failed", f"no job named {name!r} on this agent"
-    with agent.mutex:
-        if name in agent.running:
+    with _running(agent, name) as free:
+        if not free:
             return "failed", f"a run of {name} is already running"
-        agent.running[name] = threading.current_thread()
-    try:
         run_id = agent.db.start(name, "command", None, datetime.now(UTC))
         out = runner.run_job(cfg, agent.db, agent.audit, job, "command", None, run_id)
-    finally:
-        with agent.mutex:
-            agent.running.pop(name, None)
-        agent.wake.set()
     if out.result == "ok":
         link.index()
         return "ok", None
@@ -81,9 +96,12 @@ def restore(link: Any, args: dict[str, Any]) -> Result:
                          backup_id=backup_id, target=target)
     keys = KeyMaterial(identities=read_identities(cfg.agent.identity_file))
     try:
-        run_restore(cfg, job, Selector(backup_id=backup_id), keys=keys,
-                    options=RestoreOptions(clean=bool(args.get("clean"))), target=target,
-                    to_url=conn.url, to_password=conn.password)
+        with _running(agent, f"restore:{name}") as free:
+            if not free:
+                return "failed", f"a restore of {name} is already running"
+            run_restore(cfg, job, Selector(backup_id=backup_id), keys=keys,
+                        options=RestoreOptions(clean=bool(args.get("clean"))), target=target,
+                        to_url=conn.url, to_password=conn.password)
     except DbcrateError as exc:
         runner.audit_quietly(agent.audit, "restore.fail", job=name, trigger="command",
                              backup_id=backup_id, target=target, error=exc.message)
