@@ -75,7 +75,13 @@ class ServerSettings:
         if self.agent_url:
             return self.agent_url.rstrip("/")
         host, port = host_port(self.agent_listen, "agent_listen", FILE_NAME)
-        return f"https://{'localhost' if host in ('127.0.0.1', '::1') else host}:{port}"
+        if host in ("127.0.0.1", "::1"):
+            host = "localhost"
+        elif host in ("0.0.0.0", "::"):  # noqa: S104 - naming the wildcard, not binding it
+            import socket
+
+            host = socket.getfqdn()
+        return f"https://{f'[{host}]' if ':' in host else host}:{port}"
 
     @property
     def offline(self) -> timedelta:

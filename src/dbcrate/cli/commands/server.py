@@ -125,6 +125,10 @@ def _password(args: argparse.Namespace) -> str:
 
     if args.password_file:
         text = read_secret_file(args.password_file, file="--password-file", key="--password-file")
+    elif sys.stdin.isatty():
+        import getpass
+
+        text = getpass.getpass("password: ")
     else:
         text = sys.stdin.readline()
     password = text.rstrip("\r\n")
@@ -136,11 +140,15 @@ def _password(args: argparse.Namespace) -> str:
 def create_user(args: argparse.Namespace) -> int:
     _need_extra()
     from dbcrate.server import admin
+    from dbcrate.server import audit as server_audit
 
     password = _password(args)
     st, db = _session(args)
     with db:
-        admin.create_user(db, args.org or st.org, args.email, args.role, password)
+        org = args.org or st.org
+        admin.create_user(db, org, args.email, args.role, password)
+        server_audit.append(db, admin.org_id(db, org), "user.create", "cli",
+                            detail={"email": args.email.lower(), "role": args.role})
     sys.stdout.write(f"user {args.email.lower()}: {args.role} in {args.org or st.org}\n")
     return 0
 
@@ -148,11 +156,14 @@ def create_user(args: argparse.Namespace) -> int:
 def enroll_token(args: argparse.Namespace) -> int:
     _need_extra()
     from dbcrate.server import admin
+    from dbcrate.server import audit as server_audit
 
     ttl = admin.check_ttl(args.ttl)
     st, db = _session(args)
     with db:
-        tok = admin.enroll_token(db, st, args.org or st.org, args.name, ttl)
+        org = args.org or st.org
+        tok = admin.enroll_token(db, st, org, args.name, ttl)
+        server_audit.append(db, admin.org_id(db, org), "token.create", "cli", agent=args.name)
     sys.stdout.write((tok.json() if args.json else tok.token) + "\n")
     return 0
 
