@@ -81,6 +81,11 @@ def test_enroll_then_mtls_refusals(control_plane: ControlPlane, tmp_path: Path) 
     admin = control_plane.api("admin@acme.test")
     assert admin.post("/api/v1/agents/mtls1/revoke").status_code == 200
     assert curl(control_plane, state).stdout == "403"
+    # enrolled again (a new key): the new certificate works, the old one stays refused
+    again = tmp_path / "again"
+    enroll(control_plane, again, "mtls1")
+    assert curl(control_plane, again).stdout == "200"
+    assert curl(control_plane, state).stdout == "403"
 
 
 def test_token_used_twice_and_ca_mismatch(control_plane: ControlPlane, tmp_path: Path) -> None:
@@ -418,3 +423,30 @@ def test_dashboard_enrollment_and_users_pages(control_plane: ControlPlane,
     events = [r["event"] for r in control_plane.api("admin@acme.test").get(
         "/api/v1/audit").json()]
     assert "token.create" in events and "user.create" in events and "agent.enroll" in events
+
+
+def test_signed_events_checked_and_kept_once(control_plane: ControlPlane,
+                                             tmp_path: Path) -> None:
+    from cryptography.hazmat.primitives import serialization
+
+    from dbcrate import wire
+
+    enroll(control_plane, tmp_path / "s", "signer")
+    e = load(tmp_path / "s")
+    key = serialization.load_pem_private_key(e.key_path.read_bytes(), None)
+    assert isinstance(key, ec.EllipticCurvePrivateKey)
+    rec: dict[str, Any] = {"seq": 1, "ts": "2026-01-01T00:00:00.000Z", "event": "backup.ok",
+                           "job": "signed-job", "trigger": "schedule", "backup_id": "b1"}
+    rec["signature"] = wire.sign(key, rec)
+    client = Client(e)
+    assert client.call("POST", "/events", json={"records": [rec]})["accepted"] == 1
+    assert client.call("POST", "/events", json={"records": [rec]})["accepted"] == 0  # resent
+    forged = {**rec, "seq": 2, "job": "other"}  # signature of another record
+    r = client.http().post("/events", json={"records": [forged]})
+    assert r.status_code == 422 and "signature" in r.text
+    other = ec.generate_private_key(ec.SECP256R1())
+    wrong_key = {**forged, "signature": wire.sign(other, forged)}
+    assert client.http().post("/events", json={"records": [wrong_key]}).status_code == 422
+    client.close()
+    rows = control_plane.rows("SELECT actor, signature FROM audit WHERE job = 'signed-job'")
+    assert rows == [("schedule", rec["signature"])]

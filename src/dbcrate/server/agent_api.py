@@ -171,6 +171,13 @@ def index_entry(db: Session, agent: Agent, entry: dict[str, Any]) -> None:
                        finished_at=entry.get("finished_at"), summary=entry))
 
 
+def _seq(record: dict[str, Any]) -> int:
+    try:
+        return int(record.get("seq", 0))
+    except (TypeError, ValueError):
+        raise HTTPException(422, "records: seq must be an integer") from None
+
+
 @router.post("/events")
 def events(request: Request, body: dict[str, Any] = Body(...)) -> dict[str, Any]:
     """Signed audit records and manifest index entries (``replace``: the agent's whole
@@ -187,15 +194,18 @@ def events(request: Request, body: dict[str, Any] = Body(...)) -> dict[str, Any]
             db.execute(delete(BackupIndex).where(BackupIndex.agent_id == a.id))
         for e in body.get("index") or []:
             index_entry(db, a, e)
+        fresh = [r for r in records if _seq(r) > a.audit_seq]  # a resent batch: once
+        if fresh:
+            a.audit_seq = max(_seq(r) for r in fresh)
         db.commit()
-        for r in records:
+        for r in fresh:
             audit.append(db, a.org_id, str(r.get("event", "agent.event"))[:50],
                          _actor(db, r, a), agent=a.name, job=r.get("job"),
                          backup_id=r.get("backup_id"),
                          detail={k: r[k] for k in ("trigger", "target", "size", "error",
                                                    "command_id", "seq", "ts") if k in r},
                          signature=str(r["signature"]), at=r.get("ts"))
-        return {"accepted": len(records)}
+        return {"accepted": len(fresh)}
 
 
 @router.post("/renew")

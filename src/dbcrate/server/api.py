@@ -8,6 +8,7 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from cryptography.hazmat.primitives import serialization
 from fastapi import APIRouter, Body, HTTPException, Request, Response
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
@@ -90,17 +91,18 @@ def enroll(request: Request, body: dict[str, Any] = Body(...)) -> dict[str, Any]
             raise HTTPException(422, f"name: an agent named {name!r} is enrolled; revoke it "
                                 "first")
         cert = hub.ca.sign_agent(body["csr"], name, org.name, hub.settings.agent_cert_ttl)
-        from cryptography.hazmat.primitives import serialization
-
         pub = cert.public_key().public_bytes(serialization.Encoding.PEM,
                                              serialization.PublicFormat.SubjectPublicKeyInfo)
-        if old is not None:
-            db.delete(old)
-            db.flush()
-        agent = Agent(org_id=org.id, name=name, key_sha256=pinned, public_key=pub.decode(),
-                      recipient=body["recipient"], cert_serial=format(cert.serial_number, "x"),
-                      cert_not_after=cert.not_valid_after_utc, enrolled_at=datetime.now(UTC),
-                      can_restore=False, heartbeat={}, config_version=0, offline_noted=False)
+        # a revoked agent enrolled again keeps its row (commands, index, definitions):
+        # new key, recipient and certificate; secrets sealed to the old recipient must be
+        # sent again (the agent reports them as a config_error until then)
+        agent = old or Agent(org_id=org.id, name=name, config_version=0)
+        agent.key_sha256, agent.public_key = pinned, pub.decode()
+        agent.recipient, agent.cert_serial = body["recipient"], format(cert.serial_number, "x")
+        agent.cert_not_after, agent.enrolled_at = cert.not_valid_after_utc, datetime.now(UTC)
+        agent.revoked_at, agent.last_seen, agent.can_restore = None, None, False
+        agent.heartbeat, agent.offline_noted, agent.audit_seq = {}, False, 0
+        agent.config_version = (agent.config_version or 0) + (1 if old else 0)
         db.add(agent)
         db.commit()
         audit.append(db, org.id, "agent.enroll", f"agent:{name}", agent=name)

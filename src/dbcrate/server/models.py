@@ -90,6 +90,8 @@ class Agent(Base):
     heartbeat: Mapped[dict[str, object]] = mapped_column(JSON, default=dict)
     config_version: Mapped[int] = mapped_column(Integer, default=0)
     offline_noted: Mapped[bool] = mapped_column(Boolean, default=False)
+    #: the seq (in the agent's own log) of the last audit record accepted from it
+    audit_seq: Mapped[int] = mapped_column(Integer, default=0)
 
 
 class Definition(Base):

@@ -73,6 +73,7 @@ def upgrade() -> None:
                     sa.Column("heartbeat", sa.JSON, nullable=False),
                     sa.Column("config_version", sa.Integer, nullable=False),
                     sa.Column("offline_noted", sa.Boolean, nullable=False),
+                    sa.Column("audit_seq", sa.Integer, nullable=False),
                     sa.UniqueConstraint("org_id", "name"))
     op.create_table("definitions", sa.Column("id", sa.Integer, primary_key=True),
                     sa.Column("agent_id", sa.Integer, sa.ForeignKey("agents.id"),
