@@ -159,3 +159,20 @@ def test_unacknowledged_command_shows_lost() -> None:
     assert command_view(c)["status"] == "lost"
     c.status = "ok"
     assert command_view(c)["status"] == "ok"
+
+
+def test_ledger_marks_commands_of_a_stopped_agent_failed(tmp_path: Path) -> None:
+    from dbcrate.agent.remote.ledger import Ledger
+
+    ledger = Ledger(tmp_path)
+    ledger.claim("c1", "backup", "orders", 1)
+    ledger.claim("c2", "reindex", None, 1)
+    ledger.done("c2", "ok", None, 2)
+    assert ledger.interrupted("stopped") == ["c1"]
+    assert ledger.outcome("c1") == ("failed", "stopped")
+    assert ledger.outcome("c2") == ("ok", None)
+    assert ledger.interrupted("stopped") == []
+    ledger.set_cursor(5)
+    ledger.set_cursor(3)  # never backwards
+    assert ledger.cursor() == 5
+    ledger.close()

@@ -49,6 +49,15 @@ class Ledger:
             self.conn.execute("UPDATE remote_commands SET status = ?, error = ?, last_seq = ? "
                               "WHERE id = ?", (status, error, seq, command_id))
 
+    def interrupted(self, error: str) -> list[str]:
+        """Mark the commands a stopped agent left running as failed; their ids."""
+        with self.lock:
+            rows = self.conn.execute("SELECT id FROM remote_commands WHERE status = 'running'"
+                                     ).fetchall()
+            self.conn.execute("UPDATE remote_commands SET status = 'failed', error = ? "
+                              "WHERE status = 'running'", (error,))
+        return [str(r[0]) for r in rows]
+
     def outcome(self, command_id: str) -> tuple[str, str | None]:
         with self.lock:
             row = self.conn.execute("SELECT status, error FROM remote_commands WHERE id = ?",
@@ -70,9 +79,10 @@ class Ledger:
         return int(row[0]) if row else 0
 
     def set_cursor(self, seq: int) -> None:
+        """Move the cursor to ``seq`` (never backwards: two threads may send)."""
         with self.lock:
             self.conn.execute("INSERT INTO remote_cursor (id, seq) VALUES (1, ?) ON CONFLICT"
-                              "(id) DO UPDATE SET seq = excluded.seq", (seq,))
+                              "(id) DO UPDATE SET seq = MAX(seq, excluded.seq)", (seq,))
 
     def put(self, body: dict[str, Any]) -> None:
         with self.lock:

@@ -49,6 +49,7 @@ class Link:
     version: int = -1
     interval: float = 30.0
     config_error: str | None = None
+    unreported: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self.client = Client(self.enrollment)
@@ -69,6 +70,8 @@ class Link:
         self.thread.join(1.0)
 
     def run(self) -> None:
+        #: commands a previous agent process claimed and did not finish: failed, reported
+        self.unreported = self.ledger.interrupted("the agent stopped while it ran")
         backoff = 1.0
         while not self.stop.is_set():
             try:
@@ -96,6 +99,12 @@ class Link:
         self.interval = float(beat.get("heartbeat_interval") or 30.0)
         if int(beat.get("config_version", 0)) != self.version:
             self.fetch_config()
+        while self.unreported:
+            cid = self.unreported[0]
+            status, error = self.ledger.outcome(cid)
+            self.client.call("POST", f"/commands/{cid}", json={"status": status,
+                                                                "error": error})
+            self.unreported.pop(0)
         self.flush()
         got = self.client.call("GET", "/commands",
                                params={"wait": min(POLL, max(1.0, self.interval))})
@@ -154,22 +163,40 @@ class Link:
                   ev="remote.renew")
 
     def handle(self, c: dict[str, Any]) -> None:
-        """Run one command at most once (its id is kept in the state DB)."""
+        """Claim a command (its id kept in the state DB: it runs at most once) and run it
+        in a worker thread, so heartbeats and polls go on while it runs."""
         cid, kind = str(c["id"]), str(c.get("kind"))
         args = c.get("args") or {}
-        job = args.get("job")
         head = audit.load_head(self.state_dir)
-        if not self.ledger.claim(cid, kind, job, head.seq if head else 0):
+        if not self.ledger.claim(cid, kind, args.get("job"), head.seq if head else 0):
             status, error = self.ledger.outcome(cid)
             self.client.call("POST", f"/commands/{cid}",
                              json={"status": status, "error": error})
             return
         self.client.call("POST", f"/commands/{cid}", json={"status": "running"})
+        threading.Thread(target=self._work, args=(cid, kind, args), daemon=True,
+                         name=f"command-{kind}").start()
+
+    def _work(self, cid: str, kind: str, args: dict[str, Any]) -> None:
         status, error = commands.run(self, kind, args)
         head = audit.load_head(self.state_dir)
         self.ledger.done(cid, status, error, head.seq if head else 0)
-        self.flush()
-        self.client.call("POST", f"/commands/{cid}", json={"status": status, "error": error})
+        client = Client(self.enrollment)
+        backoff = 1.0
+        try:
+            while not self.stop.is_set():  # the outcome is reported, however long it takes
+                try:
+                    self.flush(client)
+                    client.call("POST", f"/commands/{cid}",
+                                json={"status": status, "error": error})
+                    return
+                except DbcrateError as exc:
+                    event(logging.WARNING, f"command {cid} {status}; reporting it: "
+                          f"{exc.message}; retrying in {backoff:.0f}s", ev="remote")
+                    self.stop.wait(backoff)
+                    backoff = min(backoff * 2, MAX_BACKOFF)
+        finally:
+            client.close()
 
     def index(self, replace: bool = False) -> None:
         """Queue the index entries (``list --json`` fields) of every backup this agent's
@@ -179,10 +206,12 @@ class Link:
                    for x in found for t in x.targets]
         self.ledger.put({"index": entries, "replace": replace})
 
-    def flush(self) -> None:
-        """Send unsent audit records (signed) and queued index entries."""
+    def flush(self, client: Client | None = None) -> None:
+        """Send unsent audit records (signed) and queued index entries (the server keeps
+        a record or an entry sent twice once)."""
+        client = client or self.client
         for oid, body in self.ledger.pending():
-            self.client.call("POST", "/events", json=body)
+            client.call("POST", "/events", json=body)
             self.ledger.sent([oid])
         cursor = self.ledger.cursor()
         path = self.state_dir / audit.FILE_NAME
@@ -203,11 +232,11 @@ class Link:
             out["signature"] = wire.sign(self.key, out)
             batch.append(out)
             if len(batch) >= 200:
-                self._send(batch)
+                self._send(client, batch)
                 batch = []
         if batch:
-            self._send(batch)
+            self._send(client, batch)
 
-    def _send(self, batch: list[dict[str, Any]]) -> None:
-        self.client.call("POST", "/events", json={"records": batch})
+    def _send(self, client: Client, batch: list[dict[str, Any]]) -> None:
+        client.call("POST", "/events", json={"records": batch})
         self.ledger.set_cursor(int(batch[-1]["seq"]))
