@@ -26,7 +26,7 @@ from dbcrate.agent.remote.ledger import Ledger
 from dbcrate.agent.remote.merge import effective
 from dbcrate.agent.status import job_zone
 from dbcrate.config import Config
-from dbcrate.errors import DbcrateError
+from dbcrate.errors import ControlPlaneError, DbcrateError
 from dbcrate.operations.keys import read_identities
 from dbcrate.operations.listing import list_backups
 
@@ -157,7 +157,13 @@ class Link:
     def renew_if_due(self) -> None:
         cert = self.client.cert()
         start, end = cert.not_valid_before_utc, cert.not_valid_after_utc
-        if datetime.now(UTC) >= start + (end - start) * 2 / 3:
+        now = datetime.now(UTC)
+        if now >= end:
+            raise ControlPlaneError(f"this agent's certificate expired at {end.isoformat()} "
+                                    "(it was offline longer than agent_cert_ttl)",
+                                    hint="revoke it on the server and enroll it again with a "
+                                    "new token")
+        if now >= start + (end - start) * 2 / 3:
             new = self.client.renew()
             event(logging.INFO, f"certificate renewed until {new.not_valid_after_utc}",
                   ev="remote.renew")
