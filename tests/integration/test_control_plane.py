@@ -278,6 +278,10 @@ def test_silent_agent_is_audited_offline(control_plane: ControlPlane, ghost: str
     web.post("/login", data={"email": "viewer@acme.test", "password": PASSWORD})
     page = web.get("/databases").text
     assert "nightly" in page and "offline" in page
+    # and someone is told (notify_url_file: apprise URLs)
+    wanted = {"dbcrate: agent ghost is offline", "dbcrate: nightly missed a backup"}
+    wait_for("both notifications", lambda: wanted <= {
+        m.get("title") for m in control_plane.notified()})
 
 
 def test_login_throttled(control_plane: ControlPlane) -> None:

@@ -9,13 +9,16 @@
 
 from __future__ import annotations
 
+import json
 import socket
 import sqlite3
 import subprocess
 import tempfile
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -46,6 +49,25 @@ def run_cli(*args: str, input: str | None = None,
     return p
 
 
+class _Hook(BaseHTTPRequestHandler):
+    def do_POST(self) -> None:
+        body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        self.server.received.append(json.loads(body or b"{}"))  # type: ignore[attr-defined]
+        self.send_response(200)
+        self.end_headers()
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+def hook_receiver() -> ThreadingHTTPServer:
+    """A loopback HTTP server keeping the JSON bodies posted to it (apprise json://)."""
+    srv = ThreadingHTTPServer(("127.0.0.1", 0), _Hook)
+    srv.received = []  # type: ignore[attr-defined]
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    return srv
+
+
 @dataclass
 class ControlPlane:
     dir: Path
@@ -54,6 +76,10 @@ class ControlPlane:
     proc: subprocess.Popen[bytes] | None = None
     logs: list[Path] = field(default_factory=list)
     first_output: str = ""
+    hook: ThreadingHTTPServer | None = None
+
+    def notified(self) -> list[dict[str, Any]]:
+        return list(self.hook.received) if self.hook else []  # type: ignore[attr-defined]
 
     @property
     def url(self) -> str:
@@ -142,9 +168,17 @@ def new_control_plane(base: Path, database: str | None = None, *,
 
 @pytest.fixture(scope="session")
 def control_plane() -> Iterator[ControlPlane]:
-    cp = new_control_plane(Path(tempfile.mkdtemp(prefix="dbcrate-cp-")), cli_user=True)
+    base = Path(tempfile.mkdtemp(prefix="dbcrate-cp-"))
+    cp = new_control_plane(base, cli_user=True)
+    cp.hook = hook_receiver()
+    urls = base / "notify-urls"
+    urls.write_text(f"json://127.0.0.1:{cp.hook.server_address[1]}/hook\n")
+    urls.chmod(0o600)
+    toml = cp.dir / "server.toml"
+    toml.write_text(toml.read_text() + f"notify_url_file = {json.dumps(str(urls))}\n")
     cp.start()
     try:
         yield cp
     finally:
         cp.stop()
+        cp.hook.shutdown()

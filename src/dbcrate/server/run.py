@@ -20,6 +20,8 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from sqlalchemy import select
 
+from dbcrate import notify
+from dbcrate.config.agent import NotifyConfig
 from dbcrate.errors import ControlPlaneError, DbcrateError
 from dbcrate.server import agent_api, api, audit, missed
 from dbcrate.server.ca import CA, SERVER_CERT, SERVER_KEY
@@ -91,6 +93,14 @@ def configs(hub: Hub) -> tuple[uvicorn.Config, uvicorn.Config]:
     return public, mtls
 
 
+def tell(hub: Hub, job: str, title: str, body: str) -> None:
+    """Notify ``notify_url_file``'s URLs (apprise); a failure is logged without the URL."""
+    urls = hub.settings.notify_urls()
+    if urls:
+        entries = [NotifyConfig(url=u, on=("max_age",)) for u in urls]
+        notify.send(entries, notify.Message("max_age", job, title, body))
+
+
 def watch(hub: Hub, stop: threading.Event) -> None:
     """Audit ``agent.offline`` once when an agent is silent past ``offline_after``, and
     ``backup.missed`` once per cron slot no run reported (once per server process)."""
@@ -103,8 +113,11 @@ def watch(hub: Hub, stop: threading.Event) -> None:
                             and not api.online(hub, a):
                         a.offline_noted = True
                         db.commit()
+                        seen_at = api.aware(a.last_seen).isoformat()
                         audit.append(db, a.org_id, "agent.offline", "server", agent=a.name,
-                                     detail={"last_seen": api.aware(a.last_seen).isoformat()})
+                                     detail={"last_seen": seen_at})
+                        tell(hub, a.name, f"dbcrate: agent {a.name} is offline",
+                             f"agent {a.name} made no request since {seen_at}")
                     for row in missed.job_rows(a, api.online(hub, a), hub.settings.offline):
                         slot = row["missed"]
                         if slot is None or (a.id, row["job"], slot.isoformat()) in seen:
@@ -112,6 +125,9 @@ def watch(hub: Hub, stop: threading.Event) -> None:
                         seen.add((a.id, row["job"], slot.isoformat()))
                         audit.append(db, a.org_id, "backup.missed", "server", agent=a.name,
                                      job=row["job"], detail={"slot": slot.isoformat()})
+                        tell(hub, row["job"], f"dbcrate: {row['job']} missed a backup",
+                             f"no run of {row['job']} on agent {a.name} was reported for "
+                             f"its slot {slot.isoformat()}")
         except Exception as exc:  # the watcher must not stop the server
             log.warning("watcher: %s", exc)
 

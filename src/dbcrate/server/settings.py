@@ -22,7 +22,7 @@ FILE_NAME = "server.toml"
 DB_NAME = "server.db"
 KEYS = frozenset({
     "listen", "agent_listen", "agent_url", "database", "agent_cert_ttl", "heartbeat_interval",
-    "offline_after", "tls_cert_file", "tls_key_file", "org",
+    "offline_after", "tls_cert_file", "tls_key_file", "org", "notify_url_file",
 })
 
 
@@ -65,6 +65,8 @@ class ServerSettings:
     offline_after: timedelta | None = None
     tls_cert_file: str | None = None
     tls_key_file: str | None = None
+    #: a file of apprise URLs (secrets: one per line) told of agent.offline / backup.missed
+    notify_url_file: str | None = None
 
     @property
     def database_url(self) -> str:
@@ -90,6 +92,17 @@ class ServerSettings:
     @property
     def ca_dir(self) -> Path:
         return self.dir / "ca"
+
+    def notify_urls(self) -> list[str]:
+        """The apprise URLs of ``notify_url_file`` (none if unset). Raises
+        ``SecretError`` if the file cannot be read (the URLs are never shown)."""
+        if not self.notify_url_file:
+            return []
+        from dbcrate.config import read_secret_file
+
+        text = read_secret_file(self.notify_url_file, file=FILE_NAME,
+                                key="server.notify_url_file")
+        return [u.strip() for u in text.splitlines() if u.strip() and not u.startswith("#")]
 
 
 def _duration(raw: Mapping[str, Any], key: str, source: str) -> timedelta | None:
@@ -119,7 +132,7 @@ def load(directory: Path) -> ServerSettings:
                               hint=f"allowed: {', '.join(sorted(KEYS))}")
     out: dict[str, Any] = {}
     for k in ("org", "listen", "agent_listen", "agent_url", "database", "tls_cert_file",
-              "tls_key_file"):
+              "tls_key_file", "notify_url_file"):
         if k in raw:
             if not isinstance(raw[k], str) or not raw[k]:
                 raise ConfigError("expected a string", file=str(path), key=f"server.{k}")
