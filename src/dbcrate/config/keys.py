@@ -78,7 +78,8 @@ TARGET_KEYS: dict[str, frozenset[str]] = {
 
 #: the ``[agent]`` table (config_agent.py, docs/config.md, docs/agent.md)
 AGENT_KEYS = frozenset({"state_dir", "concurrency", "jitter", "grace_period", "timezone",
-                        "metrics_file", "log_format", "identity_file", "connections"})
+                        "metrics_file", "log_format", "verify_identity_file", "identity_file",
+                        "connections"})
 #: one ``[agent.connections.NAME]``: where a restore dispatched by the control plane may write
 CONNECTION_KEYS = frozenset({"engine", "url", "password", "password_file"})
 #: one ``[[notify]]`` entry (``url`` is a secret: ``url_file`` and ``${ENV}`` work)

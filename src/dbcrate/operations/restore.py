@@ -136,7 +136,7 @@ def pick(located: Located, job: JobConfig, *, allow_unencrypted: bool = False) -
     raise AssertionError("unreachable")  # pragma: no cover
 
 
-def _locate(config: Config, job: JobConfig, selector: Selector, target: str | None) -> Located:
+def locate_named(config: Config, job: JobConfig, selector: Selector, target: str | None) -> Located:
     """``locate``, except that an ``--id`` naming a backup whose manifest exists but is
     damaged raises that ``ManifestError`` (exit 5) instead of ``BackupNotFound``."""
     try:
@@ -232,7 +232,7 @@ def run_restore(
     encryption checked against the job's (``checked``) before the target is touched.
     """
     options = options or RestoreOptions()
-    located = pick(_locate(config, job, selector, target), job,
+    located = pick(locate_named(config, job, selector, target), job,
                    allow_unencrypted=allow_unencrypted)
     m = located.manifest
     if m.engine != job.engine:
@@ -273,7 +273,7 @@ def run_cat(
     """Write the native dump to ``out``. The manifest is checked first (``checked``):
     nothing is written for an untrusted or downgraded one. If a check fails midway the
     error propagates and what was written must be discarded (the CLI says so)."""
-    located = pick(_locate(config, job, selector, target), job,
+    located = pick(locate_named(config, job, selector, target), job,
                    allow_unencrypted=allow_unencrypted)
     for chunk in plaintext(located, keys, prechecked=True):
         out.write(chunk)
