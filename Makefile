@@ -19,7 +19,7 @@ $(RUN): pyproject.toml | $(VENV)/bin/python
 
 ## runtime + test dependencies
 $(STAMP): pyproject.toml | $(VENV)/bin/python
-	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[test]'
+	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[test,server]'
 	rm -f $(VENV)/.test-* $(VENV)/.run-* && touch $@ $(RUN)
 
 deps: $(STAMP)

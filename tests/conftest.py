@@ -22,6 +22,7 @@ pytest_plugins = [
     "tests.servers.gcs",
     "tests.servers.mongodb",
     "tests.servers.backed",
+    "tests.servers.controlplane",
 ]
 
 # Children get an allowlisted environment (engines/process.py: child_env); the stand-in

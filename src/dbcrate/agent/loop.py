@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import FrameType
+from typing import Any
 
 from dbcrate import config as config_mod
 from dbcrate import interrupt
@@ -81,6 +82,8 @@ class Agent:
         self.next_slot: dict[str, datetime] = {}
         #: one WAL streamer per ``archive = "stream"`` job (docs/pitr.md)
         self.streams: list[Streamer] = []
+        self.link: Any = None  # the control-plane link of an enrolled agent (agent.remote)
+        self.remote_config: Config | None = None
 
     # -- signals -------------------------------------------------------------------------
 
@@ -109,6 +112,7 @@ class Agent:
                 event(logging.WARNING, f"{crashed} run(s) of a previous agent did not end; "
                       "recorded as interrupted", ev="agent.start")
             runner.audit_quietly(self.audit, "agent.start")
+            self.start_link()
             only = ", verifications only" if self.verify_only else ""
             event(logging.INFO, f"agent started (pid {os.getpid()}, state dir {self.state_dir}, "
                   f"{len(self.tasks())} schedule(s){only})", ev="agent.start")
@@ -122,6 +126,9 @@ class Agent:
                 if self.reload_wanted:
                     self.reload_wanted = False
                     self.reload()
+                if self.remote_config is not None:
+                    new, self.remote_config = self.remote_config, None
+                    self.install(new)
                 now = now_utc()
                 for streamer in self.streams:  # an invalidated slot: a new base now
                     if streamer.needs_base.is_set() and not self.active(streamer.job.name):
@@ -137,6 +144,8 @@ class Agent:
         finally:
             for s, h in previous.items():
                 signal.signal(s, h)
+            if self.link is not None:
+                self.link.close()
             if self.db is not None:
                 self.db.close()
             self.lock.release()
@@ -274,15 +283,36 @@ class Agent:
             runner.send(self.config, self.audit,
                         overdue(job.name, format_duration(job.max_age), finished))
 
+    def start_link(self) -> None:
+        """Start the control-plane link if the state dir holds an enrollment."""
+        from dbcrate.agent.remote import files
+
+        if files.enrolled(self.state_dir):
+            from dbcrate.agent.remote.link import Link
+
+            self.link = Link(files.load(self.state_dir), self.config_path, self.state_dir,
+                             self, self.apply_remote)
+            self.link.start()
+
+    def apply_remote(self, new: Config) -> None:
+        """Called by the link (its thread): install ``new`` in the main loop."""
+        self.remote_config = new
+        self.wake.set()
+
     def reload(self) -> None:
         """Re-read the config; keep the old one if the new one is invalid."""
         try:
-            new = config_mod.load(self.config_path)
+            new = (self.link.reload_local() if self.link is not None
+                   else config_mod.load(self.config_path))
         except DbcrateError as exc:
             event(logging.ERROR, f"config reload rejected, keeping the old config: "
                   f"{exc.message}", ev="config.reject")
             runner.audit_quietly(self.audit, "config.reject", error=exc.message)
             return
+        self.install(new)
+
+    def install(self, new: Config) -> None:
+        """Use ``new`` for runs that start from now on."""
         self.config = new
         runner.audit_quietly(self.audit, "config.reload")
         event(logging.INFO, f"config reloaded ({len(self.scheduled())} scheduled job(s))",

@@ -1,5 +1,6 @@
 """``dbcrate agent [--check] [--verify-only] [--state-dir DIR] [--log-format json]``: the
-daemon, in the foreground (docs/agent.md)."""
+daemon, in the foreground (docs/agent.md); ``dbcrate agent enroll --server URL --token T``:
+join a control plane (docs/control-plane.md)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from typing import Any
 
 from dbcrate import config
 from dbcrate.config import Config
+from dbcrate.errors import DbcrateError
 
 
 def register(sub: Any, common: argparse.ArgumentParser) -> None:
@@ -29,6 +31,18 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
                    help="stderr log lines as text or one JSON object each "
                    "(default: [agent] log_format)")
     p.set_defaults(handler=agent)
+    asub = p.add_subparsers(dest="agent_command", metavar="[enroll]", parser_class=type(p))
+    asub.required = False
+    e = asub.add_parser("enroll", parents=[common],
+                        help="join a control plane (outbound mTLS only; docs/control-plane.md)")
+    e.add_argument("--server", required=True, metavar="URL",
+                   help="the control plane's URL (as `dbcrate server enroll-token` shows)")
+    e.add_argument("--token", required=True, metavar="T", help="the one-time token")
+    e.add_argument("--name", metavar="NAME", help="this agent's name (default: the host name)")
+    e.add_argument("--state-dir", metavar="DIR", default=argparse.SUPPRESS,
+                   help="where the key, certificate and identity go (default: [agent] "
+                   "state_dir)")
+    e.set_defaults(handler=enroll)
 
 
 def state_dir(args: argparse.Namespace, cfg: Config) -> Path:
@@ -65,6 +79,27 @@ def agent(args: argparse.Namespace) -> int:
         logs.event(logging.ERROR, exc.message + (f" (hint: {exc.hint})" if exc.hint else ""),
                    ev="agent.start")
         return exc.exit_code
+
+
+def enroll(args: argparse.Namespace) -> int:
+    """Enroll this agent; exit 15 if the token or the server's CA is refused."""
+    from dbcrate.agent.remote.enroll import enroll as do_enroll
+    from dbcrate.config.agent import AgentConfig
+
+    given = getattr(args, "state_dir", None)
+    if given:
+        state = Path(given).expanduser()
+    else:
+        try:
+            state = config.load(config.find_config(args.config)).agent.state_path
+        except DbcrateError:
+            if args.config:
+                raise
+            state = AgentConfig().state_path
+    e = do_enroll(args.server, args.token, args.name, state)
+    sys.stdout.write(f"enrolled as {e.name} with {e.server}; agents API {e.agent_url}; "
+                     f"state in {e.dir}\n")
+    return 0
 
 
 def check(cfg: Config) -> int:
