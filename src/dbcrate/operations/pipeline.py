@@ -192,7 +192,7 @@ def decoded(
                 yield chunk
             ended = True
             check_digest(h.digest(), expected, label)
-        except BaseException:
+        except DbcrateError:  # the storage's or the digest's own (not GeneratorExit)
             own = True
             raise
 
