@@ -9,7 +9,7 @@ import struct
 
 import pytest
 
-from dbcrate.engines.postgres.copycount import TERMINATOR, complete_end, count_chunks
+from dbcrate.engines.postgres.copycount import TERMINATOR, complete_end, count_chunks, uniform
 
 EDGES = (1, 2, 3, 5, 9, 10, 11, 255, 256, 257, 512, 2560, 2570, 2815, 2816, 65535, 65536,
          65546, 70000, 655370)
@@ -64,3 +64,13 @@ def test_a_buffer_cut_anywhere_counts_the_complete_chunks(mix: str) -> None:
         whole = [i for i in range(first, len(starts)) if starts[i] + 5 + lengths[i] < cut]
         assert end == (starts[whole[-1]] + 5 + lengths[whole[-1]] if whole else start)
         assert count_chunks(data, start, end) == len(whole)
+
+
+def test_runs_of_one_length_are_counted_only_when_every_header_agrees() -> None:
+    rng = random.Random("uniform")
+    data, starts = _block(rng, [264] * 50 + [265] + [264] * 10)
+    step = 5 + 264
+    assert uniform(data, 0, len(data), step, 50) == 50
+    assert uniform(data, 0, len(data), step, 51) == 0  # the 51st is one byte longer
+    assert uniform(data, starts[51], len(data), step, 100) == 10  # as many as fit
+    assert uniform(data, starts[51], len(data) - 1, step, 100) == 9  # the last one is cut

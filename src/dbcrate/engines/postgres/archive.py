@@ -7,8 +7,9 @@ blocks. A block is a type byte and a dump id, then length-prefixed chunks ending
 zero length (``BLK_DATA``: the COPY text of one table, ended by ``\\.``; ``BLK_BLOBS``:
 large objects, each an oid and its chunks, ended by oid 0). With ``-Z0`` the chunks are
 the plain bytes, and pg_dump writes one chunk per COPY row (and one for the terminator),
-so the rows of a table are its chunks less the terminator, counted a buffer at a time
-with a few C-level scans (``copycount``), not a Python step per row.
+so the rows of a table are its chunks less the terminator: for narrow rows counted a
+buffer at a time with a few C-level scans (``copycount``), for wide ones by reading
+each chunk's length (one ``struct`` read per row, no scan of the data).
 
 ``RowCounter`` is a pass-through stage; ``counts()`` is valid after the stream ended.
 """
@@ -16,13 +17,23 @@ with a few C-level scans (``copycount``), not a Python step per row.
 from __future__ import annotations
 
 import json
+import struct
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
-from dbcrate.engines.postgres.copycount import TERMINATOR, complete_end, count_chunks
+from dbcrate.engines.postgres.copycount import TERMINATOR, complete_end, count_chunks, uniform
 
 _BLK_DATA, _BLK_BLOBS = 1, 3
+#: a chunk's length after its sign byte (4-byte ints; the sign of a length is always 0)
+_LEN = struct.Struct("<xI")
+#: rows shorter than this on average (bytes) are counted a buffer at a time: a few
+#: C-level scans per byte cost less than a Python step per row (callgrind: ~6
+#: instructions per byte per scan, ~2000 per row for the walk)
+_DENSE = 100
+#: at most this many rows of one length are checked at once; after a miss, _WAIT single
+#: steps come first
+_RUN, _WAIT = 1024, 16
 #: COPY's end marker, a chunk of its own after the rows (4-byte ints)
 _LAST_CHUNK = b"\x00\x05\x00\x00\x00\\.\n\n\n"
 
@@ -138,6 +149,7 @@ class RowCounter:
         self._block = 0  # dump id of the current data block
         self._kind = 0
         self._prev = b""  # the last bytes consumed before the current buffer
+        self._dense = False  # the rows of the last buffer were narrow (see _DENSE)
 
     def __call__(self, chunks: Iterable[bytes]) -> Iterator[bytes]:
         """Pass ``chunks`` through, counting; an archive it cannot read stops the counting
@@ -193,21 +205,47 @@ class RowCounter:
         pos, n = 0, len(data)
         r = _Reader(data, 0, self.header.int_size)
         fast = self.header.int_size == 4
+        unpack = _LEN.unpack_from
         while pos < n:
             if self._left:  # the rest of a chunk that began in an earlier buffer
                 take = min(self._left, n - pos)
                 self._left -= take
                 pos += take
                 continue
-            if fast and self._state == "chunk" and self._kind == _BLK_DATA:
-                # the hot path: whole chunks (one per COPY row) counted a buffer at a time
-                # up to the block's terminator or the chunk cut by the buffer's end
+            if fast and self._state == "chunk" and self._kind == _BLK_DATA and self._dense:
+                # narrow rows: whole chunks counted a buffer at a time (C-level scans) up
+                # to the block's terminator or the chunk cut by the buffer's end
                 term = data.find(TERMINATOR, pos)
                 stop = term if term >= 0 else complete_end(data, pos, n)
-                self.rows[self._block] += count_chunks(data, pos, stop)
+                count = count_chunks(data, pos, stop)
+                self.rows[self._block] += count
+                self._dense = count * _DENSE > stop - pos
                 pos = stop
                 if pos >= n:
                     return pos
+            elif fast and self._state == "chunk" and self._kind == _BLK_DATA:
+                start, count, wait = pos, 0, 0  # wide rows: a length read per row
+                while pos + 5 <= n:
+                    (length,) = unpack(data, pos)
+                    if not length:
+                        break
+                    if wait:
+                        wait -= 1
+                    else:  # a run of rows of one length is checked by its headers at once
+                        run = uniform(data, pos, n, 5 + length, _RUN)
+                        if run:
+                            count += run
+                            pos += run * (5 + length)
+                            continue
+                        wait = _WAIT
+                    count += 1
+                    pos += 5 + length
+                self._dense = count * _DENSE > min(pos, n) - start
+                if pos > n:
+                    self._left, pos = pos - n, n
+                self.rows[self._block] += count
+                if pos + 5 > n:
+                    return pos if not self._left else n
             r.pos = pos
             try:
                 pos = self._field(r)
