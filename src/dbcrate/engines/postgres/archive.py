@@ -31,8 +31,9 @@ _LEN = struct.Struct("<xI")
 #: C-level scans per byte cost less than a Python step per row (callgrind: ~6
 #: instructions per byte per scan, ~2000 per row for the walk)
 _DENSE = 100
-#: at most this many rows of one length are checked at once; after a miss, _WAIT single
-#: steps come first
+#: rows of one length are checked at once, 2, 4, ... up to _RUN at a time while that
+#: holds; after a miss single steps come first, _WAIT of them, twice as many after each
+#: further miss (up to _RUN): rows of varying length cost a try per ~_RUN rows
 _RUN, _WAIT = 1024, 16
 #: COPY's end marker, a chunk of its own after the rows (4-byte ints)
 _LAST_CHUNK = b"\x00\x05\x00\x00\x00\\.\n\n\n"
@@ -150,6 +151,7 @@ class RowCounter:
         self._kind = 0
         self._prev = b""  # the last bytes consumed before the current buffer
         self._dense = False  # the rows of the last buffer were narrow (see _DENSE)
+        self._wait, self._most, self._backoff = 0, 2, _WAIT  # equal-length runs (_RUN)
 
     def __call__(self, chunks: Iterable[bytes]) -> Iterator[bytes]:
         """Pass ``chunks`` through, counting; an archive it cannot read stops the counting
@@ -224,7 +226,8 @@ class RowCounter:
                 if pos >= n:
                     return pos
             elif fast and self._state == "chunk" and self._kind == _BLK_DATA:
-                start, count, wait = pos, 0, 0  # wide rows: a length read per row
+                start, count = pos, 0  # wide rows: a length read per row
+                wait, most = self._wait, self._most
                 while pos + 5 <= n:
                     (length,) = unpack(data, pos)
                     if not length:
@@ -232,14 +235,17 @@ class RowCounter:
                     if wait:
                         wait -= 1
                     else:  # a run of rows of one length is checked by its headers at once
-                        run = uniform(data, pos, n, 5 + length, _RUN)
-                        if run:
+                        run = uniform(data, pos, n, 5 + length, most)
+                        if run:  # the next try takes twice as many, the next miss waits less
                             count += run
                             pos += run * (5 + length)
+                            most, self._backoff = min(2 * most, _RUN), _WAIT
                             continue
-                        wait = _WAIT
+                        most, self._backoff = 2, min(2 * self._backoff, _RUN)
+                        wait = self._backoff
                     count += 1
                     pos += 5 + length
+                self._wait, self._most = wait, most
                 self._dense = count * _DENSE > min(pos, n) - start
                 if pos > n:
                     self._left, pos = pos - n, n
