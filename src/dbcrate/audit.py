@@ -34,6 +34,7 @@ EVENTS = frozenset({
     "agent.start", "agent.stop", "config.reload", "config.reject", "backup.start",
     "backup.ok", "backup.fail", "backup.skip", "retain.delete", "restore.start",
     "restore.ok", "restore.fail", "notify.fail",
+    "verify.start", "verify.ok", "verify.fail", "verify.alarm", "verify.error",
 })
 
 

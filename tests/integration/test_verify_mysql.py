@@ -61,3 +61,26 @@ def test_mariadb_backup_verifies_and_a_damaged_dump_fails(tmp_path: Path, vdir: 
     assert proc.returncode == 20, proc.stdout + proc.stderr
     report = json.loads(proc.stdout)
     assert report["failed_at"] == "restore", report
+
+
+def test_a_server_older_than_the_backup_or_of_another_flavour_is_refused(
+        tmp_path: Path, vdir: Path, mariadb_db: MyDatabase) -> None:
+    setup = make_setup(tmp_path, url=mariadb_db.url, password=mariadb_db.password,
+                       engine="mysql", encryption="none", compression="none",
+                       targets=[local_target(tmp_path / "backups")],
+                       job_extra={"verify_dir": str(vdir)})
+    setup.run("backup", "orders", check=True)
+    [mpath] = list((tmp_path / "backups").rglob("*.manifest.json"))
+    manifest = json.loads(mpath.read_text())
+    installed = mariadb_db.server.version
+    for claimed, words in (("99.1.2-MariaDB", ["99.1.2-MariaDB", installed.split("-")[0],
+                                               "99.1 or newer"]),
+                           ("8.0.36", ["no MySQL server binary", "8.0.36"])):
+        manifest["server_version"] = claimed
+        mpath.write_text(json.dumps(manifest))
+        proc = setup.run("verify", "orders", "--latest", "--json")
+        assert proc.returncode == 10, proc.stdout + proc.stderr
+        assert proc.stdout == "" and "Traceback" not in proc.stderr
+        for w in words:
+            assert w in proc.stderr, (w, proc.stderr)
+    assert not list((tmp_path / "backups").rglob("*.verify.json"))  # nothing recorded

@@ -298,7 +298,9 @@ def test_duplicate_names_and_checks_on_redis_are_refused(tmp_path: Path) -> None
 
 
 def test_bad_alarm_values_are_refused(tmp_path: Path) -> None:
-    for key, value in (("verify_rto_alarm", "soon"), ("verify_row_drop_alarm", 150)):
+    for key, value in (("verify_rto_alarm", "soon"), ("verify_row_drop_alarm", 150),
+                       ("verify_check_timeout", "forever"), ("count_rows", "sometimes"),
+                       ("verify_schedule", "every day")):
         setup = make_setup(tmp_path / key, url="postgresql://127.0.0.1:1/x", password="pw",
                            targets=[local_target(tmp_path / "backups")],
                            job_extra={key: value})
@@ -398,11 +400,17 @@ def test_rto_alarm_and_a_writing_check_fails_read_only(
         assert _by_kind(report)["rto"]["status"] == "alarm"
         # verify never connects to the job's database: point the job nowhere
         text = text.replace(db.url, "postgresql://nobody@127.0.0.1:1/nowhere")
+        text = text.replace("[[backup.jobs]]", '[[backup.jobs]]\nverify_check_timeout = "1s"')
         setup.config.write_text(text.replace('"0.001s"', '"1d"') + """
 [[backup.jobs.checks]]
 name = "writes"
 sql = "DELETE FROM customers RETURNING id"
 min_rows = 0
+
+[[backup.jobs.checks]]
+name = "slow"
+sql = "SELECT pg_sleep(30)"
+min_rows = 1
 """)
         assert "127.0.0.1:1/nowhere" in setup.config.read_text()
         code, report, err = _verify(setup)
@@ -410,6 +418,8 @@ min_rows = 0
         assert _by_kind(report)["rto"]["status"] == "pass"
         writes = _by_kind(report)["writes"]
         assert writes["status"] == "fail" and "read-only" in writes["detail"], writes
+        slow = _by_kind(report)["slow"]  # verify_check_timeout = "1s"
+        assert slow["status"] == "fail" and "statement timeout" in slow["detail"], slow
     finally:
         server.drop_database(db.name)
 
@@ -463,5 +473,37 @@ def test_the_disposable_server_cannot_read_the_identity(
         assert "AGE-SECRET-KEY" not in json.dumps(report) + err
         if os.geteuid() == 0:  # the server runs as dbcrate-sandbox
             assert "Permission denied" in steal["detail"], steal
+    finally:
+        server.drop_database(db.name)
+
+
+def test_count_rows_snapshot_counts_in_the_dumps_snapshot_and_verifies(
+        tmp_path: Path, pg_server_factory: PgServerFactory) -> None:
+    server = pg_server_factory(18)
+    db = PgDatabase(server, new_db_name("vn"))
+    server.create_database(db.name)
+    try:
+        load_sample(db.url, password=db.password, scale=2)
+        server.psql("CREATE TABLE parent (v int); CREATE TABLE child () INHERITS (parent); "
+                    "INSERT INTO parent VALUES (1), (2); INSERT INTO child VALUES (3)",
+                    db=db.name)
+        setup = make_setup(tmp_path, url=db.url, password=db.password, encryption="none",
+                           compression="none", targets=[local_target(tmp_path / "backups")],
+                           job_extra={"verify_dir": str(_VDIR[0]), "count_rows": "snapshot"})
+        setup.run("backup", "orders", check=True)
+        [part] = list((tmp_path / "backups").rglob("*-stats.json"))
+        stats = json.loads(part.read_text())
+        assert stats["method"] == "snapshot-count"
+        counted = {(t["schema"], t["table"]): t["rows"] for t in stats["tables"]}
+        assert counted[("public", "parent")] == 2 and counted[("public", "child")] == 1
+        for (schema, table), n in counted.items():
+            [(real,)] = server.psql(f'SELECT count(*) FROM ONLY "{schema}"."{table}"',
+                                    db=db.name)
+            assert n == real, (schema, table)
+        [(los,)] = server.psql("SELECT count(*) FROM pg_largeobject_metadata", db=db.name)
+        assert stats["large_objects"] == los
+        proc = setup.run("verify", "orders", "--latest", "--json")
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        assert _by_kind(json.loads(proc.stdout))["row_counts"]["status"] == "pass"
     finally:
         server.drop_database(db.name)

@@ -46,6 +46,10 @@ def test_redis_backup_verifies_and_a_damaged_rdb_fails(tmp_path: Path, vdir: Pat
         with redis_server.client(db) as c:
             total += int(c.call("DBSIZE"))
     assert checks["key_counts"]["detail"].startswith(f"{total} keys loaded, {total} in the RDB")
+    with redis_server.client(3) as c:
+        in_db3 = int(c.call("DBSIZE"))
+    assert "RESIZEDB per database" in checks["key_counts"]["detail"]  # streams walked too
+    assert f"db0={total - in_db3}, db3={in_db3}" in checks["key_counts"]["detail"]
     assert report["server"] and report["record"] and report["keys"] == total
 
     with redis_server.client(0) as c:  # most keys gone before the next backup

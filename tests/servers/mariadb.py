@@ -1,6 +1,7 @@
 """MariaDB fixtures: a real ``mariadbd`` from Debian's packages, started per session on a
-free loopback port with a temporary datadir (as the ``mysql`` system user when run as
-root), never the system instance.
+free loopback port with a temporary datadir, never the system instance. The server is
+``dbcrate.sandbox.mariadb.TempMariaDB`` (the verifier's own; as root it runs as the
+``dbcrate-sandbox`` user).
 
 - ``mariadb_server`` (session): a started ``TempMariaDB`` (root password
   ``MARIADB_PASSWORD``), stopped and removed at the end.
@@ -13,25 +14,18 @@ root), never the system instance.
 
 from __future__ import annotations
 
-import os
-import pwd
 import shutil
-import subprocess
-import tempfile
-import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import quote
 
 import pytest
 
-from dbcrate.sandbox import free_port
+from dbcrate.sandbox.mariadb import TempMariaDB, ident
 
 MARIADB_PASSWORD = "test-Root-pw-4b7e"
 MARIADBD = shutil.which("mariadbd") or "/usr/sbin/mariadbd"
-INSTALL_DB = shutil.which("mariadb-install-db") or "/usr/bin/mariadb-install-db"
 CLIENT = shutil.which("mariadb") or "/usr/bin/mariadb"
 
 ALL_BYTES = bytes(range(256))
@@ -60,136 +54,6 @@ CREATE EVENT nightly ON SCHEDULE EVERY 1 DAY STARTS '2037-01-01 00:00:00' DISABL
 INSERT INTO customers (name) VALUES ('via trigger');
 """
 
-
-
-def _user_prefix() -> tuple[list[str], pwd.struct_passwd | None]:
-    """argv prefix that drops root to the ``mysql`` user (or none when not root)."""
-    if os.geteuid() != 0:
-        return [], None
-    try:
-        user = pwd.getpwnam("mysql")
-    except KeyError:
-        subprocess.run(["useradd", "--system", "--user-group", "--no-create-home",
-                        "--home-dir", "/nonexistent", "--shell", "/usr/sbin/nologin",
-                        "dbcrate-sandbox"], check=False, capture_output=True)
-        user = pwd.getpwnam("dbcrate-sandbox")
-    setpriv = shutil.which("setpriv")
-    if setpriv:
-        return [setpriv, f"--reuid={user.pw_uid}", f"--regid={user.pw_gid}",
-                "--init-groups", "--"], user
-    return [shutil.which("runuser") or "runuser", "-u", user.pw_name, "--"], user
-
-
-class TempMariaDB:
-    """A throwaway MariaDB server on 127.0.0.1:port."""
-
-    def __init__(self) -> None:
-        self.root = Path(tempfile.mkdtemp(prefix="dbcrate-mariadb-"))
-        self.port = free_port()
-        self.password = MARIADB_PASSWORD
-        self.proc: subprocess.Popen[bytes] | None = None
-        self.version = ""
-
-    @property
-    def socket(self) -> str:
-        return str(self.root / "mysqld.sock")
-
-    def url(self, database: str, user: str = "root") -> str:
-        return f"mysql://{quote(user, safe='')}@127.0.0.1:{self.port}/{quote(database, safe='')}"
-
-    def start(self) -> TempMariaDB:
-        prefix, user = _user_prefix()
-        data = self.root / "data"
-        data.mkdir()
-        self.root.chmod(0o755)
-        if user is not None:
-            os.chown(self.root, user.pw_uid, user.pw_gid)
-            os.chown(data, user.pw_uid, user.pw_gid)
-        subprocess.run(
-            [*prefix, INSTALL_DB, "--no-defaults", f"--datadir={data}",
-             "--auth-root-authentication-method=normal", "--skip-test-db",
-             "--skip-name-resolve"],
-            check=True, capture_output=True, timeout=120,
-        )
-        log = open(self.root / "server.log", "wb")  # noqa: SIM115 - the server's lifetime
-        self.proc = subprocess.Popen(
-            [*prefix, MARIADBD, "--no-defaults", f"--datadir={data}", f"--port={self.port}",
-             "--bind-address=127.0.0.1", f"--socket={self.socket}",
-             f"--pid-file={self.root / 'mysqld.pid'}", "--skip-name-resolve",
-             "--skip-log-bin", "--event-scheduler=OFF", "--innodb-buffer-pool-size=64M",
-             "--innodb-flush-log-at-trx-commit=2", "--character-set-server=utf8mb4",
-             "--max-allowed-packet=64M", "--skip-symbolic-links"],
-            stdout=log, stderr=subprocess.STDOUT,
-        )
-        log.close()
-        deadline = time.monotonic() + 60
-        while True:
-            if self.proc.poll() is not None:
-                raise RuntimeError("mariadbd exited:\n"
-                                   + (self.root / "server.log").read_text()[-3000:])
-            ping = subprocess.run([CLIENT, "--no-defaults", f"--socket={self.socket}",
-                                   "-uroot", "-e", "SELECT 1"], capture_output=True, check=False)
-            if ping.returncode == 0:
-                break
-            if time.monotonic() > deadline:
-                raise RuntimeError("mariadbd did not start within 60s")
-            time.sleep(0.2)
-        setup = (
-            f"CREATE OR REPLACE USER 'root'@'127.0.0.1' IDENTIFIED BY '{self.password}';"
-            "GRANT ALL ON *.* TO 'root'@'127.0.0.1' WITH GRANT OPTION;"
-            f"ALTER USER 'root'@'localhost' IDENTIFIED BY '{self.password}';"
-        )
-        done = subprocess.run([CLIENT, "--no-defaults", f"--socket={self.socket}", "-uroot"],
-                              input=setup.encode(), capture_output=True, check=False)
-        if done.returncode != 0:
-            raise RuntimeError(f"setting up users failed: {done.stderr.decode()}")
-        self.version = self.sql("SELECT VERSION()")[0][0]
-        return self
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        shutil.rmtree(self.root, ignore_errors=True)
-
-    def _defaults(self) -> Path:
-        path = self.root / "client.cnf"
-        if not path.exists():
-            path.write_text(f"[client]\nhost=127.0.0.1\nport={self.port}\nuser=root\n"
-                            f"password={self.password}\ndefault-character-set=utf8mb4\n")
-            path.chmod(0o600)
-        return path
-
-    def sql(self, statements: str, database: str | None = None) -> list[list[str]]:
-        """Run ``statements`` as root over TCP; rows of raw tab-separated text."""
-        argv = [CLIENT, f"--defaults-file={self._defaults()}", "--batch",
-                "--skip-column-names"]
-        if database is not None:
-            argv.append(f"--database={database}")
-        proc = subprocess.run(argv, input=statements.encode(), capture_output=True,
-                              check=False, timeout=300)
-        if proc.returncode != 0:
-            raise RuntimeError(f"mariadb failed: {proc.stderr.decode(errors='replace')}")
-        return [line.split("\t") for line in proc.stdout.decode().splitlines()]
-
-    def database_exists(self, name: str) -> bool:
-        rows = self.sql("SELECT COUNT(*) FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = "
-                        f"CONVERT(0x{name.encode().hex()} USING utf8mb4)")
-        return rows[0][0] == "1"
-
-    def create_database(self, name: str) -> None:
-        self.sql(f"CREATE DATABASE {ident(name)}")
-
-    def drop_database(self, name: str) -> None:
-        self.sql(f"DROP DATABASE IF EXISTS {ident(name)}")
-
-
-def ident(name: str) -> str:
-    return "`" + name.replace("`", "``") + "`"
 
 
 def checksums(server: TempMariaDB, database: str) -> dict[str, str]:
@@ -249,7 +113,7 @@ class MyDatabase:
 def mariadb_server() -> Iterator[TempMariaDB]:
     if not Path(MARIADBD).exists():
         pytest.skip("mariadbd is not installed (apt-get install mariadb-server)")
-    server = TempMariaDB()
+    server = TempMariaDB(password=MARIADB_PASSWORD)
     try:
         yield server.start()
     finally:

@@ -26,7 +26,7 @@ from types import FrameType
 
 from dbcrate import config as config_mod
 from dbcrate import interrupt
-from dbcrate.agent import metrics, runner
+from dbcrate.agent import metrics, runner, verifying
 from dbcrate.agent.lock import AgentLock
 from dbcrate.agent.logs import event
 from dbcrate.agent.state import StateDB
@@ -46,6 +46,13 @@ class Pending:
     slot: datetime
     job: str = field(compare=False)
     trigger: str = field(compare=False)
+    #: ``backup`` or ``verify`` (the job's ``verify_schedule``)
+    kind: str = field(default="backup", compare=False)
+
+    @property
+    def key(self) -> str:
+        """What one run at a time is kept per: the job, or its verifications."""
+        return self.job if self.kind == "backup" else verifying.task_key(self.job)
 
 
 def now_utc() -> datetime:
@@ -55,7 +62,9 @@ def now_utc() -> datetime:
 class Agent:
     """One agent on one state dir. :meth:`run` blocks until a stop signal."""
 
-    def __init__(self, config_path: Path, config: Config, state_dir: Path) -> None:
+    def __init__(self, config_path: Path, config: Config, state_dir: Path, *,
+                 verify_only: bool = False) -> None:
+        self.verify_only = verify_only
         self.config_path = config_path
         self.config = config
         self.state_dir = state_dir
@@ -97,8 +106,9 @@ class Agent:
                 event(logging.WARNING, f"{crashed} run(s) of a previous agent did not end; "
                       "recorded as interrupted", ev="agent.start")
             runner.audit_quietly(self.audit, "agent.start")
+            only = ", verifications only" if self.verify_only else ""
             event(logging.INFO, f"agent started (pid {os.getpid()}, state dir {self.state_dir}, "
-                  f"{len(self.scheduled())} scheduled job(s))", ev="agent.start")
+                  f"{len(self.tasks())} schedule(s){only})", ev="agent.start")
             self.plan(now_utc())
             self._metrics()
             while self.stop_signal is None:
@@ -123,45 +133,59 @@ class Agent:
     def scheduled(self) -> list[JobConfig]:
         return [j for j in self.config.jobs.values() if j.schedule]
 
-    def schedule(self, job: JobConfig) -> Schedule:
-        assert job.schedule is not None
-        return Schedule(job.schedule, job_zone(self.config, job))
+    def schedule(self, job: JobConfig, kind: str = "backup") -> Schedule:
+        expr = job.schedule if kind == "backup" else job.verify.schedule
+        assert expr is not None
+        return Schedule(expr, job_zone(self.config, job))
+
+    def tasks(self) -> list[tuple[str, JobConfig, str]]:
+        """``(key, job, kind)`` of every schedule this agent runs: backups (unless
+        ``--verify-only``) and the verifications it may run (``verifying.verifiable``)."""
+        out = [] if self.verify_only else [(j.name, j, "backup") for j in self.scheduled()]
+        return out + [(verifying.task_key(j.name), j, "verify")
+                      for j in verifying.verifiable(self.config)]
 
     def plan(self, now: datetime) -> None:
         """Compute each job's next slot, and queue a catch-up run for a job whose latest
         slot is later than both its first sighting and its last handled slot."""
         assert self.db is not None
         self.next_slot.clear()
-        for job in self.scheduled():
-            sched = self.schedule(job)
+        for key, job, kind in self.tasks():
+            sched = self.schedule(job, kind)
             nxt = sched.next(now)
             if nxt is not None:
-                self.next_slot[job.name] = nxt
-            first, handled = self.db.see(job.name, now)
+                self.next_slot[key] = nxt
+            first, handled = self.db.see(key, now)
             latest = sched.latest(now)
-            if latest is None or self.active(job.name):
+            if latest is None or self.active(key):
                 continue
             if latest > first and (handled is None or latest > handled):
-                event(logging.INFO, f"{job.name} missed its slot {rfc3339(latest)}: one "
-                      "catch-up run", job=job.name, ev="backup.start")
-                self.pending.append(Pending(now, latest, job.name, "catchup"))
+                what = "" if kind == "backup" else " verification"
+                event(logging.INFO, f"{job.name}{what} missed its slot {rfc3339(latest)}: one "
+                      "catch-up run", job=job.name, ev=f"{kind}.start")
+                self.pending.append(Pending(now, latest, job.name, "catchup", kind))
         self.pending.sort()
 
-    def active(self, job: str) -> bool:
+    def active(self, key: str) -> bool:
         with self.mutex:
-            return job in self.running or any(p.job == job for p in self.pending)
+            return key in self.running or any(p.key == key for p in self.pending)
 
     def tick(self, now: datetime) -> None:
         """Queue (or record as skipped) every slot that has arrived."""
         assert self.db is not None
-        for job in self.scheduled():
-            slot = self.next_slot.get(job.name)
+        for key, job, kind in self.tasks():
+            slot = self.next_slot.get(key)
             if slot is None or slot > now:
                 continue
-            nxt = self.schedule(job).next(now)
+            nxt = self.schedule(job, kind).next(now)
             if nxt is not None:
-                self.next_slot[job.name] = nxt
-            if self.active(job.name):
+                self.next_slot[key] = nxt
+            if self.active(key) and kind == "verify":
+                event(logging.WARNING, f"verification slot {rfc3339(slot)} of {job.name} "
+                      "skipped: the previous one is still running", job=job.name,
+                      ev="verify.skip")
+                continue
+            if self.active(key):
                 self.db.skipped(job.name, "schedule", slot, now)
                 runner.audit_quietly(self.audit, "backup.skip", job=job.name,
                                      trigger="schedule",
@@ -171,7 +195,7 @@ class Agent:
                 continue
             jitter = self.config.agent.jitter.total_seconds()
             delay = timedelta(seconds=random.uniform(0, jitter)) if jitter else timedelta(0)  # noqa: S311
-            self.pending.append(Pending(slot + delay, slot, job.name, "schedule"))
+            self.pending.append(Pending(slot + delay, slot, job.name, "schedule", kind))
         self.pending.sort()
 
     def dispatch(self, now: datetime) -> None:
@@ -189,20 +213,26 @@ class Agent:
             job = self.config.jobs.get(p.job)
             if job is None:  # removed by a reload
                 continue
-            run_id = self.db.start(job.name, p.trigger, p.slot, now)
+            run_id = self.db.start(job.name, p.trigger, p.slot, now) if p.kind == "backup" else 0
             t = threading.Thread(target=self._work, args=(self.config, job, p, run_id),
-                                 name=f"job-{job.name}", daemon=True)
+                                 name=f"{'job' if p.kind == 'backup' else 'verify'}-{job.name}",
+                                 daemon=True)
             with self.mutex:
-                self.running[job.name] = t
+                self.running[p.key] = t
             t.start()
 
     def _work(self, config: Config, job: JobConfig, p: Pending, run_id: int) -> None:
         assert self.db is not None
         try:
-            runner.run_job(config, self.db, self.audit, job, p.trigger, p.slot, run_id)
+            if p.kind == "verify":
+                verifying.run_scheduled(config, self.db, self.state_dir,
+                                        lambda ev, **f: runner.audit_quietly(self.audit, ev, **f),
+                                        job, p.trigger, p.slot)
+            else:
+                runner.run_job(config, self.db, self.audit, job, p.trigger, p.slot, run_id)
         finally:
             with self.mutex:
-                self.running.pop(job.name, None)
+                self.running.pop(p.key, None)
             self._metrics()
             self.wake.set()
 
@@ -217,7 +247,7 @@ class Agent:
     def check_max_age(self, now: datetime) -> None:
         """Notify once per breach of a job's ``max_age``."""
         assert self.db is not None
-        for job in self.config.jobs.values():
+        for job in [] if self.verify_only else self.config.jobs.values():
             if job.max_age is None:
                 continue
             success = self.db.last_success(job.name)

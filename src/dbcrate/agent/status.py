@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from dbcrate.agent import lock
+from dbcrate.agent import lock, verifying
 from dbcrate.agent.state import FILE_NAME, Run, StateDB
 from dbcrate.config import Config, JobConfig
 from dbcrate.schedule import Schedule, format_duration
@@ -74,6 +74,7 @@ def status(config: Config, now: datetime | None = None) -> dict[str, Any]:
                     "backup_id": success.backup_id, "size": success.size},
                 "max_age": format_duration(job.max_age) if job.max_age else None,
                 "max_age_exceeded": exceeded(job, success, now),
+                "verify": _verify_doc(config, job, now),
             })
     finally:
         if db:
@@ -82,9 +83,24 @@ def status(config: Config, now: datetime | None = None) -> dict[str, Any]:
 
 
 def healthy(doc: dict[str, Any]) -> bool:
-    """False if a job's last run failed or a job's max_age is exceeded."""
+    """False if a job's last run failed, a job's max_age is exceeded or its last
+    verification's verdict was fail or alarm."""
     for job in doc["jobs"]:
         last = job["last_run"]
         if job["max_age_exceeded"] or (last is not None and last["result"] == "failed"):
             return False
+        checked = job["verify"]["last"]
+        if checked is not None and checked["result"] in verifying.UNHEALTHY_RESULTS:
+            return False
     return True
+
+
+def _verify_doc(config: Config, job: JobConfig, now: datetime) -> dict[str, Any]:
+    """A job's ``verify``: ``next_run`` (its ``verify_schedule``), ``last`` and ``days``
+    (14, oldest first) from this state dir's verifications."""
+    expr = job.verify.schedule
+    nxt = Schedule(expr, job_zone(config, job)).next(now) if expr else None
+    last, days = verifying.status_of(config.agent.state_path, job.name, now.date())
+    if last is not None:
+        last["finished_at"] = rfc3339(last["finished_at"])
+    return {"schedule": expr, "next_run": rfc3339(nxt), "last": last, "days": days}

@@ -46,6 +46,9 @@ class AgentConfig:
     timezone: str = "UTC"
     metrics_file: str | None = None
     log_format: str = "text"
+    #: the age identity of this agent's verifications (``verify_schedule``); None: this
+    #: agent skips them (docs/agent.md)
+    verify_identity_file: str | None = None
 
     @property
     def state_path(self) -> Path:
@@ -106,7 +109,7 @@ def parse_agent(raw: Any, source: str) -> AgentConfig:
         raise _err(source, "agent", "expected a table")
     _unknown(raw, AGENT_KEYS, "agent", source)
     out: dict[str, Any] = {}
-    for key in ("state_dir", "metrics_file"):
+    for key in ("state_dir", "metrics_file", "verify_identity_file"):
         if key in raw:
             value = raw[key]
             if not isinstance(value, str) or not value:

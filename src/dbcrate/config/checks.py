@@ -9,17 +9,22 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from dbcrate.config.timing import ScheduleProblem, cron_expr
 from dbcrate.errors import ConfigError
 
 #: keys a [backup] table and a job may both set
 VERIFY_KEYS = frozenset({
     "verify_dir", "verify_row_drop_alarm", "verify_rto_alarm", "verify_schedule",
+    "verify_check_timeout", "count_rows",
 })
+#: ``count_rows``: how backup-time row counts are taken (docs/verify.md)
+COUNT_METHODS = ("stream", "snapshot")
 #: keys of one ``[[backup.jobs.checks]]`` table
 CHECK_KEYS = frozenset({"name", "sql", "min_rows", "between", "equals", "severity"})
 _EXPECTATIONS = ("min_rows", "between", "equals")
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 DEFAULT_ROW_DROP_ALARM = 20.0
+DEFAULT_CHECK_TIMEOUT = 60.0
 
 
 @dataclass(frozen=True)
@@ -44,6 +49,11 @@ class VerifySettings:
     rto_alarm: float | None = None
     schedule: str | None = None
     checks: tuple[UserCheck, ...] = ()
+    #: seconds a user check may run (``verify_check_timeout``)
+    check_timeout: float = DEFAULT_CHECK_TIMEOUT
+    #: ``stream`` (count COPY rows as the dump streams) or ``snapshot`` (``count(*)`` per
+    #: table in the dump's exported snapshot: reads every table a second time)
+    count_rows: str = "stream"
 
 
 def parse_duration(value: Any) -> float | None:
@@ -86,9 +96,27 @@ def parse_verify(merged: Mapping[str, Any], engine: str, source: str,
         if rto_s is None:
             raise err("verify_rto_alarm", f"expected a duration, got {rto!r}",
                       hint='e.g. "90s", "15m", "1h" (leave it unset to turn the alarm off)')
+    timeout = merged.get("verify_check_timeout", "60s")
+    timeout_s = parse_duration(timeout)
+    if timeout_s is None:
+        raise err("verify_check_timeout", f"expected a duration, got {timeout!r}",
+                  hint='e.g. "60s" or "5m": how long one user check may run')
+    method = merged.get("count_rows", "stream")
+    if method not in COUNT_METHODS:
+        raise err("count_rows", f"expected \"stream\" or \"snapshot\", got {method!r}",
+                  hint='"snapshot" runs count(*) per table in the dump\'s snapshot '
+                  "(reads every table twice)")
+    if method == "snapshot" and engine != "postgres":
+        raise err("count_rows", f"count_rows = \"snapshot\" is for postgres jobs, not {engine}")
     schedule = merged.get("verify_schedule")
     if schedule is not None and not isinstance(schedule, str):
         raise err("verify_schedule", "expected a cron expression string")
+    if schedule is not None:
+        try:
+            cron_expr(schedule)
+        except ScheduleProblem as exc:
+            raise err("verify_schedule", str(exc), hint="as `schedule`: five fields (e.g. "
+                      "\"30 4 * * *\"), six with leading seconds, or @daily ...") from None
     raw = merged.get("checks", [])
     if not isinstance(raw, list):
         raise err("checks", "expected an array of tables ([[backup.jobs.checks]])")
@@ -102,7 +130,8 @@ def parse_verify(merged: Mapping[str, Any], engine: str, source: str,
             raise err(f"checks[{i}].name", f"duplicate check name {checks[-1].name!r}",
                       hint="check names are unique in a job")
     return VerifySettings(dir=vdir, row_drop_alarm=float(drop), rto_alarm=rto_s,
-                          schedule=schedule, checks=tuple(checks))
+                          schedule=schedule, checks=tuple(checks), check_timeout=timeout_s,
+                          count_rows=method)
 
 
 def _check(table: Any, at: str, err: Any) -> UserCheck:

@@ -41,13 +41,23 @@ COUNTERS: dict[str, str] = {
 
 
 
-def open_counter(engine: str) -> StatsCounter | None:
-    """A new row counter for ``engine``'s dump, or None if it has none."""
-    spec = COUNTERS.get(engine)
+#: engine name -> "module:class" of its ``count_rows = "snapshot"`` counter: built with the
+#: engine (whose dump it runs in an exported snapshot), ``count(*)`` per dumped table
+SNAPSHOT_COUNTERS: dict[str, str] = {
+    "postgres": "dbcrate.engines.postgres.snapshot:SnapshotCounter",
+}
+
+
+def open_counter(engine: str, method: str = "stream",
+                 source: Engine | None = None) -> StatsCounter | None:
+    """A new row counter for ``engine``'s dump (``method``: ``stream``, or ``snapshot``
+    with the ``source`` engine whose dump it wraps), or None if it has none."""
+    spec = (SNAPSHOT_COUNTERS if method == "snapshot" else COUNTERS).get(engine)
     if spec is None:
         return None
     module, _, attr = spec.partition(":")
-    counter: StatsCounter = getattr(importlib.import_module(module), attr)()
+    cls = getattr(importlib.import_module(module), attr)
+    counter: StatsCounter = cls(source) if method == "snapshot" else cls()
     return counter
 
 
@@ -67,6 +77,7 @@ __all__ = [
     "COUNTERS",
     "PACKAGES",
     "REGISTRY",
+    "SNAPSHOT_COUNTERS",
     "Connection",
     "Engine",
     "EngineFactory",

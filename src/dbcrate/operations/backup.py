@@ -98,7 +98,8 @@ def run_backup(config: Config, job: JobConfig, progress: Progress | None = None)
             parts.append(PartRecord(part.name, part_key, plain_d, stored_d))
 
         progress.start(f"{job.name}: {info.tool} {info.tool_version} -> {', '.join(storages)}")
-        counter = open_counter(job.engine)  # backup-time row counts, as the dump streams
+        # backup-time row counts, as the dump streams (or in its snapshot: count_rows)
+        counter = open_counter(job.engine, job.verify.count_rows, engine)
         dump = engine.dump() if counter is None else counter(engine.dump())
         plain, stored = _store(dump, key, plan, storages, failures, written, progress, results)
         stats = counter.stats() if counter is not None else None

@@ -148,7 +148,7 @@ def each_copy(located: Located, job: JobConfig, attempt: Callable[[Located], T],
     raise AssertionError("unreachable")  # pragma: no cover
 
 
-def _locate(config: Config, job: JobConfig, selector: Selector, target: str | None) -> Located:
+def locate_named(config: Config, job: JobConfig, selector: Selector, target: str | None) -> Located:
     """``locate``, except that an ``--id`` naming a backup whose manifest exists but is
     damaged raises that ``ManifestError`` (exit 5) instead of ``BackupNotFound``."""
     try:
@@ -286,7 +286,7 @@ def run_restore(
             progress.finish()
         return copy
 
-    return each_copy(_locate(config, job, selector, target), job, attempt,
+    return each_copy(locate_named(config, job, selector, target), job, attempt,
                      allow_unencrypted=allow_unencrypted)
 
 
@@ -315,5 +315,5 @@ def run_cat(
         out.flush()
         return copy
 
-    return each_copy(_locate(config, job, selector, target), job, attempt,
+    return each_copy(locate_named(config, job, selector, target), job, attempt,
                      allow_unencrypted=allow_unencrypted, retry=lambda: not wrote)

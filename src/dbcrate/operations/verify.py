@@ -16,6 +16,7 @@ import json
 import logging
 import os
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -35,7 +36,7 @@ from dbcrate.errors import (
 from dbcrate.operations import records
 from dbcrate.operations.listing import manifests
 from dbcrate.operations.pipeline import KeyMaterial, check_digest, decoders
-from dbcrate.operations.restore import Located, Selector, checked, locate, plaintext
+from dbcrate.operations.restore import Located, Selector, checked, locate_named, plaintext
 from dbcrate.operations.verdict import (
     ALARM,
     FAIL,
@@ -55,10 +56,6 @@ from dbcrate.streams import digest_of
 
 log = logging.getLogger("dbcrate.verify")
 
-#: the statement_timeout of a user check, in milliseconds
-CHECK_TIMEOUT_MS = 60_000
-
-
 @dataclass
 class Report:
     """Everything ``--json`` prints for one verdict."""
@@ -75,6 +72,8 @@ class Report:
         default_factory=lambda: {"expected": None, "restored": None})
     previous: str | None = None
     record: str | None = None
+    #: the SHA-256 of the stored record (audited)
+    record_sha256: str | None = None
     #: redis: keys loaded (all databases)
     keys: int | None = None
 
@@ -92,6 +91,7 @@ class Report:
             "large_objects": self.large_objects,
             "checks": [c.as_json() for c in self.checks],
             "previous": self.previous, "record": self.record,
+            "record_sha256": self.record_sha256,
             **({"keys": self.keys} if self.engine == "redis" else {}),
         }
 
@@ -138,7 +138,7 @@ def run_verify(config: Config, job: JobConfig, selector: Selector, *, keys: KeyM
     verifier), ``SandboxError``, ``Interrupted``. The disposable server and its
     directory are removed in every case."""
     interrupt.doing(f"verification of {job.name}")
-    located = checked(locate(config, job, selector, target), job)
+    located = checked(locate_named(config, job, selector, target), job)
     m = located.manifest
     if m.engine not in ("postgres", "redis", "mysql"):
         raise ToolNotFound(
@@ -255,7 +255,7 @@ def _record(located: Located, keys: KeyMaterial, report: Report) -> None:
         "compared_with": report.previous, "keys": report.keys,
     }
     rec = records.write_record(storage, m.data_key, fields, keys, found[-1] if found else None)
-    report.record = rec.key
+    report.record, report.record_sha256 = rec.key, rec.sha256
 
 
 def _row_drop(located: Located, job: JobConfig, keys: KeyMaterial, report: Report,
@@ -347,7 +347,7 @@ def _database_checks(conn: Any, report: Report, job: JobConfig,
                          "; ".join(bad) if bad else f"{n} B-tree indexes intact"))
     for uc in job.verify.checks:
         try:
-            rows = pgverify.run_query(conn, uc.sql, CHECK_TIMEOUT_MS)
+            rows = pgverify.run_query(conn, uc.sql, round(job.verify.check_timeout * 1000))
         except DbcrateError:
             raise
         except Exception as e:  # psycopg.Error: the server's message
@@ -369,17 +369,26 @@ def _rto(report: Report, job: JobConfig) -> None:
 
 
 def run_history(config: Config, job: JobConfig, *, days: int = 14, target: str | None = None,
-                keys: KeyMaterial | None = None) -> dict[str, Any]:
+                keys: KeyMaterial | None = None,
+                known: Sequence[tuple[str, str]] = ()) -> dict[str, Any]:
     """The job's verification history on ``target`` (default: its first target) from
     records only: ``days`` (oldest first, today UTC last), ``last``, ``chain``
-    (``ok``|``broken``) and ``broken_at``. With ``keys`` every record's MAC is checked
-    too. Raises storage errors; reads nothing but records."""
+    (``ok``|``broken``) and ``broken_at``. With ``keys`` every record's and the head
+    pointer's MAC is checked too; ``known`` (``(record key, sha256)`` this host wrote)
+    must still be stored unless pruned with their backup. Raises storage errors; reads
+    records, the head pointer and the manifests' keys only."""
     if days < 1:
         raise UsageError("--days must be at least 1")
     name = target or job.targets[0]
     storage = open_target(config.target(name))
     found = records.read_records(storage, job.name)
-    chain = records.check_chain(found, records.mac_key(keys) if keys else None)
+    secret = records.mac_key(keys) if keys else None
+    stored = {o.key for o in storage.list(f"{job.name}/") if catalog.is_manifest(o.key)}
+    chain = records.check_chain(found, secret, stored)
+    if chain.ok:
+        chain = records.check_head(records.read_head(storage, job.name), found, secret, stored)
+    if chain.ok:
+        chain = records.check_known(known, found, stored)
     last = found[-1] if found else None
     return {
         "job": job.name, "target": name, "days": records.history(found, days),

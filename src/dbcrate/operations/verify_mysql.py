@@ -11,12 +11,12 @@ from typing import Any
 
 from dbcrate.config import JobConfig
 from dbcrate.engines import Connection, RestoreOptions, open_engine
-from dbcrate.errors import IntegrityError, RestoreFailed
+from dbcrate.errors import IntegrityError, RestoreFailed, ToolNotFound
 from dbcrate.operations.pipeline import KeyMaterial
 from dbcrate.operations.restore import Located, plaintext
 from dbcrate.operations.verdict import FAIL, PASS, SKIP, Check, user_check
 from dbcrate.sandbox import SandboxError
-from dbcrate.sandbox.mariadb import TempMariaDB
+from dbcrate.sandbox.mariadb import TempMariaDB, find_server
 
 DB = "dbcrate_verify"
 
@@ -28,8 +28,16 @@ def _ident(name: str) -> str:
 def verify_mysql(located: Located, job: JobConfig, keys: KeyMaterial, report: Any,
                  parent: Path | None, stats: dict[str, Any] | None) -> None:
     """Fill ``report`` (an ``operations.verify.Report``) for a MySQL/MariaDB backup.
-    Raises ``ToolNotFound`` (no mariadbd), ``SandboxError``, decryption errors."""
-    with TempMariaDB(parent) as server:
+    Raises ``ToolNotFound`` (no installed server of the backup's flavour and release
+    series or newer; MySQL backups: no disposable mysqld is supported yet),
+    ``SandboxError``, decryption errors."""
+    binary = find_server(located.manifest.server_version)
+    if binary.flavour != "mariadb":
+        raise ToolNotFound(
+            f"verify of MySQL backups ({located.manifest.server_version}) is not available: "
+            "only a disposable MariaDB server is supported yet",
+            hint="restore this one with `dbcrate restore --to` into a scratch MySQL server")
+    with TempMariaDB(parent, server=binary.path) as server:
         report.server = server.version
         engine = open_engine("mysql", Connection(server.url(DB), server.password, job.options))
         t0 = time.monotonic()
@@ -59,7 +67,8 @@ def verify_mysql(located: Located, job: JobConfig, keys: KeyMaterial, report: An
             query = uc.sql.strip().rstrip(";")
             try:
                 rows = server.sql("START TRANSACTION READ ONLY;\nSET STATEMENT "
-                                  f"max_statement_time=60 FOR {query};\nROLLBACK;", DB)
+                                  f"max_statement_time={job.verify.check_timeout:g} "
+                                  f"FOR {query};\nROLLBACK;", DB)
             except SandboxError as e:
                 problem: str | None = e.message.splitlines()[0]
             else:

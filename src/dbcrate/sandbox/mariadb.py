@@ -1,16 +1,21 @@
-"""A disposable MariaDB server on loopback (Debian's ``mariadbd``), for verified restores:
-a temporary datadir under ``parent``, a free port, a random root password; as root the
-server runs as the unprivileged ``dbcrate-sandbox`` user. ``stop()`` kills it and
-removes everything."""
+"""A disposable MariaDB server on loopback (an installed ``mariadbd``), for verified
+restores and the tests: a temporary datadir under ``parent``, a free port, a random root
+password (for ``root@127.0.0.1`` and ``root@localhost``); as root the server runs as the
+unprivileged ``dbcrate-sandbox`` user. ``stop()`` kills it and removes everything.
+
+``find_server`` picks the binary for a backup: one of the backup's flavour (MariaDB or
+MySQL) whose release series (``X.Y``) is the backup server's or newer."""
 
 from __future__ import annotations
 
 import os
+import re
 import secrets
 import shutil
 import subprocess
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 from urllib.parse import quote
@@ -24,6 +29,10 @@ from dbcrate.sandbox.privileges import (
     free_port,
 )
 
+_VERSION = re.compile(r"(\d+)\.(\d+)(?:\.(\d+))?")
+_INSTALL_HINT = ("install a MariaDB server of the backup's version or newer on the verifier "
+                 "host (Debian: apt-get install mariadb-server)")
+
 
 def _tool(*names: str) -> str:
     for name in names:
@@ -31,18 +40,93 @@ def _tool(*names: str) -> str:
                                       else None)
         if path:
             return path
-    raise ToolNotFound(f"{names[0]} is not installed",
-                       hint="install the MariaDB server (Debian: apt-get install "
-                       "mariadb-server) on the verifier host")
+    raise ToolNotFound(f"{names[0]} is not installed", hint=_INSTALL_HINT)
+
+
+def series(version: str) -> tuple[int, int] | None:
+    """The release series ``(X, Y)`` of a version string (``10.11.19-MariaDB...``)."""
+    m = _VERSION.search(version)
+    return (int(m.group(1)), int(m.group(2))) if m else None
+
+
+def flavour(version: str) -> str:
+    """``mariadb`` if ``version`` (a server's ``VERSION()`` or ``--version``) says so,
+    else ``mysql``."""
+    return "mariadb" if "mariadb" in version.lower() else "mysql"
+
+
+@dataclass(frozen=True)
+class ServerBinary:
+    path: str
+    version: str
+    flavour: str
+
+
+def installed(path: str) -> ServerBinary | None:
+    """What ``path --version`` says (None if it cannot be run)."""
+    try:
+        out = subprocess.run([path, "--version"], capture_output=True, text=True, timeout=30,
+                             check=False).stdout
+    except OSError:
+        return None
+    m = re.search(r"Ver\s+(\S+)", out)
+    if not m:
+        return None
+    return ServerBinary(path, m.group(1), flavour(out))
+
+
+def choose(backup_version: str, found: list[ServerBinary]) -> ServerBinary:
+    """The binary among ``found`` to verify a backup of ``backup_version`` with: the
+    backup's flavour, release series the same or newer. Pure. Raises ``ToolNotFound``
+    naming the versions otherwise."""
+    want, need = flavour(backup_version), series(backup_version)
+    same = [b for b in found if b.flavour == want]
+    if not same:
+        have = ", ".join(f"{b.path} ({b.version})" for b in found) or "none"
+        raise ToolNotFound(
+            f"no {'MariaDB' if want == 'mariadb' else 'MySQL'} server binary is installed to "
+            f"verify a backup of {backup_version} (found: {have})",
+            hint="a dump is verified by a server of its own flavour; " + _INSTALL_HINT)
+    if need is None:
+        return same[0]
+    newer = [b for b in same if (series(b.version) or (0, 0)) >= need]
+    if not newer:
+        have = ", ".join(b.version for b in same)
+        raise ToolNotFound(
+            f"the installed server ({have}) is older than the backup's server "
+            f"({backup_version}): verify needs {need[0]}.{need[1]} or newer",
+            hint=_INSTALL_HINT)
+    return newer[0]
+
+
+def find_server(backup_version: str) -> ServerBinary:
+    """The installed ``mariadbd``/``mysqld`` to verify a backup of ``backup_version``.
+    Raises ``ToolNotFound``."""
+    seen: list[ServerBinary] = []
+    for name in ("mariadbd", "mysqld"):
+        try:
+            path = _tool(name)
+        except ToolNotFound:
+            continue
+        real = os.path.realpath(path)
+        if any(os.path.realpath(b.path) == real for b in seen):
+            continue
+        b = installed(path)
+        if b is not None:
+            seen.append(b)
+    return choose(backup_version, seen)
 
 
 class TempMariaDB:
     """A throw-away MariaDB server. Use as a context manager, or ``start()``/``stop()``.
-    ``start()`` raises ``ToolNotFound`` or ``SandboxError``; ``stop()`` never raises."""
+    ``start()`` raises ``ToolNotFound`` or ``SandboxError``; ``stop()`` never raises.
+    ``server``: the ``mariadbd`` to run (default: the installed one)."""
 
-    def __init__(self, parent: Path | None = None) -> None:
+    def __init__(self, parent: Path | None = None, *, password: str | None = None,
+                 server: str | None = None) -> None:
         self._parent = parent
-        self.password = secrets.token_urlsafe(18)
+        self._server = server
+        self.password = password or secrets.token_urlsafe(18)
         self.port = 0
         self.root: Path | None = None
         self.proc: subprocess.Popen[bytes] | None = None
@@ -60,11 +144,12 @@ class TempMariaDB:
         assert self.root is not None
         return str(self.root / "mysqld.sock")
 
-    def url(self, database: str) -> str:
-        return f"mysql://root@127.0.0.1:{self.port}/{quote(database, safe='')}"
+    def url(self, database: str, user: str = "root") -> str:
+        return (f"mysql://{quote(user, safe='')}@127.0.0.1:{self.port}/"
+                f"{quote(database, safe='')}")
 
     def start(self) -> TempMariaDB:
-        mariadbd = _tool("mariadbd", "mysqld")
+        mariadbd = self._server or _tool("mariadbd", "mysqld")
         install = _tool("mariadb-install-db", "mysql_install_db")
         self._client = _tool("mariadb", "mysql")
         self.root = Path(tempfile.mkdtemp(prefix="dbcrate-mariadb-", dir=self._parent))
@@ -97,9 +182,11 @@ class TempMariaDB:
                 stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
             log.close()
             self._wait()
-            self.sql(f"CREATE OR REPLACE USER 'root'@'127.0.0.1' IDENTIFIED BY "
-                     f"'{self.password}'; GRANT ALL ON *.* TO 'root'@'127.0.0.1' WITH GRANT "
-                     "OPTION;", socket=True)
+            self._run(f"CREATE OR REPLACE USER 'root'@'127.0.0.1' IDENTIFIED BY "
+                      f"'{self.password}'; GRANT ALL ON *.* TO 'root'@'127.0.0.1' WITH GRANT "
+                      f"OPTION; ALTER USER 'root'@'localhost' IDENTIFIED BY '{self.password}';",
+                      [])
+            self._write_defaults()
             self.version = self.sql("SELECT VERSION()")[0][0]
         except BaseException:
             self.stop()
@@ -122,6 +209,16 @@ class TempMariaDB:
                 raise SandboxError("mariadbd did not start within 120s")
             time.sleep(0.2)
 
+    def _write_defaults(self) -> None:
+        """The client's option file (0600, not readable by the sandbox user): socket,
+        user and password, so no password is ever on an argv."""
+        assert self.root is not None
+        path = self.root / "client.cnf"
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(f"[client]\nsocket={self.socket}\nuser=root\npassword={self.password}\n"
+                    "default-character-set=utf8mb4\n")
+
     def stop(self) -> None:
         """Kill the server and remove its directory. Idempotent."""
         if self.proc is not None and self.proc.poll() is None:
@@ -132,16 +229,36 @@ class TempMariaDB:
             shutil.rmtree(self.root, ignore_errors=True)
             self.root = None
 
-    def sql(self, statements: str, database: str | None = None, *,
-            socket: bool = False) -> list[list[str]]:
-        """Run ``statements`` as root (over the unix socket: no password on argv); rows of
-        raw tab-separated text. Raises ``SandboxError`` with the client's message."""
-        argv = [self._client, "--no-defaults", f"--socket={self.socket}", "-uroot",
-                "--batch", "--skip-column-names"]
-        if database is not None:
-            argv.append(f"--database={database}")
-        proc = subprocess.run(argv, input=statements.encode(), capture_output=True,
-                              check=False, timeout=600)
+    def _run(self, statements: str, argv: list[str]) -> list[list[str]]:
+        assert self.root is not None
+        base = ([self._client, f"--defaults-file={self.root / 'client.cnf'}"]
+                if (self.root / "client.cnf").exists()
+                else [self._client, "--no-defaults", f"--socket={self.socket}", "-uroot"])
+        proc = subprocess.run([*base, "--batch", "--skip-column-names", *argv],
+                              input=statements.encode(), capture_output=True, check=False,
+                              timeout=600)
         if proc.returncode != 0:
             raise SandboxError(proc.stderr.decode(errors="replace").strip())
         return [line.split("\t") for line in proc.stdout.decode().splitlines()]
+
+    def sql(self, statements: str, database: str | None = None) -> list[list[str]]:
+        """Run ``statements`` as root over the unix socket (the password from a private
+        option file); rows of raw tab-separated text. Raises ``SandboxError`` with the
+        client's message."""
+        return self._run(statements, [] if database is None else [f"--database={database}"])
+
+    def database_exists(self, name: str) -> bool:
+        rows = self.sql("SELECT COUNT(*) FROM information_schema.SCHEMATA WHERE "  # noqa: S608
+                        f"SCHEMA_NAME = CONVERT(0x{name.encode().hex()} USING utf8mb4)")
+        return rows[0][0] == "1"
+
+    def create_database(self, name: str) -> None:
+        self.sql(f"CREATE DATABASE {ident(name)}")
+
+    def drop_database(self, name: str) -> None:
+        self.sql(f"DROP DATABASE IF EXISTS {ident(name)}")
+
+
+def ident(name: str) -> str:
+    """A backquoted MariaDB identifier."""
+    return "`" + name.replace("`", "``") + "`"

@@ -1,5 +1,5 @@
-"""``dbcrate agent [--check] [--state-dir DIR] [--log-format json]``: the daemon, in the
-foreground (docs/agent.md)."""
+"""``dbcrate agent [--check] [--verify-only] [--state-dir DIR] [--log-format json]``: the
+daemon, in the foreground (docs/agent.md)."""
 
 from __future__ import annotations
 
@@ -22,6 +22,9 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
                    help="validate the config, print each job's next 3 runs, and exit")
     p.add_argument("--state-dir", metavar="DIR",
                    help="state DB, audit log and lock live here (default: [agent] state_dir)")
+    p.add_argument("--verify-only", action="store_true",
+                   help="run only the jobs' verify_schedule verifications (a verifier host; "
+                   "needs [agent] verify_identity_file)")
     p.add_argument("--log-format", choices=("text", "json"), default=None,
                    help="stderr log lines as text or one JSON object each "
                    "(default: [agent] log_format)")
@@ -38,7 +41,7 @@ def agent(args: argparse.Namespace) -> int:
     """Run the agent until SIGTERM/SIGINT (exit 0), or check the config (--check).
     With JSON logs, an error that stops the agent is a JSON line too."""
     from dbcrate.agent import logs
-    from dbcrate.errors import DbcrateError
+    from dbcrate.errors import DbcrateError, UsageError
 
     fmt = args.log_format
     try:
@@ -50,7 +53,11 @@ def agent(args: argparse.Namespace) -> int:
             return check(cfg)
         from dbcrate.agent.loop import Agent
 
-        return Agent(path, cfg, state_dir(args, cfg)).run()
+        if args.verify_only and not cfg.agent.verify_identity_file:
+            raise UsageError("--verify-only needs [agent] verify_identity_file",
+                             hint="set it to the age identity file the verifications decrypt "
+                             "with (this host then holds the identity: a verifier host)")
+        return Agent(path, cfg, state_dir(args, cfg), verify_only=args.verify_only).run()
     except DbcrateError as exc:
         if fmt != "json":
             raise

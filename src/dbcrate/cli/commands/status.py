@@ -46,7 +46,18 @@ def status(args: argparse.Namespace) -> int:
                 f"  last run: {_run(last)}\n"
                 f"  last success: {ok['finished_at'] + ' ' + str(ok['backup_id']) if ok else '-'}"
                 f"{'  OVERDUE (max_age ' + j['max_age'] + ')' if j['max_age_exceeded'] else ''}\n")
+            checked = j["verify"]["last"]
+            if checked is not None or j["verify"]["schedule"]:
+                sys.stdout.write(f"  last verification: {_verified(checked)}, next "
+                                 f"{j['verify']['next_run'] or '-'}\n")
     return 0 if healthy(doc) else UNHEALTHY
+
+
+def _verified(last: dict[str, Any] | None) -> str:
+    if last is None:
+        return "-"
+    text = f"{last['result']} ({last['trigger']}) at {last['finished_at']}"
+    return text + (f": {last['error']}" if last["error"] else "")
 
 
 def _run(last: dict[str, Any] | None) -> str:

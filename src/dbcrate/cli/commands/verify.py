@@ -13,7 +13,7 @@ from dbcrate.cli.options import load_config, selector
 from dbcrate.cli.output import print_error, print_json
 from dbcrate.config import Config, JobConfig
 from dbcrate.errors import DbcrateError, IntegrityError
-from dbcrate.operations.verify import run_history, run_verify
+from dbcrate.operations.verify import run_history
 
 
 def register(sub: Any, common: argparse.ArgumentParser) -> None:
@@ -44,9 +44,14 @@ def run(args: argparse.Namespace) -> int:
     job = cfg.job(args.job)
     if args.history:
         return _history(cfg, job, args)
+    from dbcrate.agent.verifying import verify_and_record
+    from dbcrate.cli.auditing import record
+
     try:
-        report = run_verify(cfg, job, selector(args), keys=keys(args, job.encryption_key),
-                            target=args.target)
+        report = verify_and_record(cfg, job, selector(args), keys(args, job.encryption_key),
+                                   trigger="manual", state_dir=cfg.agent.state_path,
+                                   audit=lambda ev, **f: record(cfg, ev, **f),
+                                   target=args.target)
     except DbcrateError as err:
         explain(err, args)
         raise
@@ -69,7 +74,11 @@ def _history(cfg: Config, job: JobConfig, args: argparse.Namespace) -> int:
     """Print the history; exit 5 for a broken chain or MAC."""
     material = keys(args, job.encryption_key) if (args.identity or job.encryption_key) \
         else None
-    out = run_history(cfg, job, days=args.days, target=args.target, keys=material)
+    from dbcrate.agent.verifying import written_records
+
+    name = args.target or job.targets[0]
+    out = run_history(cfg, job, days=args.days, target=name, keys=material,
+                      known=written_records(cfg.agent.state_path, job.name, name))
     if args.json:
         print_json(out)
     else:

@@ -54,6 +54,16 @@ class PostgresEngine:
         #: the major to restore with, when restoring downwards with ``force``
         self._restore_major: int | None = None
 
+    snapshot: str | None = None  #: ``pg_dump --snapshot`` (count_rows: snapshot.py)
+
+    def session(self) -> psycopg.Connection[Any]:
+        """An autocommit connection to the job's database (errors as ``_connect``)."""
+        return self._connect()
+
+    @property
+    def dumps_large_objects(self) -> bool:  # no schema/table filter
+        return not (self._opts.schemas or self._opts.tables)
+
     # -- connections ---------------------------------------------------------------------
 
     def _connect(self, target: PgTarget | None = None) -> psycopg.Connection[Any]:
@@ -138,6 +148,7 @@ class PostgresEngine:
         failed. Closing the iterator early kills pg_dump."""
         tools = self._ensure_tools()
         argv = [tools.pg_dump, "-Fc", "-Z0", "--no-password", *self._opts.dump_args(),
+                *([f"--snapshot={self.snapshot}"] if self.snapshot else []),
                 "-d", self._target.tool_conninfo()]
         yield from stream_stdout(argv, self._target.tool_env(), "pg_dump", redact=self._redact())
 

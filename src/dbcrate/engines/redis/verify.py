@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 
 from dbcrate.engines.process import child_env
 from dbcrate.engines.redis.rdb import write_atomically
+from dbcrate.engines.redis.rdbscan import RdbScan, scan
 from dbcrate.engines.redis.restore import TempRedis
 from dbcrate.errors import ToolNotFound
 
@@ -32,6 +33,8 @@ class RedisVerified:
     expected_keys: int | None = None
     #: keys per database once loaded
     loaded: dict[int, int] = field(default_factory=dict)
+    #: per database: what RESIZEDB announces, the keys held and already expired
+    scanned: RdbScan | None = None
 
 
 def _tool(name: str) -> str:
@@ -61,6 +64,7 @@ def verify(chunks: Iterable[bytes], parent: str | None, *, timeout: float = 120.
         read, expired = _KEYS_READ.search(out), _EXPIRED.search(out)
         expected = int(read.group(1)) - (int(expired.group(1)) if expired else 0) \
             if read else None
+        scanned = scan(temp.rdb)
         with temp.start(timeout) as client:
             info = client.call("INFO", "keyspace")
             version = client.call("INFO", "server")
@@ -68,6 +72,7 @@ def verify(chunks: Iterable[bytes], parent: str | None, *, timeout: float = 120.
         vtext = version.decode() if isinstance(version, bytes) else str(version)
         m = re.search(r"redis_version:(\S+)", vtext)
         loaded = {int(db): int(n) for db, n in _KEYSPACE.findall(text)}
-        return RedisVerified(True, "RDB looks OK", m.group(1) if m else None, expected, loaded)
+        return RedisVerified(True, "RDB looks OK", m.group(1) if m else None, expected, loaded,
+                             scanned)
     finally:
         temp.stop()
