@@ -4,6 +4,7 @@ renewal, roles per endpoint, orgs, the append-only audit log (SQLite, PostgreSQL
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 import ssl
 import subprocess
@@ -454,3 +455,39 @@ def test_signed_events_checked_and_kept_once(control_plane: ControlPlane,
     client.close()
     rows = control_plane.rows("SELECT actor, signature FROM audit WHERE job = 'signed-job'")
     assert rows == [("schedule", rec["signature"])]
+
+
+def test_enrolled_agent_without_a_config_file(control_plane: ControlPlane,
+                                              tmp_path: Path) -> None:
+    """No config anywhere: enroll (token from a file, never in argv) writes STATE/agent.toml,
+    and ``dbcrate agent --state-dir STATE`` runs on it and comes online."""
+    state = tmp_path / "state"
+    token_file = tmp_path / "token"
+    token_file.write_text(control_plane.token("bare") + "\n")
+    env = {k: v for k, v in os.environ.items() if k != "DBCRATE_CONFIG"}
+    done = subprocess.run([DBCRATE, "agent", "enroll", "--server", control_plane.url,
+                           "--token-file", str(token_file), "--name", "bare",
+                           "--state-dir", str(state)], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=120, check=False)
+    assert done.returncode == 0, done.stderr
+    assert "agent.toml" in done.stdout
+    assert "[agent]" in (state / "agent.toml").read_text()
+    log = tmp_path / "agent.log"
+    with open(log, "wb") as out:
+        proc = subprocess.Popen([DBCRATE, "agent", "--state-dir", str(state)], cwd=tmp_path,
+                                env=env, stdout=out, stderr=subprocess.STDOUT)
+    try:
+        admin = control_plane.api("admin@acme.test")
+        wait_for("bare online", lambda: any(a["name"] == "bare" and a["online"]
+                                            for a in admin.get("/api/v1/agents").json()),
+                 log.read_text)
+    finally:
+        proc.terminate()
+        assert proc.wait(timeout=120) == 0, log.read_text()
+    # a second enroll with a used token: refused (exit 15), the written config untouched
+    again = subprocess.run([DBCRATE, "agent", "enroll", "--server", control_plane.url,
+                            "--token-file", str(token_file), "--state-dir",
+                            str(tmp_path / "other")], cwd=tmp_path, env=env,
+                           capture_output=True, text=True, timeout=120, check=False)
+    assert again.returncode == 15, again.stderr
+    assert not (tmp_path / "other" / "agent.toml").exists()
