@@ -35,7 +35,7 @@ from dbcrate.private_files import SECRET_PREFIX, private_dir
 #: size of one read from the tool's stdout, and of the pipe buffer we ask the kernel for
 CHUNK = 1 << 20
 #: how many chunks may wait between the reader thread and the consumer
-QUEUE_DEPTH = 8
+QUEUE_DEPTH = 2
 #: how much of the tool's stderr is kept for error messages
 TAIL = 4096
 

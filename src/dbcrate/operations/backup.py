@@ -210,7 +210,7 @@ def _store(
     encode: list[Stage] = [*(c.encoder() for c in plan.codecs), stored]
     live = {n: s for n, s in storages.items() if n not in failures}
     # two threads: read + count + hash the dump | compress + encrypt + hash + upload
-    source = Tracked(apply(threaded(apply(dump, [dumped, plain])), encode))
+    source = Tracked(apply(threaded(apply(dump, [dumped, plain]), depth=2), encode))
     for name in live:  # may exist from here on: a failed backup removes it (idempotent)
         written[name].append(key)
     try:
