@@ -26,7 +26,7 @@ import subprocess
 import threading
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import IO
+from typing import IO, cast
 
 from dbcrate import interrupt
 from dbcrate.errors import DumpFailed, RestoreFailed, ToolNotFound
@@ -240,16 +240,19 @@ def _stream_stdout(
         return False
 
     def reader() -> None:
-        # Hand on whole chunks, read into one reused buffer: a reader that keeps up with the
-        # tool would otherwise pass on every small write separately (per-chunk costs would
-        # dominate), and a fresh 1 MiB buffer per read costs page faults.
-        view = memoryview(bytearray(chunk_size))
+        # Hand on whole chunks (a reader that keeps up with the tool would otherwise pass on
+        # every small write separately, and per-chunk costs would dominate), each read
+        # straight into the buffer that travels on: no copy, and no second buffer held.
         try:
             while True:
+                buf = bytearray(chunk_size)
                 filled = 0
-                while filled < chunk_size and (n := os.readv(out_fd, [view[filled:]])):
-                    filled += n
-                if filled and not put(bytes(view[:filled])):
+                with memoryview(buf) as view:
+                    while filled < chunk_size and (n := os.readv(out_fd, [view[filled:]])):
+                        filled += n
+                if filled < chunk_size:
+                    del buf[filled:]
+                if filled and not put(buf):
                     return
                 if filled < chunk_size:
                     put(_EOF)
@@ -267,8 +270,10 @@ def _stream_stdout(
                 break
             if isinstance(item, OSError):
                 raise DumpFailed(f"reading {name}'s output failed: {item}")
-            assert isinstance(item, bytes)
-            yield item
+            assert isinstance(item, bytearray)
+            # a bytearray nobody else holds or changes: every consumer (hashlib, zstd, the
+            # counters, storage writes) takes it as it takes bytes, without a copy
+            yield cast(bytes, item)
         thread.join()
         proc.wait()
         interrupt.untrack(proc)
