@@ -48,6 +48,16 @@ class EncodePlan:
     def exts(self) -> tuple[str, ...]:
         return tuple(c.ext for c in self.codecs)
 
+    @property
+    def compressors(self) -> tuple[codecs.Codec, ...]:
+        """The leading compression codecs (run beside the hash, on plaintext)."""
+        return tuple(c for c in self.codecs if c.name in DEFAULT_LEVELS)
+
+    @property
+    def sealers(self) -> tuple[codecs.Codec, ...]:
+        """The codecs after compression (encryption)."""
+        return tuple(c for c in self.codecs if c.name not in DEFAULT_LEVELS)
+
 
 def encode_plan(job: JobConfig) -> EncodePlan:
     """The codecs ``job`` encodes with. Only ``encryption = "none"`` means no encryption:
