@@ -6,7 +6,6 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from dbcrate import signing
 from dbcrate.errors import ConfigError, InvalidKey
 
 
@@ -21,11 +20,15 @@ def signers(merged: Mapping[str, Any], where: str, source: str) -> tuple[str, ..
     if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
         raise err(f"{where}.trusted_signers", "expected a list of "
                   "\"ssh-ed25519 AAAA... name\" strings")
+    path = merged.get("allowed_signers_file")
+    if not value and path is None:
+        return ()
+    from dbcrate import signing  # cryptography: only for a config that names signers
+
     try:
         keys = [signing.parse_public_line(v) for v in value]
     except InvalidKey as exc:
         raise err(f"{where}.trusted_signers", exc.message, exc.hint) from None
-    path = merged.get("allowed_signers_file")
     if path is not None:
         key = f"{where}.allowed_signers_file"
         if not isinstance(path, str):

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 
 from dbcrate import codecs
 from dbcrate.codecs.age import fingerprint, recipient_of
+from dbcrate.codecs.base import Codec
 from dbcrate.config import JobConfig
 from dbcrate.errors import (
     DbcrateError,
@@ -47,6 +48,16 @@ class EncodePlan:
     @property
     def exts(self) -> tuple[str, ...]:
         return tuple(c.ext for c in self.codecs)
+
+    @property
+    def compressors(self) -> tuple[Codec, ...]:
+        """The leading compression codecs (run beside the hash, on plaintext)."""
+        return tuple(c for c in self.codecs if c.name in DEFAULT_LEVELS)
+
+    @property
+    def sealers(self) -> tuple[Codec, ...]:
+        """The codecs after compression (encryption)."""
+        return tuple(c for c in self.codecs if c.name not in DEFAULT_LEVELS)
 
 
 def encode_plan(job: JobConfig) -> EncodePlan:
