@@ -19,7 +19,7 @@ $(RUN): pyproject.toml | $(VENV)/bin/python
 
 ## runtime + test dependencies
 $(STAMP): pyproject.toml | $(VENV)/bin/python
-	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[test]'
+	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[test,server]'
 	rm -f $(VENV)/.test-* $(VENV)/.run-* && touch $@ $(RUN)
 
 deps: $(STAMP)
@@ -51,9 +51,13 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
-## benchmark: >= 1 GB database, dbcrate vs the raw tools (prints ratios and peak RSS)
-bench: $(RUN)
-	$(BIN)/python bench/backup.py
+## benchmark: >= 1 GB per data set, dbcrate vs the raw tools (ratios, CPU per stage, peak
+## RSS, S3 restore bytes); writes bench/results/latest.json, then the change per figure
+## against the committed bench/baseline.json. BENCH_ARGS="--size-gb 4" for the RSS check.
+BENCH_ARGS ?=
+bench: $(STAMP)
+	$(BIN)/python bench/backup.py $(BENCH_ARGS)
+	$(BIN)/python bench/compare.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -5,7 +5,8 @@
 # nodejs/npm: fetch the C2SP age test vectors (npm package cctv-age); mariadb-server/-client:
 # the MySQL engine's tests (a private mariadbd) and its dump/restore tools;
 # openssh-client (ssh-keygen): checking manifest signatures with stock tools;
-# openssh-server: a private sshd for the sftp target tests.
+# openssh-server: a private sshd for the sftp target tests;
+# chromium: the control plane's browser test (Playwright drives Debian's chromium).
 set -euo pipefail
 need=()
 command -v age >/dev/null || need+=(age)
@@ -20,6 +21,7 @@ command -v mariadbd >/dev/null || [ -x /usr/sbin/mariadbd ] || need+=(mariadb-se
 command -v mariadb-dump >/dev/null || need+=(mariadb-client)
 command -v ssh-keygen >/dev/null || need+=(openssh-client)
 [ -x /usr/sbin/sshd ] || need+=(openssh-server)
+command -v chromium >/dev/null || need+=(chromium)
 if [ ${#need[@]} -eq 0 ]; then
   exit 0
 fi

@@ -23,6 +23,7 @@ pytest_plugins = [
     "tests.servers.mongodb",
     "tests.servers.backed",
     "tests.servers.notify",
+    "tests.servers.controlplane",
 ]
 
 # Children get an allowlisted environment (engines/process.py: child_env); the stand-in

@@ -18,6 +18,8 @@ Exit codes (documented in docs/exit-codes.md):
  9    no backup matches the selection
 10    a required tool is missing
 14    the command's output could not be written (disk full, I/O error)
+15    ``agent enroll``: the token or the server's CA was refused
+16    the control plane cannot be reached
 ====  ===========================================================
 """
 
@@ -246,3 +248,30 @@ class DowngradeRefused(IntegrityError):
         "someone may have replaced the backup in storage; to restore an old unencrypted "
         "backup on purpose pass --allow-unencrypted"
     )
+
+
+# -- control plane ------------------------------------------------------------------------
+
+
+class ControlPlaneError(DbcrateError):
+    """The control plane (``dbcrate server``) or an agent's link to it failed."""
+
+    exit_code = 2
+    default_hint = "see docs/control-plane.md"
+
+
+class EnrollmentRefused(ControlPlaneError):
+    """``dbcrate agent enroll``: the token was refused (unknown, used, expired) or the
+    server's CA does not match the one the token names. Nothing was saved (exit 15)."""
+
+    exit_code = 15
+    default_hint = "ask an admin for a new token: `dbcrate server enroll-token`"
+
+
+class ControlPlaneUnreachable(ControlPlaneError):
+    """No answer from the control plane (connection refused, TLS failure, timeout, a
+    server error). The agent's link retries with backoff; ``agent enroll`` exits 16."""
+
+    exit_code = 16
+    default_hint = "check --server (or the enrollment's agent URL) and that `dbcrate server " \
+                   "run` is up and reachable from this host"

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import FrameType
+from typing import Any
 
 from dbcrate import config as config_mod
 from dbcrate import interrupt
@@ -37,7 +38,7 @@ from dbcrate.audit import AuditLog
 from dbcrate.config import Config, JobConfig
 from dbcrate.errors import DbcrateError
 from dbcrate.notify import overdue
-from dbcrate.operations.pitr.stream import Streamer, stream_jobs
+from dbcrate.operations.pitr.stream import Streamer, restream, stream_jobs
 from dbcrate.schedule import Schedule, format_duration
 
 _IDLE = timedelta(seconds=30)
@@ -85,6 +86,8 @@ class Agent:
         self.streams: list[Streamer] = []
         #: ``max_rpo`` notifications (not in a ``--verify-only`` agent)
         self.rpo_watch: RpoWatch | None = None
+        self.link: Any = None  # the control-plane link of an enrolled agent (agent.remote)
+        self.remote_config: Config | None = None
 
     # -- signals -------------------------------------------------------------------------
 
@@ -113,6 +116,7 @@ class Agent:
                 event(logging.WARNING, f"{crashed} run(s) of a previous agent did not end; "
                       "recorded as interrupted", ev="agent.start")
             runner.audit_quietly(self.audit, "agent.start")
+            self.start_link()
             only = ", verifications only" if self.verify_only else ""
             event(logging.INFO, f"agent started (pid {os.getpid()}, state dir {self.state_dir}, "
                   f"{len(self.tasks())} schedule(s){only})", ev="agent.start")
@@ -130,6 +134,9 @@ class Agent:
                 if self.reload_wanted:
                     self.reload_wanted = False
                     self.reload()
+                if self.remote_config is not None:
+                    new, self.remote_config = self.remote_config, None
+                    self.install(new)
                 now = now_utc()
                 for streamer in self.streams:  # an invalidated slot: a new base now
                     if streamer.needs_base.is_set() and not self.active(streamer.job.name):
@@ -145,6 +152,8 @@ class Agent:
         finally:
             for s, h in previous.items():
                 signal.signal(s, h)
+            if self.link is not None:
+                self.link.close()
             if self.db is not None:
                 self.db.close()
             self.lock.release()
@@ -282,15 +291,36 @@ class Agent:
             runner.send(self.config, self.audit,
                         overdue(job.name, format_duration(job.max_age), finished))
 
+    def start_link(self) -> None:
+        """Start the control-plane link if the state dir holds an enrollment."""
+        from dbcrate.agent.remote import files
+
+        if files.enrolled(self.state_dir):
+            from dbcrate.agent.remote.link import Link
+
+            self.link = Link(files.load(self.state_dir), self.config_path, self.state_dir,
+                             self, self.apply_remote)
+            self.link.start()
+
+    def apply_remote(self, new: Config) -> None:
+        """Called by the link (its thread): install ``new`` in the main loop."""
+        self.remote_config = new
+        self.wake.set()
+
     def reload(self) -> None:
         """Re-read the config; keep the old one if the new one is invalid."""
         try:
-            new = config_mod.load(self.config_path)
+            new = (self.link.reload_local() if self.link is not None
+                   else config_mod.load(self.config_path))
         except DbcrateError as exc:
             event(logging.ERROR, f"config reload rejected, keeping the old config: "
                   f"{exc.message}", ev="config.reject")
             runner.audit_quietly(self.audit, "config.reject", error=exc.message)
             return
+        self.install(new)
+
+    def install(self, new: Config) -> None:
+        """Use ``new`` for runs that start from now on."""
         self.config = new
         if self.rpo_watch is not None:
             self.rpo_watch.config = new
@@ -299,34 +329,8 @@ class Agent:
               ev="config.reload")
         self.pending = [p for p in self.pending if p.job in new.jobs]
         self.plan(now_utc())
-        self._restream(new)
+        self.streams = restream(self.streams, new, self.state_dir, self.wake)
         self._metrics()
-
-    def _restream(self, new: Config) -> None:
-        """Stop the streams of jobs gone from ``new`` (or changed), start the new ones;
-        a stream whose job is unchanged keeps running and ships with ``new``'s targets."""
-        wanted = {j.name: j for j in stream_jobs(new)}
-        kept: list[Streamer] = []
-        for streamer in self.streams:
-            job = wanted.get(streamer.job.name)
-            if job == streamer.job and streamer.is_alive():
-                streamer.config = new
-                kept.append(streamer)
-                continue
-            streamer.stop()
-            streamer.join(30)  # one pg_receivewal per slot: the old one ends first
-            event(logging.INFO, f"{streamer.job.name}: WAL stream stopped (config reload)",
-                  job=streamer.job.name, ev="config.reload")
-        running = {s.job.name for s in kept}
-        for name, job in wanted.items():
-            if name in running:
-                continue
-            streamer = Streamer(new, job, self.state_dir, self.wake)
-            streamer.start()
-            kept.append(streamer)
-            event(logging.INFO, f"{name}: WAL stream started (config reload)", job=name,
-                  ev="config.reload")
-        self.streams = kept
 
     def shutdown(self) -> None:
         """No new work; wait ``grace_period`` for running jobs, then abort them."""

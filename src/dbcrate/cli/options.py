@@ -5,13 +5,15 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from dbcrate import catalog, config
 from dbcrate.cli.output import TerminalProgress
 from dbcrate.errors import DbcrateError, UsageError
 from dbcrate.operations.progress import Progress, Silent
-from dbcrate.operations.restore import Selector
+
+if TYPE_CHECKING:  # operations.restore (and its engines) load only when a command needs them
+    from dbcrate.operations.restore import Selector
 
 
 class Parser(argparse.ArgumentParser):
@@ -43,6 +45,8 @@ def add_progress_flags(p: argparse.ArgumentParser) -> None:
 
 def selector(args: argparse.Namespace) -> Selector:
     """The backup ``args`` select. Raises ``UsageError`` for a bad ``--at``."""
+    from dbcrate.operations.restore import Selector
+
     at = None
     if getattr(args, "at", None):
         try:

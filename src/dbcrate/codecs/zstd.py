@@ -17,9 +17,14 @@ from dbcrate.streams import Stage
 _MAX_WINDOW = 1 << 27
 
 
-#: compressed bytes decoded per ``feed`` (pg_dump data compresses up to ~100:1, so an
-#: output chunk stays around a MiB)
+#: compressed bytes decoded per ``feed`` at most (pg_dump data compresses up to ~100:1)
 DECODE_INPUT = 16 << 10
+#: what one ``feed``'s output should stay around: the decoder lowers its ``max_input``
+#: to the ratio it sees, so a run of very compressible data (blank-padded columns, 120:1)
+#: does not travel in 2 MiB pieces (each held by the stages after it)
+DECODE_OUTPUT = 512 << 10
+#: the smallest ``max_input`` that adapting may reach
+_MIN_INPUT = 2 << 10
 
 class _ZstdEncoder:
     def __init__(self, level: int) -> None:
@@ -36,11 +41,10 @@ class _ZstdEncoder:
 
 
 class _ZstdDecoder:
-    #: fed at most this much at a time by ``streams.apply``, so one output chunk stays
-    #: small even for very compressible data (see DECODE_INPUT)
-    max_input = DECODE_INPUT
-
     def __init__(self) -> None:
+        #: fed at most this much at a time by ``streams.apply``, so one output chunk stays
+        #: small even for very compressible data (DECODE_INPUT, lowered by ratio)
+        self.max_input = DECODE_INPUT
         self._dctx = zstandard.ZstdDecompressor(max_window_size=_MAX_WINDOW)
         self._obj = self._dctx.decompressobj()
         self._in_frame = False  # bytes of an unfinished frame have been fed
@@ -54,6 +58,7 @@ class _ZstdDecoder:
         """
         if not data:
             return b""
+        fed = len(data)
         out: list[bytes] = []
         while data:
             self._in_frame = True
@@ -68,7 +73,11 @@ class _ZstdDecoder:
             self._in_frame = False
             data = self._obj.unused_data
             self._obj = self._dctx.decompressobj()
-        return b"".join(out)
+        result = b"".join(out) if len(out) != 1 else out[0]
+        if result:  # the next input: about DECODE_OUTPUT at the ratio just seen
+            fit = fed * DECODE_OUTPUT // len(result)
+            self.max_input = max(_MIN_INPUT, min(DECODE_INPUT, fit))
+        return result
 
     def flush(self) -> bytes:
         """Check the stream ended at a frame boundary.

@@ -11,7 +11,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-from dbcrate.config.keys import AGENT_KEYS, NOTIFY_KEYS
+from dbcrate.config.keys import AGENT_KEYS, CONNECTION_KEYS, ENGINE_OPTIONS, NOTIFY_KEYS
 from dbcrate.config.secrets import expand, read_secret_file
 from dbcrate.config.timing import ScheduleProblem, cron_expr, parse_duration, zone
 from dbcrate.errors import ConfigError
@@ -36,6 +36,15 @@ def default_state_dir() -> str:
 
 
 @dataclass(frozen=True)
+class Connection:
+    """One ``[agent.connections.NAME]`` (``password`` is a secret, never in a repr)."""
+
+    engine: str
+    url: str
+    password: str | None = field(default=None, repr=False)
+
+
+@dataclass(frozen=True)
 class AgentConfig:
     """The ``[agent]`` table."""
 
@@ -49,6 +58,10 @@ class AgentConfig:
     #: the age identity of this agent's verifications (``verify_schedule``); None: this
     #: agent skips them (docs/agent.md)
     verify_identity_file: str | None = None
+    #: the age identity a restore dispatched by the control plane decrypts with
+    identity_file: str | None = None
+    #: ``[agent.connections.NAME]``: the only places such a restore may write
+    connections: Mapping[str, Connection] = field(default_factory=dict)
 
     @property
     def state_path(self) -> Path:
@@ -109,7 +122,7 @@ def parse_agent(raw: Any, source: str) -> AgentConfig:
         raise _err(source, "agent", "expected a table")
     _unknown(raw, AGENT_KEYS, "agent", source)
     out: dict[str, Any] = {}
-    for key in ("state_dir", "metrics_file", "verify_identity_file"):
+    for key in ("state_dir", "metrics_file", "verify_identity_file", "identity_file"):
         if key in raw:
             value = raw[key]
             if not isinstance(value, str) or not value:
@@ -130,7 +143,36 @@ def parse_agent(raw: Any, source: str) -> AgentConfig:
             raise _err(source, "agent.log_format", f"unknown log format {raw['log_format']!r}",
                        hint="expected text or json")
         out["log_format"] = raw["log_format"]
+    if "connections" in raw:
+        out["connections"] = _connections(raw["connections"], source)
     return AgentConfig(**out)
+
+
+def _connections(raw: Any, source: str) -> dict[str, Connection]:
+    """``[agent.connections.NAME]`` tables. Raises ``ConfigError`` (never showing a
+    password)."""
+    engines = tuple(ENGINE_OPTIONS)
+    if not isinstance(raw, Mapping):
+        raise _err(source, "agent.connections", "expected a table of tables")
+    out: dict[str, Connection] = {}
+    for name, table in raw.items():
+        where = f"agent.connections.{name}"
+        if not isinstance(table, Mapping):
+            raise _err(source, where, "expected a table")
+        _unknown(table, CONNECTION_KEYS, where, source)
+        if table.get("engine") not in engines:
+            raise _err(source, f"{where}.engine", "expected one of " + ", ".join(engines))
+        if not isinstance(table.get("url"), str) or not table["url"]:
+            raise _err(source, f"{where}.url", "expected a URL")
+        password = None
+        if "password" in table:
+            password = expand(str(table["password"]), file=source, key=f"{where}.password")
+        elif "password_file" in table:
+            password = read_secret_file(str(table["password_file"]), file=source,
+                                        key=f"{where}.password_file").strip()
+        out[str(name)] = Connection(str(table["engine"]), expand(table["url"], file=source,
+                                    key=f"{where}.url"), password)
+    return out
 
 
 def parse_notify(raw: Any, source: str, jobs: Mapping[str, Any]) -> tuple[NotifyConfig, ...]:

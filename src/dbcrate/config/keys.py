@@ -80,7 +80,10 @@ TARGET_KEYS: dict[str, frozenset[str]] = {
 
 #: the ``[agent]`` table (config_agent.py, docs/config.md, docs/agent.md)
 AGENT_KEYS = frozenset({"state_dir", "concurrency", "jitter", "grace_period", "timezone",
-                        "metrics_file", "log_format", "verify_identity_file"})
+                        "metrics_file", "log_format", "verify_identity_file", "identity_file",
+                        "connections"})
+#: one ``[agent.connections.NAME]``: where a restore dispatched by the control plane may write
+CONNECTION_KEYS = frozenset({"engine", "url", "password", "password_file"})
 #: one ``[[notify]]`` entry (``url`` is a secret: ``url_file`` and ``${ENV}`` work)
 NOTIFY_KEYS = frozenset({"url", "url_file", "on", "jobs"})
 

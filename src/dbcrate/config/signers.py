@@ -1,6 +1,5 @@
 """The manifest signers a host trusts: ``trusted_signers`` lines and the entries of an
-``allowed_signers_file`` (OpenSSH format), read when the config is loaded (the signing
-code is imported only when there are some: ``wal-push`` loads the config per segment)."""
+``allowed_signers_file`` (OpenSSH format), read when the config is loaded."""
 
 from __future__ import annotations
 
@@ -18,14 +17,14 @@ def signers(merged: Mapping[str, Any], where: str, source: str) -> tuple[str, ..
         return ConfigError(message, hint, file=source, key=key)
 
     value = merged.get("trusted_signers", [])
-    path = merged.get("allowed_signers_file")
-    if value == [] and path is None:
-        return ()  # without importing the signing code (cryptography's ssh keys)
-    from dbcrate import signing
-
     if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
         raise err(f"{where}.trusted_signers", "expected a list of "
                   "\"ssh-ed25519 AAAA... name\" strings")
+    path = merged.get("allowed_signers_file")
+    if not value and path is None:
+        return ()
+    from dbcrate import signing  # cryptography: only for a config that names signers
+
     try:
         keys = [signing.parse_public_line(v) for v in value]
     except InvalidKey as exc:

@@ -207,10 +207,12 @@ def _store(
     """
     plain, stored = HashStage(), HashStage()
     dumped = Counter(lambda n: progress.update(n, stored.size))
-    encode: list[Stage] = [*(c.encoder() for c in plan.codecs), stored]
+    first: list[Stage] = [dumped, plain, *(c.encoder() for c in plan.compressors)]
+    then: list[Stage] = [*(c.encoder() for c in plan.sealers), stored]
     live = {n: s for n, s in storages.items() if n not in failures}
-    # two threads: read + count + hash the dump | compress + encrypt + hash + upload
-    source = Tracked(apply(threaded(apply(dump, [dumped, plain])), encode))
+    # two threads: count + hash + compress the dump | encrypt + hash + upload (the dump's
+    # own reader thread reads its pipe); what waits between them is compressed: small
+    source = Tracked(apply(threaded(apply(dump, first), depth=2), then))
     for name in live:  # may exist from here on: a failed backup removes it (idempotent)
         written[name].append(key)
     try:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import queue
 import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from typing import Generic, TypeVar
+from typing import Generic, TypeVar, cast
 
 T = TypeVar("T")
 
@@ -28,8 +28,8 @@ class _Branch(Generic[T]):
                 return
             if isinstance(item, BaseException):
                 raise item
-            assert isinstance(item, bytes)
-            yield item
+            assert isinstance(item, (bytes, bytearray))
+            yield cast(bytes, item)  # a dump's chunk travels unencoded as a bytearray
 
     def _run(self) -> None:
         try:

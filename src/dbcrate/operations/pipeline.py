@@ -2,15 +2,22 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 from dbcrate import codecs
-from dbcrate.codecs.age import fingerprint
+from dbcrate.codecs.age import fingerprint, recipient_of
+from dbcrate.codecs.base import Codec
 from dbcrate.config import JobConfig
-from dbcrate.errors import DigestMismatch, TruncatedData, UsageError
+from dbcrate.errors import (
+    DbcrateError,
+    DecryptionError,
+    DigestMismatch,
+    TruncatedData,
+    UsageError,
+)
 from dbcrate.model import Digest, Manifest
-from dbcrate.streams import HashStage, Stage
+from dbcrate.streams import HashStage, Stage, apply, close_iter
 
 #: Default compression levels; zstd level 1 measured within a few % of level 3 at half the
 #: CPU on pg_dump output (see bench/backup.py).
@@ -41,6 +48,16 @@ class EncodePlan:
     @property
     def exts(self) -> tuple[str, ...]:
         return tuple(c.ext for c in self.codecs)
+
+    @property
+    def compressors(self) -> tuple[Codec, ...]:
+        """The leading compression codecs (run beside the hash, on plaintext)."""
+        return tuple(c for c in self.codecs if c.name in DEFAULT_LEVELS)
+
+    @property
+    def sealers(self) -> tuple[Codec, ...]:
+        """The codecs after compression (encryption)."""
+        return tuple(c for c in self.codecs if c.name not in DEFAULT_LEVELS)
 
 
 def encode_plan(job: JobConfig) -> EncodePlan:
@@ -104,6 +121,21 @@ def decoders(manifest: Manifest, keys: KeyMaterial) -> list[Stage]:
     return stages
 
 
+def foreign(manifest: Manifest, keys: KeyMaterial) -> bool:
+    """True when ``keys`` provably are not what ``manifest`` was encrypted to: none of
+    the age identities is one of its recipients, or the symmetric key's id is not its
+    ``key_id``. False when it cannot tell (an old manifest without them)."""
+    if "age" in manifest.stages and manifest.recipients and keys.identities:
+        try:
+            mine = {fingerprint(recipient_of(i)) for i in keys.identities}
+        except DbcrateError:
+            return False
+        return not mine & set(manifest.recipients)
+    if "aes-256-gcm" in manifest.stages and manifest.key_id and keys.aes_key is not None:
+        return key_fingerprint(keys.aes_key) != manifest.key_id
+    return False
+
+
 def check_digest(actual: Digest, expected: Digest, what: str) -> None:
     """Raise ``TruncatedData`` (shorter), ``DigestMismatch`` (other) unless equal."""
     if actual.size < expected.size:
@@ -132,3 +164,82 @@ def verified(chunks: Iterable[bytes], expected: Digest, what: str) -> Iterator[b
     check_digest(h.digest(), expected, what)
 
 
+
+
+def decoded(
+    stored: Iterable[bytes],
+    expected: Digest,
+    stages: Sequence[Stage],
+    what: str,
+    *,
+    foreign: Callable[[], bool] = lambda: False,
+) -> Iterator[bytes]:
+    """Decode the stored object ``stored`` through ``stages`` in one pass, hashing the
+    stored bytes as they go by: after its last byte (before the stages are flushed, so
+    before the consumer sees end-of-stream) their size and SHA-256 must be ``expected``.
+
+    One error per cause, whichever layer notices first: if a stage fails (an AEAD tag,
+    a zstd frame, an age header), the rest of the stored object is read and hashed; a
+    stored object that differs from its manifest raises ``TruncatedData`` (shorter) or
+    ``DigestMismatch`` (other, exit 5), and only an intact one lets the stage's own error
+    through (``WrongKey``/``NoMatchingIdentity`` exit 6, ``CorruptedData`` exit 5).
+    ``foreign()`` true (the key material is not the manifest's) skips that read for a
+    ``DecryptionError``. Storage errors propagate unchanged. Closing the result closes
+    ``stored``.
+    """
+    source = iter(stored)
+    h = HashStage()
+    ended = own = False
+    label = f"stored object {what}"
+
+    def hashed() -> Iterator[bytes]:
+        nonlocal ended, own
+        try:
+            for chunk in source:
+                h.feed(chunk)
+                if h.size > expected.size:
+                    raise DigestMismatch(f"{label} is longer than its manifest says "
+                                         f"({expected.size} bytes)")
+                yield chunk
+            ended = True
+            check_digest(h.digest(), expected, label)
+        except DbcrateError:  # the storage's or the digest's own (not GeneratorExit)
+            own = True
+            raise
+
+    try:
+        yield from apply(hashed(), stages)
+    except DbcrateError as exc:
+        if own or ended or (isinstance(exc, DecryptionError) and foreign()):
+            raise
+        for chunk in source:  # which layer is it: the stored bytes or the key?
+            h.feed(chunk)
+            if h.size > expected.size:
+                break
+        check_digest(h.digest(), expected, label)
+        raise
+    finally:
+        close_iter(source)
+
+
+def primed(chunks: Iterable[bytes]) -> Iterator[bytes]:
+    """``chunks`` with its first chunk already produced: errors that show at the start
+    (a missing object, a wrong key) raise here, before a consumer is started. Closing
+    the result closes ``chunks``."""
+    it = iter(chunks)
+    try:
+        first = next(it)
+    except StopIteration:
+        return iter(())
+    except BaseException:
+        close_iter(it)
+        raise
+    return _prepend(first, it)
+
+
+def _prepend(first: bytes, rest: Iterator[bytes]) -> Iterator[bytes]:
+    try:
+        yield first
+        yield from rest
+    finally:
+        close_iter(rest)

@@ -1,17 +1,18 @@
-"""Restore or extract a backup: select, check the stored digest, decrypt, decompress,
-check the plaintext digest, and hand the native dump to the engine (or a stream)."""
+"""Restore or extract a backup: select, then in one read of the stored object check its
+digest, decrypt, decompress, check the plaintext digest, and hand the native dump to the
+engine (or a stream)."""
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from datetime import datetime
-from typing import BinaryIO
+from typing import BinaryIO, TypeVar
 
 from dbcrate import catalog
 from dbcrate.config import Config, JobConfig
-from dbcrate.engines import Connection, RestoreOptions, open_engine
+from dbcrate.engines import Connection, Engine, RestoreOptions, open_engine
 from dbcrate.errors import (
     BackupNotFound,
     DbcrateError,
@@ -24,10 +25,18 @@ from dbcrate.errors import (
 from dbcrate.model import EngineInfo, Manifest
 from dbcrate.operations.authn import authenticate, policy, require_encryption, warn_weak
 from dbcrate.operations.listing import Skipped, manifests, read
-from dbcrate.operations.pipeline import KeyMaterial, check_digest, decoders, verified
+from dbcrate.operations.pipeline import (
+    KeyMaterial,
+    check_digest,
+    decoded,
+    decoders,
+    foreign,
+    primed,
+    verified,
+)
 from dbcrate.operations.progress import Counter, Progress, Silent
 from dbcrate.storage import Storage, open_target
-from dbcrate.streams import apply, digest_of
+from dbcrate.streams import close_iter, digest_of
 
 log = logging.getLogger("dbcrate.restore")
 
@@ -98,31 +107,34 @@ def locate(config: Config, job: JobConfig, selector: Selector, target: str | Non
 #: what makes a copy unusable while another target may hold a good one
 _SKIPPABLE = (StorageError, TruncatedData, DigestMismatch)
 
+T = TypeVar("T")
 
-def pick(located: Located, job: JobConfig, *, allow_unencrypted: bool = False) -> Located:
-    """The first copy (``located``, then its ``others``) whose manifest passes ``checked``
-    and whose stored objects (main and parts) match the manifest's size and SHA-256.
+
+def each_copy(located: Located, job: JobConfig, attempt: Callable[[Located], T], *,
+              allow_unencrypted: bool = False, retry: Callable[[], bool] = lambda: True) -> T:
+    """``attempt(copy)`` on the first copy (``located``, then its ``others``) that works:
+    its manifest passes ``checked``, its parts (small) match the manifest's size and
+    SHA-256 before ``attempt`` starts, and ``attempt`` itself (which streams the main
+    object through ``plaintext``, checked as it goes) raises nothing skippable.
 
     A copy that is missing, unreachable or fails its digest check is skipped with a
-    warning naming the target and the reason; the returned ``Located`` lists them in
+    warning naming the target and the reason, while ``retry()`` says another try is
+    harmless (``cat`` has written nothing yet); the returned ``Located`` lists them in
     ``skipped``. If every copy fails, the last copy's error propagates, its message
     naming every target tried. Untrusted or downgraded manifests are never skipped
-    (``UntrustedManifest``/``DowngradeRefused`` propagate at once). Reads only.
-    """
+    (``UntrustedManifest``/``DowngradeRefused`` propagate at once)."""
     skipped = list(located.skipped)
     copies = [replace(located, others=(), skipped=()), *located.others]
     for i, copy in enumerate(copies):
         try:
             good = checked(copy, job, allow_unencrypted=allow_unencrypted)
-            m = good.manifest
-            check_digest(digest_of(good.storage.get(m.data_key)), m.stored,
-                         f"stored object {good.target}:{m.data_key}")
-            for part in m.parts:
+            for part in good.manifest.parts:
                 check_digest(digest_of(good.storage.get(part.key)), part.stored,
                              f"stored object {good.target}:{part.key}")
-            return replace(good, skipped=tuple(skipped))
+            done = replace(good, skipped=tuple(skipped))
+            return attempt(done)
         except _SKIPPABLE as exc:
-            if len(copies) == 1:
+            if len(copies) == 1 or not retry():
                 raise
             skipped.append((copy.target, exc.message))
             if i == len(copies) - 1:
@@ -183,15 +195,19 @@ def plaintext(
     located: Located, keys: KeyMaterial, progress: Progress | None = None, part: str = "",
     *, prechecked: bool = False,
 ) -> Iterator[bytes]:
-    """The native dump of ``located`` (or of its extra ``part``), checked end to end.
+    """The native dump of ``located`` (or of its extra ``part``), checked end to end in
+    one read of the stored object (``pipeline.decoded``): its size and SHA-256 are
+    checked as it streams, then the plaintext digest; either mismatch raises before the
+    consumer sees end-of-stream. The first chunk is produced before this returns, so a
+    missing object or a key that opens nothing raises before any consumer starts.
+    ``prechecked`` is accepted for callers that already checked the stored digest; the
+    stored bytes are hashed as they stream either way.
 
-    First reads the stored object once and checks its size and SHA-256 against the
-    manifest (``TruncatedData``/``DigestMismatch`` before any decryption), then streams
-    it through the decoders (``prechecked``: ``pick`` already checked them, skip the
-    first read). After the last chunk the plaintext digest is checked; a
-    mismatch raises before the consumer sees end-of-stream.
-    Decryption raises ``NoMatchingIdentity``/``WrongKey``; damage ``CorruptedData``.
+    Raises ``UsageError`` (no such part, key material missing), ``StorageError``,
+    ``TruncatedData``/``DigestMismatch``/``CorruptedData`` (exit 5),
+    ``NoMatchingIdentity``/``WrongKey`` (exit 6, only when the stored object is intact).
     """
+    del prechecked
     m, storage = located.manifest, located.storage
     key, stored, plain = m.data_key, m.stored, m.plaintext
     if part:
@@ -202,12 +218,11 @@ def plaintext(
         key, stored, plain = record.key, record.stored, record.plaintext
     what = f"{located.target}:{key}"
     stages = decoders(m, keys)  # fail fast on missing key material
-    if not prechecked:
-        check_digest(digest_of(storage.get(key)), stored, f"stored object {what}")
     prog = progress or Silent()
     fetched = Counter(lambda n: prog.update(n, n))
-    chunks = apply(storage.get(key), [fetched, *stages])
-    return verified(chunks, plain, f"restored {part or 'dump'} of {m.id}")
+    chunks = decoded(storage.get(key), stored, [fetched, *stages], what,
+                     foreign=lambda: foreign(m, keys))
+    return primed(verified(chunks, plain, f"restored {part or 'dump'} of {m.id}"))
 
 
 def run_restore(
@@ -230,34 +245,49 @@ def run_restore(
     is applied first. A failure anywhere leaves the target as it was (engine-dependent;
     see ``Engine.restore``) and propagates. The manifest is authenticated and its
     encryption checked against the job's (``checked``) before the target is touched.
+    The stored object is read once, checked as it streams; a copy found damaged or cut
+    midway is rolled back like any failure and the next copy (another target) is
+    restored instead (``each_copy``).
     """
     options = options or RestoreOptions()
-    located = pick(locate_named(config, job, selector, target), job,
-                   allow_unencrypted=allow_unencrypted)
-    m = located.manifest
-    if m.engine != job.engine:
-        raise BackupNotFound(
-            f"backup {m.id} is a {m.engine} backup, job {job.name} is {job.engine}"
-        )
-    if options.with_globals and m.part("globals") is None:
-        raise UsageError(f"backup {m.id} has no globals part",
-                         hint="it was made without globals = true; restore without --globals")
-    password = to_password if to_password is not None else job.password
-    engine = open_engine(job.engine, Connection(to_url or job.url, password, job.options))
-    backup = EngineInfo(m.engine, m.server_version, m.tool, m.tool_version)
-    engine.check_restore_target(backup, options)
     progress = progress or Silent()
-    try:
-        if options.with_globals:
-            progress.start(f"restoring globals of {m.id} from {located.target}")
-            engine.restore_part("globals", plaintext(located, keys, progress, "globals",
-                                                     prechecked=True), options)
+    password = to_password if to_password is not None else job.password
+    engine: Engine | None = None
+
+    def attempt(copy: Located) -> Located:
+        nonlocal engine
+        m = copy.manifest
+        if engine is None:  # the first copy whose manifest and parts check out
+            if m.engine != job.engine:
+                raise BackupNotFound(
+                    f"backup {m.id} is a {m.engine} backup, job {job.name} is {job.engine}")
+            engine = open_engine(job.engine,
+                                 Connection(to_url or job.url, password, job.options))
+            if options.with_globals and m.part("globals") is None:
+                raise UsageError(f"backup {m.id} has no globals part", hint="it was made "
+                                 "without globals = true; restore without --globals")
+            backup = EngineInfo(m.engine, m.server_version, m.tool, m.tool_version)
+            engine.check_restore_target(backup, options)
+            if options.with_globals:
+                progress.start(f"restoring globals of {m.id} from {copy.target}")
+                try:
+                    engine.restore_part("globals", plaintext(copy, keys, progress, "globals"),
+                                        options)
+                finally:
+                    progress.finish()
+        progress.start(f"restoring {m.id} from {copy.target}")
+        try:
+            stream = plaintext(copy, keys, progress)
+            try:
+                engine.restore(stream, options)
+            finally:
+                close_iter(stream)
+        finally:
             progress.finish()
-        progress.start(f"restoring {m.id} from {located.target}")
-        engine.restore(plaintext(located, keys, progress, prechecked=True), options)
-    finally:
-        progress.finish()
-    return located
+        return copy
+
+    return each_copy(locate_named(config, job, selector, target), job, attempt,
+                     allow_unencrypted=allow_unencrypted)
 
 
 def run_cat(
@@ -271,11 +301,19 @@ def run_cat(
     allow_unencrypted: bool = False,
 ) -> Located:
     """Write the native dump to ``out``. The manifest is checked first (``checked``):
-    nothing is written for an untrusted or downgraded one. If a check fails midway the
-    error propagates and what was written must be discarded (the CLI says so)."""
-    located = pick(locate_named(config, job, selector, target), job,
-                   allow_unencrypted=allow_unencrypted)
-    for chunk in plaintext(located, keys, prechecked=True):
-        out.write(chunk)
-    out.flush()
-    return located
+    nothing is written for an untrusted or downgraded one. The stored object is read
+    once, checked as it streams: if a check fails midway the error propagates and what
+    was written must be discarded (the CLI says so); another copy is tried only while
+    nothing was written (a missing or unreachable object)."""
+    wrote = False
+
+    def attempt(copy: Located) -> Located:
+        nonlocal wrote
+        for chunk in plaintext(copy, keys):
+            wrote = True
+            out.write(chunk)
+        out.flush()
+        return copy
+
+    return each_copy(locate_named(config, job, selector, target), job, attempt,
+                     allow_unencrypted=allow_unencrypted, retry=lambda: not wrote)

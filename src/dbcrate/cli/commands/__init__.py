@@ -15,6 +15,7 @@ from dbcrate.cli.commands import (
     listing,
     prune,
     restore,
+    server,
     status,
     target,
     tools,
@@ -24,7 +25,7 @@ from dbcrate.cli.commands import (
 
 MODULES: tuple[ModuleType, ...] = (
     keygen, backup, listing, restore, cat, prune, target, tools, grants, agent, status, audit,
-    verify, wal,
+    verify, wal, server,
 )
 
 __all__ = ["MODULES"]

@@ -5,15 +5,17 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from dbcrate import catalog
 from dbcrate.cli import auditing
 from dbcrate.cli.options import add_progress_flags, in_job, load_config, progress
 from dbcrate.cli.output import human, print_error, print_json
 from dbcrate.errors import DbcrateError, UsageError
-from dbcrate.operations.backup import BackupResult, run_backup
 from dbcrate.operations.preflight import naming, run_exit_code
+
+if TYPE_CHECKING:  # the backup pipeline (engines, codecs, storage) loads when it runs
+    from dbcrate.operations.backup import BackupResult
 
 
 def register(sub: Any, common: argparse.ArgumentParser) -> None:
@@ -27,6 +29,8 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Run the named jobs (all by default); exit 0 only if every job reached every target."""
+    from dbcrate.operations.backup import run_backup
+
     cfg = load_config(args)
     names = args.jobs or list(cfg.jobs)
     if not names:

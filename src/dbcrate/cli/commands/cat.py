@@ -10,7 +10,6 @@ from dbcrate.cli.commands.restore import explain, keys
 from dbcrate.cli.options import add_selection, load_config, selector
 from dbcrate.cli.output import stdout_to_devnull
 from dbcrate.errors import DbcrateError, OutputError, UsageError
-from dbcrate.operations.restore import run_cat
 
 
 def register(sub: Any, common: argparse.ArgumentParser) -> None:
@@ -29,6 +28,8 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Write the native dump to stdout."""
+    from dbcrate.operations.restore import run_cat
+
     cfg = load_config(args)
     job = cfg.job(args.job)
     if sys.stdout.isatty():

@@ -9,7 +9,6 @@ from typing import Any
 
 from dbcrate.cli.options import load_config
 from dbcrate.cli.output import print_json
-from dbcrate.operations.probe import job_grants
 
 
 def register(sub: Any, common: argparse.ArgumentParser) -> None:
@@ -24,6 +23,8 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Print the script for ``args.job``. Raises ``ConfigError``/``UsageError``."""
+    from dbcrate.operations.probe import job_grants
+
     cfg = load_config(args)
     job = cfg.job(args.job)
     script = job_grants(job)

@@ -5,14 +5,16 @@ from __future__ import annotations
 import argparse
 import sys
 from datetime import UTC
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from dbcrate import catalog
 from dbcrate.cli.options import in_job, load_config
 from dbcrate.cli.output import human, print_error, print_json
 from dbcrate.errors import DbcrateError
-from dbcrate.operations.listing import Listed, count_leftovers, list_backups
 from dbcrate.operations.preflight import PARTIAL_EXIT
+
+if TYPE_CHECKING:
+    from dbcrate.operations.listing import Listed
 
 
 def register(sub: Any, common: argparse.ArgumentParser) -> None:
@@ -26,6 +28,8 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Print the backups found in storage, oldest first."""
+    from dbcrate.operations.listing import count_leftovers, list_backups
+
     cfg = load_config(args)
     if args.target:
         cfg.target(args.target)

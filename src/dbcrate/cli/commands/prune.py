@@ -12,7 +12,6 @@ from dbcrate.cli.options import in_job, load_config
 from dbcrate.cli.output import print_error, print_json
 from dbcrate.errors import DbcrateError, StorageError
 from dbcrate.operations.preflight import PARTIAL_EXIT
-from dbcrate.operations.prune import run_prune
 
 
 def register(sub: Any, common: argparse.ArgumentParser) -> None:
@@ -33,6 +32,8 @@ def run(args: argparse.Namespace) -> int:
     exit_code = 0
     out: list[dict[str, Any]] = []
     for job in jobs:
+        from dbcrate.operations.prune import run_prune
+
         reports = run_prune(cfg, job, target=args.target, dry_run=args.dry_run)
         some_ok = any(not r.errors for r in reports)
         for report in reports:

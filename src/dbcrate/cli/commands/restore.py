@@ -7,7 +7,7 @@ import argparse
 import os
 import sys
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from dbcrate import catalog
 from dbcrate.cli import auditing, pitr_restore
@@ -15,11 +15,10 @@ from dbcrate.cli.options import add_progress_flags, add_selection, load_config, 
 from dbcrate.cli.output import print_json
 from dbcrate.config import read_secret_file
 from dbcrate.config.keys import RESTORE_FLAGS
-from dbcrate.engines import RestoreOptions
 from dbcrate.errors import DbcrateError, NoMatchingIdentity, UsageError
-from dbcrate.operations.keys import read_identities
-from dbcrate.operations.pipeline import KeyMaterial
-from dbcrate.operations.restore import run_restore
+
+if TYPE_CHECKING:  # the restore pipeline (engines, codecs, storage) loads when it runs
+    from dbcrate.operations.pipeline import KeyMaterial
 from dbcrate.redact import redact_url
 
 
@@ -77,6 +76,9 @@ def keys(args: argparse.Namespace, aes_key: bytes | None) -> KeyMaterial:
     Raises ``SecretError``/``UsageError``/``InvalidKey`` naming the identity file (and
     the line, never its content)."""
     path = identity_path(args)
+    from dbcrate.operations.keys import read_identities
+    from dbcrate.operations.pipeline import KeyMaterial
+
     return KeyMaterial(identities=read_identities(path) if path else (), aes_key=aes_key)
 
 
@@ -108,6 +110,9 @@ def check_restore_flags(args: argparse.Namespace, engine: str) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Restore a backup into a database (see ``run_restore``)."""
+    from dbcrate.engines import RestoreOptions
+    from dbcrate.operations.restore import run_restore
+
     cfg = load_config(args)
     job = cfg.job(args.job)
     if args.pitr:  # point-in-time recovery of a physical job (cli/pitr_restore.py)

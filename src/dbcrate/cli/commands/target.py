@@ -9,7 +9,6 @@ from typing import Any
 from dbcrate.cli.options import Parser, load_config
 from dbcrate.cli.output import print_error, print_json
 from dbcrate.errors import StorageError
-from dbcrate.operations.probe import check_target
 
 #: a failed probe exits as a storage error does (docs/exit-codes.md)
 PROBE_FAILED = 4
@@ -31,6 +30,8 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
 def check(args: argparse.Namespace) -> int:
     """Run ``connect`` (SFTP), ``list``, ``write``, ``read``, ``delete`` on the target and
     print each step (or the JSON report). Exit 0 if all passed, else 4 (after printing)."""
+    from dbcrate.operations.probe import check_target
+
     report, where = check_target(load_config(args), args.name)
     if getattr(args, "json", False):
         print_json(report.json())

@@ -10,7 +10,6 @@ from pathlib import Path
 from typing import Any
 
 from dbcrate.cli.output import print_json
-from dbcrate.operations import tools
 
 
 def register(sub: Any, common: argparse.ArgumentParser) -> None:
@@ -41,6 +40,8 @@ def _cache(args: argparse.Namespace) -> Path | None:
 
 def fetch(args: argparse.Namespace) -> int:
     """Install each major (a cached, verified install is kept as it is)."""
+    from dbcrate.operations import tools  # lazy: pgbin, urllib (start-up)
+
     cache = _cache(args)
     for major in args.majors:
         inst = tools.fetch(major, cache, reinstall=args.reinstall)
@@ -51,6 +52,8 @@ def fetch(args: argparse.Namespace) -> int:
 
 def list_(args: argparse.Namespace) -> int:
     """Print every cached install; exit 5 if any fails verification."""
+    from dbcrate.operations import tools  # lazy: pgbin, urllib (start-up)
+
     cache = _cache(args)
     rows = tools.describe(cache)
     if args.json:

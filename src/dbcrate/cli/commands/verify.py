@@ -13,7 +13,6 @@ from dbcrate.cli.options import load_config, selector
 from dbcrate.cli.output import print_error, print_json
 from dbcrate.config import Config, JobConfig
 from dbcrate.errors import DbcrateError, IntegrityError
-from dbcrate.operations.verify import run_history
 
 
 def register(sub: Any, common: argparse.ArgumentParser) -> None:
@@ -72,6 +71,8 @@ def run(args: argparse.Namespace) -> int:
 
 def _history(cfg: Config, job: JobConfig, args: argparse.Namespace) -> int:
     """Print the history; exit 5 for a broken chain or MAC."""
+    from dbcrate.operations.verify import run_history  # lazy: psycopg, sandbox (start-up)
+
     material = keys(args, job.encryption_key) if (args.identity or job.encryption_key) \
         else None
     from dbcrate.agent.verifying import written_records

@@ -7,8 +7,9 @@ blocks. A block is a type byte and a dump id, then length-prefixed chunks ending
 zero length (``BLK_DATA``: the COPY text of one table, ended by ``\\.``; ``BLK_BLOBS``:
 large objects, each an oid and its chunks, ended by oid 0). With ``-Z0`` the chunks are
 the plain bytes, and pg_dump writes one chunk per COPY row (and one for the terminator),
-so the rows of a table are its chunks less the terminator: one ``struct`` read per row,
-no copy and no scan of the data.
+so the rows of a table are its chunks less the terminator: for narrow rows counted a
+buffer at a time with a few C-level scans (``copycount``), for wide ones by reading
+each chunk's length (one ``struct`` read per row, no scan of the data).
 
 ``RowCounter`` is a pass-through stage; ``counts()`` is valid after the stream ended.
 """
@@ -21,10 +22,21 @@ import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
+from dbcrate.engines.postgres.copycount import TERMINATOR, complete_end, count_chunks, uniform
+
 _BLK_DATA, _BLK_BLOBS = 1, 3
+#: a chunk's length after its sign byte (4-byte ints; the sign of a length is always 0)
+_LEN = struct.Struct("<xI")
+#: rows shorter than this on average (bytes) are counted a buffer at a time: a few
+#: C-level scans per byte cost less than a Python step per row (callgrind: ~6
+#: instructions per byte per scan, ~2000 per row for the walk)
+_DENSE = 100
+#: rows of one length are checked at once, 2, 4, ... up to _RUN at a time while that
+#: holds; after a miss single steps come first, _WAIT of them, twice as many after each
+#: further miss (up to _RUN): rows of varying length cost a try per ~_RUN rows
+_RUN, _WAIT = 1024, 16
 #: COPY's end marker, a chunk of its own after the rows (4-byte ints)
 _LAST_CHUNK = b"\x00\x05\x00\x00\x00\\.\n\n\n"
-_SIGN_LEN = struct.Struct("<BI")
 
 
 class ArchiveFormatError(ValueError):
@@ -138,6 +150,8 @@ class RowCounter:
         self._block = 0  # dump id of the current data block
         self._kind = 0
         self._prev = b""  # the last bytes consumed before the current buffer
+        self._dense = False  # the rows of the last buffer were narrow (see _DENSE)
+        self._wait, self._most, self._backoff = 0, 2, _WAIT  # equal-length runs (_RUN)
 
     def __call__(self, chunks: Iterable[bytes]) -> Iterator[bytes]:
         """Pass ``chunks`` through, counting; an archive it cannot read stops the counting
@@ -193,21 +207,46 @@ class RowCounter:
         pos, n = 0, len(data)
         r = _Reader(data, 0, self.header.int_size)
         fast = self.header.int_size == 4
-        unpack = _SIGN_LEN.unpack_from
+        unpack = _LEN.unpack_from
         while pos < n:
             if self._left:  # the rest of a chunk that began in an earlier buffer
                 take = min(self._left, n - pos)
                 self._left -= take
                 pos += take
                 continue
-            if fast and self._state == "chunk" and self._kind == _BLK_DATA:
-                count = 0  # the hot loop: one chunk per COPY row
+            if fast and self._state == "chunk" and self._kind == _BLK_DATA and self._dense:
+                # narrow rows: whole chunks counted a buffer at a time (C-level scans) up
+                # to the block's terminator or the chunk cut by the buffer's end
+                term = data.find(TERMINATOR, pos)
+                stop = term if term >= 0 else complete_end(data, pos, n)
+                count = count_chunks(data, pos, stop)
+                self.rows[self._block] += count
+                self._dense = count * _DENSE > stop - pos
+                pos = stop
+                if pos >= n:
+                    return pos
+            elif fast and self._state == "chunk" and self._kind == _BLK_DATA:
+                start, count = pos, 0  # wide rows: a length read per row
+                wait, most = self._wait, self._most
                 while pos + 5 <= n:
-                    sign, length = unpack(data, pos)
-                    if sign or not length:
+                    (length,) = unpack(data, pos)
+                    if not length:
                         break
+                    if wait:
+                        wait -= 1
+                    else:  # a run of rows of one length is checked by its headers at once
+                        run = uniform(data, pos, n, 5 + length, most)
+                        if run:  # the next try takes twice as many, the next miss waits less
+                            count += run
+                            pos += run * (5 + length)
+                            most, self._backoff = min(2 * most, _RUN), _WAIT
+                            continue
+                        most, self._backoff = 2, min(2 * self._backoff, _RUN)
+                        wait = self._backoff
                     count += 1
                     pos += 5 + length
+                self._wait, self._most = wait, most
+                self._dense = count * _DENSE > min(pos, n) - start
                 if pos > n:
                     self._left, pos = pos - n, n
                 self.rows[self._block] += count

@@ -28,7 +28,6 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from dbcrate import pgbin
 from dbcrate.engines.process import child_env
 from dbcrate.errors import ToolNotFound
 
@@ -147,6 +146,8 @@ def resolve(server_major: int, server_version: str, options: Mapping[str, Any]) 
         found = tools_in(on_path, "PATH")
         if found is not None and found.major == server_major:
             return found
+    from dbcrate import pgbin  # the cache and its downloader (urllib...): only from here on
+
     cache_dir = Path(options["cache_dir"]) if options.get("cache_dir") else None
     hit = pgbin.find_cached(server_major, cache_dir)
     looked.append(f"the dbcrate cache {pgbin.pg_dir(cache_dir)}")

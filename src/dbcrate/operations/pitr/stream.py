@@ -27,6 +27,32 @@ def stream_jobs(config: Config) -> list[JobConfig]:
             and j.options.get("archive") == "stream"]
 
 
+def restream(streams: list[Streamer], config: Config, state_dir: Path,
+             wake: threading.Event | None = None) -> list[Streamer]:
+    """The streams for a reloaded ``config``: those of jobs gone (or changed, or no longer
+    streaming) are stopped and joined first (one ``pg_receivewal`` per slot), new ones
+    are started; an unchanged job's stream keeps running and ships with ``config``'s
+    targets."""
+    wanted = {j.name: j for j in stream_jobs(config)}
+    kept: list[Streamer] = []
+    for streamer in streams:
+        if wanted.get(streamer.job.name) == streamer.job and streamer.is_alive():
+            streamer.config = config
+            kept.append(streamer)
+            continue
+        streamer.stop()
+        streamer.join(30)
+        log.info("%s: WAL stream stopped (config reload)", streamer.job.name)
+    running = {s.job.name for s in kept}
+    for name, job in wanted.items():
+        if name not in running:
+            streamer = Streamer(config, job, state_dir, wake)
+            streamer.start()
+            kept.append(streamer)
+            log.info("%s: WAL stream started (config reload)", name)
+    return kept
+
+
 class Streamer(threading.Thread):
     """Streams one job's WAL until ``stop()``."""
 

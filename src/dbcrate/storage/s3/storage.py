@@ -64,7 +64,7 @@ class S3Storage:
         secret_key: str | None = None,
         session_token: str | None = None,
         path_style: bool | None = None,
-        part_size: int = 16 * MiB,
+        part_size: int = 8 * MiB,
         storage_class: str | None = None,
         checksums: str = "when_required",
         verify_tls: bool = True,
@@ -136,7 +136,7 @@ class S3Storage:
                 "access_key and secret_key must be set together",
                 "set both (or neither, to use the AWS credential chain)",
             )
-        part_mib = target.get_int("part_size", 16)
+        part_mib = target.get_int("part_size", 8)
         if not MIN_PART // MiB <= part_mib <= MAX_PART // MiB:
             raise target.error(
                 "part_size", f"must be between {MIN_PART // MiB} and {MAX_PART // MiB} (MiB)"

@@ -82,20 +82,26 @@ class StreamUpload:
         the multipart upload is aborted and the same exception propagates. Raises
         ``StorageError`` if S3 fails (after aborting the upload)."""
         size = 0
-        buf = bytearray()
+        # one part's buffer, allocated at its size (growing it by appends would hold up to
+        # an eighth more, and copy it on the way), filled up to ``filled``
+        buf = bytearray(self._size_of(1))
+        filled = 0
         final_sent = False  # a PutObject/Complete may have reached S3 (its answer lost)
         try:
             for chunk in chunks:
                 view = memoryview(chunk).cast("B")
                 size += len(view)
                 while len(view):
-                    room = self._size_of(len(self.parts) + 1) - len(buf)
-                    buf += view[:room]
-                    view = view[room:]
-                    if len(buf) >= self._size_of(len(self.parts) + 1):
+                    take = min(len(buf) - filled, len(view))
+                    buf[filled : filled + take] = view[:take]
+                    filled += take
+                    view = view[take:]
+                    if filled == len(buf):
                         self._upload_part(buf)
-                        buf = bytearray()
+                        buf, filled = bytearray(), 0  # the sent part is freed first
+                        buf = bytearray(self._size_of(len(self.parts) + 1))
                 del view
+            del buf[filled:]
             if self.upload_id is None:
                 body = buf
                 final_sent = True
