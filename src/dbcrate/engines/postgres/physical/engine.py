@@ -11,11 +11,11 @@ from __future__ import annotations
 import json
 import logging
 import re
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from dbcrate.engines.base import Connection, Part, RestoreOptions
+from dbcrate.engines.base import Connection, RestoreOptions, SinglePart
 from dbcrate.engines.postgres.connect import connect
 from dbcrate.engines.postgres.options import PgOptions
 from dbcrate.engines.postgres.physical.tarscan import TarScan
@@ -58,7 +58,7 @@ class BaseInfo:
                 "pg_version": self.server_version}
 
 
-class PhysicalEngine:
+class PhysicalEngine(SinglePart):
     """A PostgreSQL cluster backed up with pg_basebackup (an ``Engine`` for backups; its
     restores are operations/pitr's, so ``restore`` refuses)."""
 
@@ -158,11 +158,3 @@ class PhysicalEngine:
         raise RestoreRefused("a base backup restores with `dbcrate restore JOB --pitr`",
                              hint="see docs/pitr.md")
 
-    def extra_parts(self) -> Sequence[Part]:
-        return ()
-
-    def dump_part(self, name: str) -> Iterator[bytes]:
-        raise KeyError(name)
-
-    def restore_part(self, name: str, chunks: Iterable[bytes], options: RestoreOptions) -> None:
-        raise KeyError(name)
