@@ -30,6 +30,7 @@ from botocore.config import Config
 
 from dbcrate.config import TargetConfig
 from dbcrate.sandbox import free_port
+from tests.lib.daemons import stop
 
 if TYPE_CHECKING:
     from mypy_boto3_s3.client import S3Client
@@ -140,12 +141,7 @@ def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
         access_key, secret_key = _enable_auth(url)
         yield S3Server(url, access_key, secret_key, REGION, proc)
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop(proc)
 
 
 @pytest.fixture
