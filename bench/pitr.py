@@ -42,7 +42,7 @@ def median(values: list[float]) -> float:
 
 
 def generate(c: PitrCluster, size_gb: float) -> None:
-    rows = int(size_gb * 2_000_000)
+    rows = int(size_gb * 3_000_000)  # ~0.34 kB of heap per row
     print(f"generating {rows} rows ...", flush=True)
     c.sql("CREATE TABLE IF NOT EXISTS bench (id bigint, body text, blob bytea)")
     c.sql(f"INSERT INTO bench SELECT i, repeat(md5(i::text), 8), sha256(int8send(i))"
@@ -80,28 +80,7 @@ def main() -> int:
             c.dbcrate("backup", JOB, check=True, timeout=3600)
             base["dbcrate"].append(time.perf_counter() - t0)
 
-        # one archived segment, pushed again and again (its object removed each time)
-        seg_name = c.switch_and_wait()
-        work = c.new_dir().parent / "pg_wal"
-        work.mkdir()
-        c.chown(work)
-        seg = work / seg_name
-        c.dbcrate("wal-fetch", JOB, seg_name, str(seg), "--identity", str(c.identity),
-                  check=True)
-        recipient = c.config.read_text().split('recipients = ["', 1)[1].split('"', 1)[0]
-        push: dict[str, list[float]] = {"raw": [], "dbcrate": []}
-        for _ in range(max(5, args.repeat)):
-            push["raw"].append(timed(["bash", "-c", f"zstd -1 -c < {seg} | age -r "
-                                      f"{recipient} > /dev/null"]))
-            for obj in c.wal_objects(seg_name):
-                obj.unlink()
-            t0 = time.perf_counter()  # as archive_command runs it
-            subprocess.run([*c.prefix, "env", "-i", *(f"{k}={v}" for k, v in c.env().items()),
-                            c.python, "-m", "dbcrate", "wal-push", JOB, str(seg), "--config",
-                            str(c.config)], check=True, cwd=c.dir)
-            push["dbcrate"].append(time.perf_counter() - t0)
-
-        # replay: a base, then ~N segments of WAL
+        # replay: a base, then ~N segments of WAL (full ones, written by inserts)
         c.dbcrate("backup", JOB, check=True, timeout=3600)
         print(f"writing ~{args.segments} segments of WAL ...", flush=True)
         c.sql(f"INSERT INTO bench SELECT i, repeat(md5(i::text), 8), sha256(int8send(i))"
@@ -115,6 +94,25 @@ def main() -> int:
         for name in names:
             c.dbcrate("wal-fetch", JOB, name, str(plain / name), "--identity",
                       str(c.identity), check=True)
+
+        # wal-push: one full segment of those (a switched one is mostly zeros), pushed
+        # again and again as archive_command runs it (its object removed each time)
+        segments = [n for n in names if len(n) == 24]
+        seg_name = segments[len(segments) // 2]
+        seg = plain / seg_name
+        recipient = c.config.read_text().split('recipients = ["', 1)[1].split('"', 1)[0]
+        push: dict[str, list[float]] = {"raw": [], "dbcrate": []}
+        for _ in range(max(5, args.repeat)):
+            push["raw"].append(timed(["bash", "-c", f"zstd -1 -c < {seg} | age -r "
+                                      f"{recipient} > /dev/null"]))
+            for obj in c.wal_objects(seg_name):
+                obj.unlink()
+            t0 = time.perf_counter()
+            subprocess.run([*c.prefix, "env", "-i", *(f"{k}={v}" for k, v in c.env().items()),
+                            c.python, "-m", "dbcrate", "wal-push", JOB, str(seg), "--config",
+                            str(c.config)], check=True, cwd=c.dir)
+            push["dbcrate"].append(time.perf_counter() - t0)
+
         tar = plain.parent / "base.tar"
         with tar.open("wb") as out:
             subprocess.run([*c.prefix, "env", "-i", *(f"{k}={v}" for k, v in c.env().items()),

@@ -62,6 +62,8 @@ log = logging.getLogger("dbcrate.pitr")
 
 #: segments fetched ahead of replay
 PREFETCH = 4
+#: the base's tar is read and its files written this much at a time
+_TAR_READ = 1 << 20
 ACTIONS = ("promote", "pause", "shutdown")
 
 
@@ -336,7 +338,8 @@ def _unpack(chunks: Iterator[bytes], dest: Path) -> None:
     each inside ``dest`` (else ``RestoreFailed``). The stream is read to its end (past the
     tar's end-of-archive blocks), so the digest checks of ``_base_chunks`` always run."""
     reader = _Reader(chunks)
-    with tarfile.open(fileobj=cast("IO[bytes]", reader), mode="r|") as tar:
+    with tarfile.open(fileobj=cast("IO[bytes]", reader), mode="r|", bufsize=_TAR_READ) as tar:
+        tar.copybufsize = _TAR_READ
         for member in tar:
             parts = Path(member.name).parts
             if member.name.startswith("/") or ".." in parts or not (
@@ -349,27 +352,35 @@ def _unpack(chunks: Iterator[bytes], dest: Path) -> None:
 
 
 class _Reader:
-    """A read()-able file over an iterator of chunks."""
+    """A read()-able file over an iterator of chunks. Linear: a read copies only what it
+    returns (slicing the current chunk at an offset), never the rest of a buffer."""
 
     def __init__(self, chunks: Iterable[bytes]) -> None:
         self._it = iter(chunks)
-        self._buf = b""
+        self._cur = b""
+        self._pos = 0
 
     def read(self, n: int = -1) -> bytes:
-        while n < 0 or len(self._buf) < n:
-            chunk = next(self._it, None)
-            if chunk is None:
-                break
-            self._buf += chunk
         if n < 0:
-            out, self._buf = self._buf, b""
-        else:
-            out, self._buf = self._buf[:n], self._buf[n:]
-        return out
+            rest = [self._cur[self._pos:], *self._it]
+            self._cur, self._pos = b"", 0
+            return b"".join(rest)
+        parts: list[bytes] = []
+        while n > 0:
+            if self._pos >= len(self._cur):
+                chunk = next(self._it, None)
+                if chunk is None:
+                    break
+                self._cur, self._pos = chunk, 0
+            piece = self._cur[self._pos : self._pos + n]
+            self._pos += len(piece)
+            n -= len(piece)
+            parts.append(piece)
+        return parts[0] if len(parts) == 1 else b"".join(parts)
 
     def drain(self) -> None:
         """Read what is left (and drop it)."""
-        self._buf = b""
+        self._cur, self._pos = b"", 0
         for _ in self._it:
             pass
 
