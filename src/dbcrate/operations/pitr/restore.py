@@ -339,7 +339,7 @@ def _unpack(chunks: Iterator[bytes], dest: Path) -> None:
     tar's end-of-archive blocks), so the digest checks of ``_base_chunks`` always run."""
     reader = _Reader(chunks)
     with tarfile.open(fileobj=cast("IO[bytes]", reader), mode="r|", bufsize=_TAR_READ) as tar:
-        tar.copybufsize = _TAR_READ
+        tar.copybufsize = _TAR_READ  # type: ignore[attr-defined]  # not in typeshed
         for member in tar:
             parts = Path(member.name).parts
             if member.name.startswith("/") or ".." in parts or not (
