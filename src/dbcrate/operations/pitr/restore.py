@@ -23,7 +23,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import IO, cast
+from typing import IO, Any, cast
 
 from dbcrate import catalog, pgbin
 from dbcrate.catalog import wal
@@ -338,8 +338,9 @@ def _unpack(chunks: Iterator[bytes], dest: Path) -> None:
     each inside ``dest`` (else ``RestoreFailed``). The stream is read to its end (past the
     tar's end-of-archive blocks), so the digest checks of ``_base_chunks`` always run."""
     reader = _Reader(chunks)
-    with tarfile.open(fileobj=cast("IO[bytes]", reader), mode="r|", bufsize=_TAR_READ) as tar:
-        tar.copybufsize = _TAR_READ  # type: ignore[attr-defined]  # not in typeshed
+    # (copybufsize, tarfile's write size, is a TarFile argument typeshed lacks)
+    options: dict[str, Any] = {"bufsize": _TAR_READ, "copybufsize": _TAR_READ}
+    with tarfile.open(fileobj=cast("IO[bytes]", reader), mode="r|", **options) as tar:
         for member in tar:
             parts = Path(member.name).parts
             if member.name.startswith("/") or ".." in parts or not (
