@@ -56,7 +56,7 @@ from dbcrate.operations.pitr.spool import Spool
 from dbcrate.operations.restore import Located, checked
 from dbcrate.sandbox.privileges import drop_privileges_prefix
 from dbcrate.storage import Storage, open_target
-from dbcrate.streams import apply
+from dbcrate.streams import apply, threaded
 
 log = logging.getLogger("dbcrate.pitr")
 
@@ -203,7 +203,8 @@ def run_pitr(config: Config, job: JobConfig, req: PitrRequest, keys: KeyMaterial
     server: RecoveryServer | None = None
     ok = False
     try:
-        _unpack(_base_chunks(located, keys), req.data_dir)
+        # decoding (a thread of its own) overlaps with writing the files
+        _unpack(threaded(_base_chunks(located, keys), depth=4), req.data_dir)
         if user is not None:
             _chown_tree(req.data_dir, user)
             os.chown(spool_root, user.pw_uid, user.pw_gid)
