@@ -25,6 +25,20 @@
 /* a chunk header with 4-byte ints: sign byte, then the length, little-endian */
 #define HEADER 5
 
+/*
+ * Each header's place is known only once the one before it is read: a chain of loads,
+ * each waiting on memory when the buffer is not in L1 (it was just filled by a read, on
+ * another core). The walk prefetches the lines up to AHEAD bytes ahead of it, every line
+ * once, so that the chain hits L1 (about 2x faster on 300-byte rows, bench/counter_cost.py).
+ */
+#define AHEAD 4096
+#define LINE 64
+#if defined(__GNUC__) || defined(__clang__)
+#define PREFETCH(p) __builtin_prefetch(p)
+#else
+#define PREFETCH(p) ((void)(p))
+#endif
+
 PyDoc_STRVAR(walk_doc,
 "walk(data, pos, left, /) -> (pos, count, left, at_header)\n"
 "\n"
@@ -88,9 +102,14 @@ walk(PyObject *module, PyObject *args)
         }
     }
 
+    Py_ssize_t fetched = pos; /* the lines before this one are prefetched */
     /* invariant: 0 <= pos <= n and, while pos < n, pos is at a chunk header */
     while (n - pos >= HEADER) {
         const unsigned char *h = buf + pos;
+        const Py_ssize_t ahead = n - pos > AHEAD ? pos + AHEAD : n;
+        for (; fetched < ahead; fetched += LINE) {
+            PREFETCH(buf + fetched); /* a hint: never faults, inside the buffer anyway */
+        }
         const uint32_t length = (uint32_t)h[1] | (uint32_t)h[2] << 8 |
                                 (uint32_t)h[3] << 16 | (uint32_t)h[4] << 24;
         if (h[0] != 0 || length == 0) {
