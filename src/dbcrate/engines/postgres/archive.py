@@ -208,20 +208,25 @@ class RowCounter:
     def feed(self, chunk: bytes) -> None:
         """Count what ``chunk`` holds. Raises ``ArchiveFormatError``."""
         if self._state == "head":
-            self._buf += chunk
+            # the header and TOC, mostly all in the first buffer: read there, not copied
+            first = not self._buf
+            if not first:
+                self._buf += chunk
             try:
-                self.header, pos = read_header(self._buf)
+                self.header, pos = read_header(chunk if first else self._buf)
             except _NeedMore:
+                if first:
+                    self._buf += chunk
                 return
-            rest = bytes(self._buf[pos:])
+            data = chunk if first else bytes(self._buf)
             self._buf = bytearray()
             self._state = "block"
-            self._blocks(rest)
+            self._blocks(data, pos)
         else:
             self._blocks(chunk)
 
-    def _blocks(self, data: bytes) -> None:
-        start = 0
+    def _blocks(self, data: bytes, start: int = 0) -> None:
+        """Count ``data`` from ``start`` (0 whenever the last buffer left a carry)."""
         if self._buf:  # the start of a field the last buffer cut
             carry, self._buf = bytes(self._buf), bytearray()
             if self._walk is not None and len(carry) < _JOIN <= len(data):
