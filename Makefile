@@ -2,7 +2,10 @@
 PYTHON ?= python3
 VENV   ?= .venv
 BIN     = $(VENV)/bin
-HASH   := $(shell sha256sum pyproject.toml | cut -c1-12)
+## what the install builds from: a change to any of them reinstalls (rebuilding the C
+## extension, setup.py) on the next `make test` or `make demo`
+BUILT  := pyproject.toml setup.py $(sort $(shell find src -name '*.c'))
+HASH   := $(shell cat $(BUILT) | sha256sum | cut -c1-12)
 RUN     = $(VENV)/.run-$(HASH)
 STAMP   = $(VENV)/.test-$(HASH)
 
@@ -13,12 +16,12 @@ $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
 
 ## runtime dependencies only (what the demo needs)
-$(RUN): pyproject.toml | $(VENV)/bin/python
+$(RUN): $(BUILT) | $(VENV)/bin/python
 	$(BIN)/pip install --quiet --disable-pip-version-check -e .
 	rm -f $(VENV)/.run-* && touch $@
 
 ## runtime + test dependencies
-$(STAMP): pyproject.toml | $(VENV)/bin/python
+$(STAMP): $(BUILT) | $(VENV)/bin/python
 	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[test,server]'
 	rm -f $(VENV)/.test-* $(VENV)/.run-* && touch $@ $(RUN)
 
@@ -60,4 +63,5 @@ bench: $(STAMP)
 	$(BIN)/python bench/compare.py
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache build
+	find src -name '*.so' -delete

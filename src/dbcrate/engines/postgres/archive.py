@@ -7,9 +7,11 @@ blocks. A block is a type byte and a dump id, then length-prefixed chunks ending
 zero length (``BLK_DATA``: the COPY text of one table, ended by ``\\.``; ``BLK_BLOBS``:
 large objects, each an oid and its chunks, ended by oid 0). With ``-Z0`` the chunks are
 the plain bytes, and pg_dump writes one chunk per COPY row (and one for the terminator),
-so the rows of a table are its chunks less the terminator: for narrow rows counted a
-buffer at a time with a few C-level scans (``copycount``), for wide ones by reading
-each chunk's length (one ``struct`` read per row, no scan of the data).
+so the rows of a table are its chunks less the terminator, counted by reading each
+chunk's length and jumping over its data: in C (``_chunkwalk.c``, a few instructions per
+row, a call per buffer) where that extension was built, else in Python, for narrow rows a
+buffer at a time with a few C-level scans (``copycount``), for wide ones one ``struct``
+read per row. ``NATIVE_WALK`` is the one place that choice is made.
 
 ``RowCounter`` is a pass-through stage; ``counts()`` is valid after the stream ended.
 """
@@ -19,7 +21,7 @@ from __future__ import annotations
 import json
 import struct
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
 from dbcrate.engines.postgres.copycount import TERMINATOR, complete_end, count_chunks, uniform
@@ -37,6 +39,27 @@ _DENSE = 100
 _RUN, _WAIT = 1024, 16
 #: COPY's end marker, a chunk of its own after the rows (4-byte ints)
 _LAST_CHUNK = b"\x00\x05\x00\x00\x00\\.\n\n\n"
+#: a field cut by the end of a buffer is completed from this many bytes of the next one
+#: rather than by a copy of all of it (on the C path a cut field is a header: <= 10 bytes)
+_JOIN = 64
+
+#: ``(data, pos, left) -> (pos, count, left, at_header)``: the chunks of a data block
+#: counted and skipped from ``pos`` (after ``left`` bytes of one begun earlier) up to its
+#: terminator, a header cut by the buffer's end or the buffer's end (``_chunkwalk.c``)
+Walk = Callable[[bytes, int, int], tuple[int, int, int, bool]]
+
+
+def _native_walk() -> Walk | None:
+    """The C chunk walk if the extension was built (setup.py; optional), else None."""
+    try:
+        from dbcrate.engines.postgres._chunkwalk import walk
+    except ImportError:
+        return None
+    return walk
+
+
+#: the chunk walk in C, or None where it was not built (the Python path counts instead)
+NATIVE_WALK = _native_walk()
 
 
 class ArchiveFormatError(ValueError):
@@ -134,9 +157,13 @@ def read_header(buf: bytes | bytearray) -> tuple[Header, int]:
 
 class RowCounter:
     """A pass-through ``Stage``: yields every chunk unchanged and counts, per table, the
-    COPY rows (and the large objects) of the archive flowing through it."""
+    COPY rows (and the large objects) of the archive flowing through it.
 
-    def __init__(self) -> None:
+    ``native=False`` counts with the Python path even where the C walk is built (tests
+    compare the two)."""
+
+    def __init__(self, *, native: bool = True) -> None:
+        self._walk = NATIVE_WALK if native else None
         self.header: Header | None = None
         self.rows: dict[int, int] = {}
         self.large_objects = 0
@@ -150,6 +177,7 @@ class RowCounter:
         self._block = 0  # dump id of the current data block
         self._kind = 0
         self._prev = b""  # the last bytes consumed before the current buffer
+        self._origin = 0  # where in the current buffer the current scan began
         self._dense = False  # the rows of the last buffer were narrow (see _DENSE)
         self._wait, self._most, self._backoff = 0, 2, _WAIT  # equal-length runs (_RUN)
 
@@ -180,41 +208,71 @@ class RowCounter:
     def feed(self, chunk: bytes) -> None:
         """Count what ``chunk`` holds. Raises ``ArchiveFormatError``."""
         if self._state == "head":
-            self._buf += chunk
+            # the header and TOC, mostly all in the first buffer: read there, not copied
+            first = not self._buf
+            if not first:
+                self._buf += chunk
             try:
-                self.header, pos = read_header(self._buf)
+                self.header, pos = read_header(chunk if first else self._buf)
             except _NeedMore:
+                if first:
+                    self._buf += chunk
                 return
-            rest = bytes(self._buf[pos:])
+            data = chunk if first else bytes(self._buf)
             self._buf = bytearray()
             self._state = "block"
-            self._blocks(rest)
+            self._blocks(data, pos)
         else:
             self._blocks(chunk)
 
-    def _blocks(self, data: bytes) -> None:
-        if self._buf:
-            data = bytes(self._buf) + data
-            self._buf = bytearray()
-        pos = self._scan(data)
+    def _blocks(self, data: bytes, start: int = 0) -> None:
+        """Count ``data`` from ``start`` (0 whenever the last buffer left a carry)."""
+        if self._buf:  # the start of a field the last buffer cut
+            carry, self._buf = bytes(self._buf), bytearray()
+            if self._walk is not None and len(carry) < _JOIN <= len(data):
+                # completed from the head of this buffer, which then goes on from where
+                # that left off: no copy of the buffer (the Python path's carry can be a
+                # whole chunk, so it keeps the plain join)
+                head = carry + data[:_JOIN]
+                pos = self._consume(head, 0)
+                if pos >= len(carry):
+                    start = pos - len(carry)
+                else:  # a field longer than _JOIN: not the C path's
+                    data = head[pos:] + data[_JOIN:]
+            else:
+                data = carry + data
+        pos = self._consume(data, start)
         if pos < len(data):
             self._buf = bytearray(data[pos:])
-        self._prev = (self._prev + data[max(0, pos - 16) : pos])[-16:]
 
-    def _scan(self, data: bytes) -> int:
-        """Consume ``data`` up to the first incomplete field; returns where that starts."""
+    def _consume(self, data: bytes, start: int) -> int:
+        """Scan ``data`` from ``start``; returns where its first incomplete field starts."""
+        pos = self._scan(data, start)
+        self._prev = (self._prev + data[max(start, pos - 16) : pos])[-16:]
+        return pos
+
+    def _scan(self, data: bytes, pos: int) -> int:
+        """Consume ``data`` from ``pos`` up to the first incomplete field; returns where
+        that starts."""
         assert self.header is not None
-        pos, n = 0, len(data)
+        self._origin, n = pos, len(data)
         r = _Reader(data, 0, self.header.int_size)
         fast = self.header.int_size == 4
         unpack = _LEN.unpack_from
+        walk = self._walk if fast else None
         while pos < n:
-            if self._left:  # the rest of a chunk that began in an earlier buffer
+            if walk is not None and self._state == "chunk" and self._kind == _BLK_DATA:
+                # in C, up to the terminator (or a negative length) for _field to read
+                pos, count, self._left, at_header = walk(data, pos, self._left)
+                self.rows[self._block] += count
+                if not at_header:  # the end of data, or a header it cuts
+                    return pos
+            elif self._left:  # the rest of a chunk that began in an earlier buffer
                 take = min(self._left, n - pos)
                 self._left -= take
                 pos += take
                 continue
-            if fast and self._state == "chunk" and self._kind == _BLK_DATA and self._dense:
+            elif fast and self._state == "chunk" and self._kind == _BLK_DATA and self._dense:
                 # narrow rows: whole chunks counted a buffer at a time (C-level scans) up
                 # to the block's terminator or the chunk cut by the buffer's end
                 term = data.find(TERMINATOR, pos)
@@ -287,7 +345,8 @@ class RowCounter:
                 if self._kind == _BLK_DATA:
                     self.rows[self._block] += 1
             elif self._kind == _BLK_DATA:
-                before = (self._prev + bytes(r.buf[max(0, start - 16) : start]))[-10:]
+                tail = bytes(r.buf[max(self._origin, start - 16) : start])
+                before = (self._prev + tail)[-10:]
                 if before == _LAST_CHUNK:  # COPY's end marker is not a row
                     self.rows[self._block] -= 1
                 self._state = "block"
