@@ -19,7 +19,6 @@ import tarfile
 import tempfile
 import time
 from collections.abc import Iterable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -30,13 +29,11 @@ from dbcrate.catalog import wal
 from dbcrate.config import Config, JobConfig
 from dbcrate.engines.postgres.physical.recovery import (
     RecoveryServer,
-    RecoveryState,
     write_archive_off,
 )
 from dbcrate.errors import (
     BackupNotFound,
     CorruptedData,
-    DbcrateError,
     RestoreFailed,
     RestoreRefused,
     UsageError,
@@ -46,12 +43,11 @@ from dbcrate.operations.listing import manifests
 from dbcrate.operations.pipeline import KeyMaterial, decoders, verified
 from dbcrate.operations.pitr import continuity
 from dbcrate.operations.pitr.archive import (
-    ArchiveInfo,
     WalConflict,
     objects,
     read_archive_info,
 )
-from dbcrate.operations.pitr.fetch import read_wal
+from dbcrate.operations.pitr.feed import Feeder, serve
 from dbcrate.operations.pitr.spool import Spool
 from dbcrate.operations.restore import Located, checked
 from dbcrate.sandbox.privileges import drop_privileges_prefix
@@ -60,8 +56,6 @@ from dbcrate.streams import apply, threaded
 
 log = logging.getLogger("dbcrate.pitr")
 
-#: segments fetched ahead of replay
-PREFETCH = 4
 #: the base's tar is read and its files written this much at a time
 _TAR_READ = 1 << 20
 ACTIONS = ("promote", "pause", "shutdown")
@@ -201,6 +195,7 @@ def run_pitr(config: Config, job: JobConfig, req: PitrRequest, keys: KeyMaterial
     req.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     spool_root = Path(tempfile.mkdtemp(prefix=".dbcrate-pitr-", dir=req.data_dir.parent))
     server: RecoveryServer | None = None
+    feeder: Feeder | None = None
     ok = False
     try:
         # decoding (a thread of its own) overlaps with writing the files
@@ -216,6 +211,8 @@ def run_pitr(config: Config, job: JobConfig, req: PitrRequest, keys: KeyMaterial
         server = RecoveryServer(root / "bin", req.data_dir, spool_root,
                                 _settings(req, spool), prefix, req.port if req.keep_running
                                 else None, req.action)
+        feeder = Feeder(spool, storage, job, by_name, keys, seg_size, info)
+        feeder.start_at(tli, first)  # fetching overlaps with pg_verifybackup and start-up
         server.verify_backup()
         if not req.resume_archiving:
             write_archive_off(req.data_dir)
@@ -224,7 +221,7 @@ def run_pitr(config: Config, job: JobConfig, req: PitrRequest, keys: KeyMaterial
             for p in (req.data_dir / "recovery.signal", req.data_dir / "postgresql.auto.conf"):
                 os.chown(p, user.pw_uid, user.pw_gid)
         server.start()
-        state = _replay(server, spool, storage, job, by_name, keys, seg_size, info)
+        state = serve(server, feeder)
         if req.keep_running or req.action == "pause":
             server.release()
         else:
@@ -233,6 +230,8 @@ def run_pitr(config: Config, job: JobConfig, req: PitrRequest, keys: KeyMaterial
         return PitrResult(base.id, base.extra["stop_lsn"], state.last_commit, state.timeline,
                           tname, time.monotonic() - t0, state.stopped_at)
     finally:
+        if feeder is not None:
+            feeder.close()  # idempotent
         if server is not None and not ok:
             server.stop(fast=False)
         if not ok:
@@ -254,68 +253,6 @@ def _settings(req: PitrRequest, spool: Spool) -> dict[str, str]:
     else:
         s.pop("recovery_target_action")
     return s
-
-
-def _replay(server: RecoveryServer, spool: Spool, storage: Storage, job: JobConfig,
-            by_name: dict[str, wal.WalObject], keys: KeyMaterial, seg_size: int,
-            info: ArchiveInfo | None) -> RecoveryState:
-    """Serve the server's requests (and fetch ahead) until it reaches its target. Raises
-    the error of a damaged object it asked for, or ``RestoreFailed`` with its log."""
-    ainfo = info
-    pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="wal-fetch")
-    inflight: dict[str, Future[bytes]] = {}
-    errors: dict[str, DbcrateError] = {}
-
-    def stored(name: str) -> wal.WalObject | None:
-        """The object for ``name``: the segment, else (the newest, streamed) its
-        ``.partial``, which replay reads up to its last valid record."""
-        obj = by_name.get(name)
-        if obj is None and wal.SEGMENT.fullmatch(name):
-            obj = by_name.get(f"{name}.partial")
-        return obj
-
-    def want(name: str) -> None:
-        obj = stored(name)
-        if name not in inflight and obj is not None and not spool.is_ready(name):
-            inflight[name] = pool.submit(read_wal, storage, job, obj, keys, ainfo)
-
-    try:
-        while True:
-            for name in spool.wanted():
-                if spool.is_ready(name):
-                    spool.answered(name)
-                elif name in errors:
-                    spool.fail(name)
-                    raise errors[name]
-                elif stored(name) is None:
-                    spool.none(name)
-                else:
-                    want(name)
-                if wal.SEGMENT.fullmatch(name):
-                    t, segno = wal.parse_segment(name, seg_size)
-                    for n in range(1, PREFETCH + 1):
-                        if spool.ready_count() + len(inflight) >= PREFETCH + 1:
-                            break
-                        want(wal.segment_name(t, segno + n, seg_size))
-            for name, fut in list(inflight.items()):
-                if fut.done():
-                    del inflight[name]
-                    exc = fut.exception()
-                    if isinstance(exc, DbcrateError):
-                        errors[name] = exc
-                    elif exc is not None:
-                        raise exc
-                    else:
-                        spool.put(name, fut.result())
-            state = server.wait()
-            if state.done:
-                return state
-            if state.failed:
-                raise RestoreFailed(f"the recovery server stopped: {state.failed}",
-                                    hint=f"its log:\n{server.tail()}")
-    finally:
-        pool.shutdown(wait=True, cancel_futures=True)
-        spool.close()
 
 
 def _base_chunks(located: Located, keys: KeyMaterial) -> Iterator[bytes]:

@@ -22,7 +22,7 @@ while :; do
   if [ -e "$s/none/$f" ]; then rm -f "$s/none/$f"; exit 1; fi
   [ -e "$s/fail/$f" ] && exit 200
   [ -d "$s/want" ] || exit 200
-  sleep 0.05
+  sleep 0.01
 done
 """
 
