@@ -12,7 +12,12 @@ the server and dbcrate run as the sandbox user when this runs as root), measures
                 base untarred + pg_verifybackup + replay with restore_command = cp
                 (goal <= 1.5x)
 
+The data set (--dataset) decides what a logical dump costs: ``wide`` (one table of 0.3 kB
+text rows, cheap for pg_dump) or one of bench/datasets.py's (``current``: the backup
+bench's own data). A base backup is the whole cluster, the dump is that one database.
+
 Usage: python bench/pitr.py [--size-gb 1.0] [--segments 30] [--major 17] [--repeat 3]
+                            [--dataset wide|current|app]
 (run from the repository root with PYTHONPATH=src:.)
 """
 
@@ -27,7 +32,9 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+import datasets
 from tests.servers.pitr import JOB, PitrCluster
 
 
@@ -57,6 +64,7 @@ def main() -> int:
     ap.add_argument("--segments", type=int, default=30)
     ap.add_argument("--major", type=int, default=17)
     ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--dataset", default="wide", choices=["wide", *datasets.DATASETS])
     args = ap.parse_args()
     # an installed dbcrate has bytecode; the server's user cannot write __pycache__ into
     # this checkout, so without this every wal-push would compile its modules again
@@ -67,12 +75,20 @@ def main() -> int:
     c.server._settings["max_wal_size"] = "8GB"
     c.start()
     try:
-        generate(c, args.size_gb)
+        db = "postgres"
+        c.sql("CREATE TABLE IF NOT EXISTS bench (id bigint, body text, blob bytea)")
+        if args.dataset == "wide":
+            generate(c, args.size_gb)
+        else:
+            db = args.dataset
+            datasets.DATASETS[db](c.server, db, args.size_gb)
+            print(f"database size: {datasets.size_of(c.server, db) / 1e9:.2f} GB", flush=True)
+        c.sql("CHECKPOINT")
         c.switch_and_wait(600)
         s = c.server
         env = {**os.environ, "PGPASSWORD": s.password}
         dump = [str(s.bin_dir / "pg_dump"), "-Fc", "-Z0", "-h", s.host, "-p", str(s.port),
-                "-U", s.user, "postgres"]
+                "-U", s.user, db]
         base: dict[str, list[float]] = {"raw": [], "dbcrate": []}
         for _ in range(args.repeat):
             base["raw"].append(timed(dump, env=env))
