@@ -2,8 +2,9 @@
 an empty data directory (digest-checked, then ``pg_verifybackup``), replay WAL to the
 target with a recovery server that fetches nothing itself (``spool``), stop it cleanly.
 
-The base is read once: its stored and plaintext digests are checked while it is
-unpacked, and a mismatch raises before ``pg_verifybackup`` or the server sees the copy.
+The base is read once: its stored digest and its plaintext's size (and SHA-256, when
+its manifest records one) are checked while it is unpacked, and a mismatch raises
+before ``pg_verifybackup`` or the server sees the copy.
 
 Nothing is touched before the continuity check passes; on any failure the data
 directory's contents are removed (no promoted copy is left behind).
@@ -319,7 +320,8 @@ def _replay(server: RecoveryServer, spool: Spool, storage: Storage, job: JobConf
 
 def _base_chunks(located: Located, keys: KeyMaterial) -> Iterator[bytes]:
     """The base's tar stream, read once: the stored object's size and SHA-256 are checked
-    as it arrives and the plaintext's after the last chunk (``DigestMismatch``,
+    as it arrives and the plaintext's size (and SHA-256 unless the manifest records none:
+    then its zstd frame checksum stands in) after the last chunk (``DigestMismatch``,
     ``TruncatedData``); a codec's ``CorruptedData`` names the stored object."""
     m = located.manifest
     what = f"stored object {located.target}:{m.data_key}"
