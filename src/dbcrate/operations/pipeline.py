@@ -34,12 +34,16 @@ class KeyMaterial:
 
 @dataclass(frozen=True)
 class EncodePlan:
-    """The codecs of one backup, in order, with what the manifest records about them."""
+    """The codecs of one backup, in order, with what the manifest records about them.
+    ``plaintext_sha256``: whether the main dump's plaintext is hashed (always, unless the
+    first codec is zstd, whose frames carry a content checksum, and the job does not set
+    ``plaintext_sha256 = true``); parts are always hashed."""
 
     codecs: tuple[codecs.Codec, ...]
     encryption: str
     recipients: tuple[str, ...]
     key_id: str
+    plaintext_sha256: bool = True
 
     @property
     def stages(self) -> tuple[str, ...]:
@@ -84,7 +88,8 @@ def encode_plan(job: JobConfig) -> EncodePlan:
         key_id = key_fingerprint(job.encryption_key)
     elif job.encryption != "none":
         raise job.error("encryption", f"unknown encryption {job.encryption!r}")
-    return EncodePlan(tuple(chain), job.encryption, recipients, key_id)
+    hashed = job.plaintext_sha256 or job.compression != "zstd"
+    return EncodePlan(tuple(chain), job.encryption, recipients, key_id, hashed)
 
 
 def key_fingerprint(key: bytes) -> str:
