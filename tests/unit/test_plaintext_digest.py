@@ -259,3 +259,14 @@ def test_the_zstd_frame_checksum_catches_a_wrong_decoded_output(tmp_path: Path) 
     with pytest.raises(CorruptedData, match="zstd data is corrupted") as err:
         b"".join(plaintext(located, KeyMaterial()))
     assert err.value.exit_code == 5
+
+
+def test_the_zstd_encoder_writes_one_frame_with_a_content_checksum() -> None:
+    """What a null plaintext SHA-256 relies on (docs/format.md): every frame dbcrate
+    writes carries the checksum flag, and it is the only frame."""
+    import zstandard
+
+    stored = b"".join(apply(iter([PLAIN]), [make("zstd", level=1).encoder()]))
+    assert zstandard.get_frame_parameters(stored).has_checksum
+    dec = zstandard.ZstdDecompressor().decompressobj()
+    assert dec.decompress(stored) == PLAIN and dec.eof and dec.unused_data == b""
