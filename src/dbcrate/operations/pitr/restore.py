@@ -2,9 +2,8 @@
 an empty data directory (digest-checked, then ``pg_verifybackup``), replay WAL to the
 target with a recovery server that fetches nothing itself (``spool``), stop it cleanly.
 
-The base is read once: its stored digest and its plaintext's size (and SHA-256, when
-its manifest records one) are checked while it is unpacked, and a mismatch raises
-before ``pg_verifybackup`` or the server sees the copy.
+The base is read once: its stored digest, plaintext size (and SHA-256, if recorded) are
+checked as it is unpacked; a mismatch raises before ``pg_verifybackup`` or the server runs.
 
 Nothing is touched before the continuity check passes; on any failure the data
 directory's contents are removed (no promoted copy is left behind).
@@ -319,10 +318,9 @@ def _replay(server: RecoveryServer, spool: Spool, storage: Storage, job: JobConf
 
 
 def _base_chunks(located: Located, keys: KeyMaterial) -> Iterator[bytes]:
-    """The base's tar stream, read once: the stored object's size and SHA-256 are checked
-    as it arrives and the plaintext's size (and SHA-256 unless the manifest records none:
-    then its zstd frame checksum stands in) after the last chunk (``DigestMismatch``,
-    ``TruncatedData``); a codec's ``CorruptedData`` names the stored object."""
+    """The base's tar stream, read once: the stored object's size and SHA-256 checked as it
+    arrives, the plaintext's size (and SHA-256, if recorded) after the last chunk
+    (``DigestMismatch``, ``TruncatedData``); a codec's ``CorruptedData`` names the object."""
     m = located.manifest
     what = f"stored object {located.target}:{m.data_key}"
     stages = decoders(m, keys)  # fail fast on missing key material
