@@ -31,10 +31,12 @@ class EngineInfo:
 
 @dataclass(frozen=True)
 class Digest:
-    """Size and SHA-256 (hex) of a byte stream."""
+    """Size and SHA-256 (hex) of a byte stream. ``sha256`` is None when only the size is
+    recorded: the plaintext of a format-3 backup whose first stage is zstd (its frames
+    carry their own content checksum; docs/format.md, "What a restore verifies")."""
 
     size: int
-    sha256: str
+    sha256: str | None
 
 
 @dataclass(frozen=True)
@@ -80,7 +82,7 @@ class Manifest:
     data_key: str = ""
     extra: dict[str, str] = field(default_factory=dict)
     parts: tuple[PartRecord, ...] = ()
-    #: format 2, aes-256-gcm jobs: HMAC-SHA256 of the manifest (see docs/format.md)
+    #: format >= 2, aes-256-gcm jobs: HMAC-SHA256 of the manifest (see docs/format.md)
     hmac: str = ""
     #: ``dump`` (an engine's native dump) or ``base`` (a PostgreSQL base backup, its
     #: timeline, LSNs, system identifier and segment size in ``extra``; docs/pitr.md)

@@ -53,6 +53,24 @@ class HashStage:
         return Digest(size=self.size, sha256=self._hash.hexdigest())
 
 
+class SizeStage:
+    """Pass-through stage that only counts bytes (a digest with no SHA-256: for a stream
+    whose manifest records only its size)."""
+
+    def __init__(self) -> None:
+        self.size = 0
+
+    def feed(self, data: bytes) -> bytes:
+        self.size += len(data)
+        return data
+
+    def flush(self) -> bytes:
+        return b""
+
+    def digest(self) -> Digest:
+        return Digest(size=self.size, sha256=None)
+
+
 def apply(chunks: Iterable[bytes], stages: Sequence[Stage]) -> Chunks:
     """Run ``chunks`` through ``stages`` in order, yielding non-empty output chunks.
 

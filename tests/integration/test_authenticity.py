@@ -176,7 +176,7 @@ def test_signed_manifest_verifies_with_ssh_keygen_and_an_edit_is_refused(
     setup, _, line = _signed_setup(tmp_path, pg_db)
     setup.run("backup", check=True)
     [b] = setup.list_json("orders")
-    assert b["authenticated"] == "signed by dbcrate-manifest" and b["format"] == 2
+    assert b["authenticated"] == "signed by dbcrate-manifest" and b["format"] == catalog.FORMAT
     _, mpath, doc = _only(setup)
     sig = mpath.with_name(mpath.name + ".sig")
     assert sig.read_text().startswith("-----BEGIN SSH SIGNATURE-----\n")
@@ -294,7 +294,7 @@ def test_aes_manifest_hmac(tmp_path: Path, pg_db: PgDatabase) -> None:
     assert b["authenticated"] == "hmac"
     _, mpath, doc = _only(setup)
     genuine = mpath.read_bytes()
-    assert doc["format"] == 2 and len(doc["hmac"]) == 64
+    assert doc["format"] == catalog.FORMAT and len(doc["hmac"]) == 64
     for label, edit in [("flipped field", {"tool_version": "17.0"}),
                         ("relabelled", {"started_at": "2099-01-01T00:00:00Z"}),
                         ("no hmac", {"hmac": ""})]:
@@ -320,6 +320,7 @@ def test_format_1_manifest_restores_with_a_warning(
     tmp_path: Path, pg_db: PgDatabase, encryption: str
 ) -> None:
     setup = _setup(tmp_path, pg_db, encryption)
+    _add_backup_keys(setup, plaintext_sha256=True)  # format 1 always records it
     setup.run("backup", check=True)
     _, mpath, _ = _only(setup)
     m = catalog.decode(mpath.read_bytes(), where="t")

@@ -61,12 +61,15 @@ def _time(doc: dict[str, Any], key: str) -> datetime:
     return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
-def _digest(value: Any, key: str) -> Digest:
+def _digest(value: Any, key: str, *, nullable: bool = False) -> Digest:
+    """A ``{"size", "sha256"}`` object; ``sha256`` may be null only if ``nullable``."""
     if not isinstance(value, dict) or set(value) != {"size", "sha256"}:
         raise Bad(f"{key} must be an object with exactly size and sha256")
     size, sha = value["size"], value["sha256"]
     if isinstance(size, bool) or not isinstance(size, int) or size < 0:
         raise Bad(f"{key}.size must be an integer >= 0")
+    if sha is None and nullable:
+        return Digest(size, None)
     if not isinstance(sha, str) or not _HEX64.fullmatch(sha):
         raise Bad(f"{key}.sha256 must be 64 lowercase hex digits")
     return Digest(size, sha)
@@ -123,6 +126,18 @@ def _parts(doc: dict[str, Any], job: str, base: str) -> tuple[PartRecord, ...]:
     return tuple(out)
 
 
+def _plaintext(doc: dict[str, Any], fmt: int, stages: tuple[str, ...]) -> Digest:
+    """The backup's ``plaintext`` digest. Its ``sha256`` may be null from format 3 on, and
+    only when the first stage is zstd (its frames carry a content checksum of the
+    plaintext; docs/format.md); formats 1 and 2 always record it."""
+    value = doc.get("plaintext")
+    null = isinstance(value, dict) and "sha256" in value and value["sha256"] is None
+    if null and fmt >= 3 and stages[:1] != ("zstd",):
+        raise Bad("plaintext.sha256 is null, but the first stage is not zstd (only zstd "
+                  "frames carry a content checksum)")
+    return _digest(value, "plaintext", nullable=fmt >= 3)
+
+
 def manifest(doc: dict[str, Any], fmt: int) -> Manifest:
     """Build the ``Manifest`` of a format-``fmt`` document. Raises ``Bad``."""
     backup_id = _str(doc, "id")
@@ -156,13 +171,14 @@ def manifest(doc: dict[str, Any], fmt: int) -> Manifest:
     kind = _str(doc, "kind", "dump")
     if kind not in KINDS:
         raise Bad(f"kind {kind[:40]!r} is unknown")
+    stages = _stages(doc, encryption)
     return Manifest(
         format=fmt, id=backup_id, job=job, engine=engine,
         server_version=_str(doc, "server_version", empty=True),
         tool=_str(doc, "tool", empty=True), tool_version=_str(doc, "tool_version", empty=True),
-        stages=_stages(doc, encryption), started_at=_time(doc, "started_at"),
+        stages=stages, started_at=_time(doc, "started_at"),
         finished_at=_time(doc, "finished_at"),
-        plaintext=_digest(doc.get("plaintext"), "plaintext"),
+        plaintext=_plaintext(doc, fmt, stages),
         stored=_digest(doc.get("stored"), "stored"), encryption=encryption,
         recipients=_recipients(doc, encryption), key_id=key_id,
         dbcrate_version=_str(doc, "dbcrate_version", "", empty=True),

@@ -1,4 +1,4 @@
-"""Manifest encoding and decoding (format 1 and 2), validated field by field
+"""Manifest encoding and decoding (formats 1, 2 and 3), validated field by field
 (``catalog.check``), and the fields ``--json`` shows (``summary``). Pure functions."""
 
 from __future__ import annotations
@@ -13,9 +13,12 @@ from dbcrate.catalog.check import Bad as _Bad
 from dbcrate.errors import ManifestError
 from dbcrate.model import Manifest
 
-#: the format new manifests are written in; FORMATS are those this dbcrate reads
-FORMAT = 2
-FORMATS = (1, 2)
+#: the format new manifests are written in; FORMATS are those this dbcrate reads.
+#: 2 added ``hmac``; 3 lets ``plaintext.sha256`` be null when the first stage is zstd
+FORMAT = 3
+FORMATS = (1, 2, 3)
+
+
 def encode_time(value: datetime) -> str:
     """``2026-11-21T03:00:00.123456Z``."""
     return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
@@ -43,7 +46,7 @@ def parse_time(text: str) -> datetime:
 
 
 def mac_input(data: bytes) -> bytes:
-    """What a format-2 manifest's ``hmac`` covers: the manifest's JSON object without
+    """What a format-2 (or later) manifest's ``hmac`` covers: the manifest's JSON object without
     its ``hmac`` member, re-serialised with sorted keys, no whitespace, UTF-8.
 
     Raises ``ManifestError`` if ``data`` is not a JSON object.

@@ -105,6 +105,9 @@ class JobConfig:
     schedule: str | None = None
     compression: str = "zstd"
     compression_level: int | None = None
+    #: record the plaintext's SHA-256 in the manifest even when the first stage is zstd
+    #: (whose frames carry a content checksum); none/gzip backups always record it
+    plaintext_sha256: bool = False
     encryption: str = "none"
     recipients: tuple[str, ...] = ()
     encryption_key: bytes | None = field(default=None, repr=False)
@@ -139,6 +142,8 @@ class JobConfig:
         if self.compression not in COMPRESSIONS:
             raise self.error("compression", f"unknown compression {self.compression!r}",
                              hint=f"expected one of: {', '.join(COMPRESSIONS)}")
+        if not isinstance(self.plaintext_sha256, bool):
+            raise self.error("plaintext_sha256", "expected true or false")
         if self.encryption not in ENCRYPTIONS:
             raise self.error("encryption", f"unknown encryption {self.encryption!r}",
                              hint=f"expected one of: {', '.join(ENCRYPTIONS)}")

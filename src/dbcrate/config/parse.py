@@ -36,7 +36,7 @@ from dbcrate.errors import ConfigError
 
 #: keys a [backup] table and a job may both set (the job overrides)
 _SHARED_KEYS = {
-    "compression", "compression_level", "compress", "encryption", "encrypt",
+    "compression", "compression_level", "compress", "plaintext_sha256", "encryption", "encrypt",
     "recipients", "encryption_key", "encryption_key_file", "retention", "retention_days",
     "signing_key_file", "trusted_signers", "allowed_signers_file", "max_age", *VERIFY_KEYS,
 }
@@ -89,6 +89,7 @@ class Parser:
         self.unknown(backup, _BACKUP_KEYS, "backup")
         self.encryption_setting(backup, "backup")
         self.retention(backup, "backup")  # so a typo in it is named where it is
+        self.bool_key(backup, "plaintext_sha256", "backup", default=False)  # (and a value)
         targets_raw = self.table(backup.pop("targets", {}), "backup.targets")
         targets = {n: self.target(n, t) for n, t in targets_raw.items()}
         jobs_raw = backup.pop("jobs", [])
@@ -185,6 +186,7 @@ class Parser:
             **config_agent.job_keys(job, merged, self.agent_tz, self.source, where),
             compression=self.compression(merged, where),
             compression_level=self.int_key(merged, "compression_level", where),
+            plaintext_sha256=self.bool_key(merged, "plaintext_sha256", where, default=False),
             encryption=self.encryption(job, defaults, merged, where),
             recipients=self.recipients(merged, where),
             encryption_key=self.key(merged, where),
@@ -228,6 +230,14 @@ class Parser:
             return None
         if isinstance(value, bool) or not isinstance(value, int) or value < 0:
             raise self.err(f"{where}.{key}", "expected a non-negative integer")
+        return value
+
+    def bool_key(self, table: Mapping[str, Any], key: str, where: str, *,
+                 default: bool) -> bool:
+        """``table[key]`` (``default`` if absent). Raises ``ConfigError`` unless a bool."""
+        value = table.get(key, default)
+        if not isinstance(value, bool):
+            raise self.err(f"{where}.{key}", "expected true or false")
         return value
 
     def job_targets(

@@ -21,7 +21,7 @@ from dbcrate.operations.pitr import base as pitr_base
 from dbcrate.operations.preflight import TargetResult
 from dbcrate.operations.progress import Counter, Progress, Silent
 from dbcrate.storage import Storage, open_target
-from dbcrate.streams import HashStage, Stage, apply, threaded
+from dbcrate.streams import HashStage, SizeStage, Stage, apply, threaded
 
 log = logging.getLogger("dbcrate.backup")
 
@@ -104,7 +104,8 @@ def run_backup(config: Config, job: JobConfig, progress: Progress | None = None)
         # backup-time row counts, as the dump streams (or in its snapshot: count_rows)
         counter = None if physical else open_counter(job.engine, job.verify.count_rows, engine)
         dump = engine.dump() if counter is None else counter(engine.dump())
-        plain, stored = _store(dump, key, plan, storages, failures, written, progress, results)
+        plain, stored = _store(dump, key, plan, storages, failures, written, progress, results,
+                               hash_plaintext=plan.plaintext_sha256)
         stats = counter.stats() if counter is not None else None
         if stats is not None:  # written after the main dump, encrypted like it
             stats_key = catalog.data_key(job.name, started, backup_id, ("json", *plan.exts),
@@ -199,13 +200,17 @@ def _store(
     written: dict[str, list[str]],
     progress: Progress,
     results: dict[str, TargetResult],
+    *,
+    hash_plaintext: bool = True,
 ) -> tuple[Digest, Digest]:
     """Stream one dump through the plan's codecs to every target not failed yet.
 
-    Returns the plaintext and stored digests. A dump or stage error propagates (every
-    upload aborts); a target's own failure is recorded in ``failures``.
+    Returns the plaintext and stored digests; without ``hash_plaintext`` the plaintext is
+    only counted (its digest's ``sha256`` is None). A dump or stage error propagates
+    (every upload aborts); a target's own failure is recorded in ``failures``.
     """
-    plain, stored = HashStage(), HashStage()
+    plain = HashStage() if hash_plaintext else SizeStage()
+    stored = HashStage()
     dumped = Counter(lambda n: progress.update(n, stored.size))
     first: list[Stage] = [dumped, plain, *(c.encoder() for c in plan.compressors)]
     then: list[Stage] = [*(c.encoder() for c in plan.sealers), stored]

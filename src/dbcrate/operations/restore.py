@@ -1,6 +1,6 @@
 """Restore or extract a backup: select, then in one read of the stored object check its
-digest, decrypt, decompress, check the plaintext digest, and hand the native dump to the
-engine (or a stream)."""
+digest, decrypt, decompress, check the plaintext's size (and SHA-256, when the manifest
+records one), and hand the native dump to the engine (or a stream)."""
 
 from __future__ import annotations
 
@@ -197,8 +197,10 @@ def plaintext(
 ) -> Iterator[bytes]:
     """The native dump of ``located`` (or of its extra ``part``), checked end to end in
     one read of the stored object (``pipeline.decoded``): its size and SHA-256 are
-    checked as it streams, then the plaintext digest; either mismatch raises before the
-    consumer sees end-of-stream. The first chunk is produced before this returns, so a
+    checked as it streams, then the plaintext's size and SHA-256 (``pipeline.verified``;
+    only the size, never hashed, when the manifest records no SHA-256: a zstd backup's
+    frames check their own content); either mismatch raises before the consumer sees
+    end-of-stream. The first chunk is produced before this returns, so a
     missing object or a key that opens nothing raises before any consumer starts.
     ``prechecked`` is accepted for callers that already checked the stored digest; the
     stored bytes are hashed as they stream either way.

@@ -2,8 +2,8 @@
 an empty data directory (digest-checked, then ``pg_verifybackup``), replay WAL to the
 target with a recovery server that fetches nothing itself (``spool``), stop it cleanly.
 
-The base is read once: its stored and plaintext digests are checked while it is
-unpacked, and a mismatch raises before ``pg_verifybackup`` or the server sees the copy.
+The base is read once: its stored digest, plaintext size (and SHA-256, if recorded) are
+checked as it is unpacked; a mismatch raises before ``pg_verifybackup`` or the server runs.
 
 Nothing is touched before the continuity check passes; on any failure the data
 directory's contents are removed (no promoted copy is left behind).
@@ -256,9 +256,9 @@ def _settings(req: PitrRequest, spool: Spool) -> dict[str, str]:
 
 
 def _base_chunks(located: Located, keys: KeyMaterial) -> Iterator[bytes]:
-    """The base's tar stream, read once: the stored object's size and SHA-256 are checked
-    as it arrives and the plaintext's after the last chunk (``DigestMismatch``,
-    ``TruncatedData``); a codec's ``CorruptedData`` names the stored object."""
+    """The base's tar stream, read once: the stored object's size and SHA-256 checked as it
+    arrives, the plaintext's size (and SHA-256, if recorded) after the last chunk
+    (``DigestMismatch``, ``TruncatedData``); a codec's ``CorruptedData`` names the object."""
     m = located.manifest
     what = f"stored object {located.target}:{m.data_key}"
     stages = decoders(m, keys)  # fail fast on missing key material
