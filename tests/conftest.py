@@ -8,7 +8,9 @@ each database fixture exposes ``url``, ``password``, ``checksums()``), tests/sta
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
 import tempfile
 
 pytest_plugins = [
@@ -31,5 +33,8 @@ pytest_plugins = [
 os.environ.setdefault("DBCRATE_CHILD_ENV", "STANDIN_*")
 
 # The CLI appends audit records to [agent] state_dir (default: the user's state dir); keep
-# the test run's records out of the home directory.
-os.environ.setdefault("DBCRATE_STATE_DIR", tempfile.mkdtemp(prefix="dbcrate-test-state-"))
+# the test run's records out of the home directory, in a directory removed at the end.
+if "DBCRATE_STATE_DIR" not in os.environ:
+    _state_dir = tempfile.mkdtemp(prefix="dbcrate-test-state-")
+    os.environ["DBCRATE_STATE_DIR"] = _state_dir
+    atexit.register(shutil.rmtree, _state_dir, ignore_errors=True)
