@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import socket
 import sqlite3
 import subprocess
@@ -182,3 +183,4 @@ def control_plane() -> Iterator[ControlPlane]:
     finally:
         cp.stop()
         cp.hook.shutdown()
+        shutil.rmtree(base, ignore_errors=True)
