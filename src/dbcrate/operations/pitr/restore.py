@@ -33,14 +33,13 @@ from dbcrate.engines.postgres.physical.recovery import (
 )
 from dbcrate.errors import (
     BackupNotFound,
-    CorruptedData,
     RestoreFailed,
     RestoreRefused,
     UsageError,
 )
 from dbcrate.model import Manifest
 from dbcrate.operations.listing import manifests
-from dbcrate.operations.pipeline import KeyMaterial, decoders, verified
+from dbcrate.operations.pipeline import KeyMaterial
 from dbcrate.operations.pitr import continuity
 from dbcrate.operations.pitr.archive import (
     WalConflict,
@@ -49,10 +48,10 @@ from dbcrate.operations.pitr.archive import (
 )
 from dbcrate.operations.pitr.feed import Feeder, serve
 from dbcrate.operations.pitr.spool import Spool
-from dbcrate.operations.restore import Located, checked
+from dbcrate.operations.restore import Located, checked, plaintext
 from dbcrate.sandbox.privileges import drop_privileges_prefix
 from dbcrate.storage import Storage, open_target
-from dbcrate.streams import apply, threaded
+from dbcrate.streams import threaded
 
 log = logging.getLogger("dbcrate.pitr")
 
@@ -199,7 +198,7 @@ def run_pitr(config: Config, job: JobConfig, req: PitrRequest, keys: KeyMaterial
     ok = False
     try:
         # decoding (a thread of its own) overlaps with writing the files
-        _unpack(threaded(_base_chunks(located, keys), depth=4), req.data_dir)
+        _unpack(threaded(plaintext(located, keys), depth=4), req.data_dir)
         if user is not None:
             _chown_tree(req.data_dir, user)
             os.chown(spool_root, user.pw_uid, user.pw_gid)
@@ -255,26 +254,10 @@ def _settings(req: PitrRequest, spool: Spool) -> dict[str, str]:
     return s
 
 
-def _base_chunks(located: Located, keys: KeyMaterial) -> Iterator[bytes]:
-    """The base's tar stream, read once: the stored object's size and SHA-256 checked as it
-    arrives, the plaintext's size (and SHA-256, if recorded) after the last chunk
-    (``DigestMismatch``, ``TruncatedData``); a codec's ``CorruptedData`` names the object."""
-    m = located.manifest
-    what = f"stored object {located.target}:{m.data_key}"
-    stages = decoders(m, keys)  # fail fast on missing key material
-    raw = verified(located.storage.get(m.data_key), m.stored, what)
-    try:
-        yield from verified(apply(raw, stages), m.plaintext, f"restored base {m.id}")
-    except CorruptedData as exc:
-        if what in exc.message:
-            raise
-        raise CorruptedData(f"{what}: {exc.message}", exc.hint) from None
-
-
 def _unpack(chunks: Iterator[bytes], dest: Path) -> None:
     """Extract the base's tar stream into ``dest``: regular files and directories only,
     each inside ``dest`` (else ``RestoreFailed``). The stream is read to its end (past the
-    tar's end-of-archive blocks), so the digest checks of ``_base_chunks`` always run."""
+    tar's end-of-archive blocks), so the digest checks of ``plaintext`` always run."""
     reader = _Reader(chunks)
     # (copybufsize, tarfile's write size, is a TarFile argument typeshed lacks)
     options: dict[str, Any] = {"bufsize": _TAR_READ, "copybufsize": _TAR_READ}

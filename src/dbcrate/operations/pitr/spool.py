@@ -58,9 +58,6 @@ class Spool:
             return []
         return [e.name for e in sorted(entries, key=lambda e: e.stat().st_mtime_ns)]
 
-    def ready_count(self) -> int:
-        return sum(1 for _ in os.scandir(self.root / "ready"))
-
     def is_ready(self, name: str) -> bool:
         return (self.root / "ready" / name).exists()
 
