@@ -192,6 +192,14 @@ class _Hashed:
         return _H()
 
 
+@pytest.fixture
+def hashed(monkeypatch: pytest.MonkeyPatch) -> _Hashed:
+    """Every SHA-256 that ``dbcrate.streams`` makes from here on is counted."""
+    counting = _Hashed()
+    monkeypatch.setattr(streams, "hashlib", SimpleNamespace(sha256=counting.sha256))
+    return counting
+
+
 def _stored_backup(tmp_path: Path, *, plain_sha: bool, damage: int | None = None,
                    stages: tuple[str, ...] = ("zstd", "age")) -> Located:
     codecs = [make("zstd", level=1) if s == "zstd" else make("age", recipients=[AGE_RECIPIENT])
@@ -207,10 +215,8 @@ def _stored_backup(tmp_path: Path, *, plain_sha: bool, damage: int | None = None
 
 
 def test_a_null_plaintext_sha256_restores_without_hashing_the_plaintext(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, hashed: _Hashed
 ) -> None:
-    hashed = _Hashed()
-    monkeypatch.setattr(streams, "hashlib", SimpleNamespace(sha256=hashed.sha256))
     located = _stored_backup(tmp_path, plain_sha=False)
     out = b"".join(plaintext(located, KeyMaterial(identities=(IDENTITY,))))
     assert out == PLAIN
@@ -219,10 +225,8 @@ def test_a_null_plaintext_sha256_restores_without_hashing_the_plaintext(
 
 
 def test_a_recorded_plaintext_sha256_is_still_hashed(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, hashed: _Hashed
 ) -> None:
-    hashed = _Hashed()
-    monkeypatch.setattr(streams, "hashlib", SimpleNamespace(sha256=hashed.sha256))
     located = _stored_backup(tmp_path, plain_sha=True)
     assert b"".join(plaintext(located, KeyMaterial(identities=(IDENTITY,)))) == PLAIN
     assert hashed.made == 2 and hashed.fed == located.manifest.stored.size + len(PLAIN)
