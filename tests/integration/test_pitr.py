@@ -354,6 +354,37 @@ def test_stream_keeps_what_was_committed_before_a_crash(tmp_path: Path) -> None:
         c.stop()
 
 
+def test_the_stream_slot_holds_wal_from_its_creation(pitr_cluster: PitrFactory) -> None:
+    """The agent's slot reserves WAL when it is made (``pg_receivewal --create-slot`` does
+    not: until pg_receivewal's first status report such a slot holds nothing and can never
+    be invalidated); an inactive slot holding nothing is made anew; one in use is kept."""
+    from dbcrate.engines.base import Connection
+    from dbcrate.engines.postgres.physical.settings import ensure_slot
+
+    c = pitr_cluster(17)
+    conn = Connection(f"postgresql://dbcrate_repl@127.0.0.1:{c.server.port}/postgres",
+                      c.password, {})
+    held = lambda: c.sql("SELECT restart_lsn IS NOT NULL FROM pg_replication_slots "  # noqa: E731
+                         "WHERE slot_name = 'dbcrate_probe'")
+    try:
+        ensure_slot(conn, "dbcrate_probe")
+        assert held() == [(True,)]
+        before = c.sql("SELECT restart_lsn FROM pg_replication_slots "
+                       "WHERE slot_name = 'dbcrate_probe'")
+        c.switch_and_wait()
+        ensure_slot(conn, "dbcrate_probe")  # present and holding: kept as it is
+        assert c.sql("SELECT restart_lsn FROM pg_replication_slots "
+                     "WHERE slot_name = 'dbcrate_probe'") == before
+        c.sql("SELECT pg_drop_replication_slot('dbcrate_probe')")
+        c.sql("SELECT pg_create_physical_replication_slot('dbcrate_probe')")  # no reserve
+        assert held() == [(False,)]
+        ensure_slot(conn, "dbcrate_probe")
+        assert held() == [(True,)]
+    finally:
+        c.sql("SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots "
+              "WHERE slot_name = 'dbcrate_probe'")
+
+
 @pytest.mark.skipif(os.geteuid() != 0, reason="the server's user is chosen only as root")
 def test_restore_as_root_runs_the_server_as_the_owner(pitr_cluster: PitrFactory) -> None:
     """As root, the recovery server runs as the owner of D's parent (PostgreSQL refuses

@@ -10,10 +10,10 @@ from pathlib import Path
 from dbcrate import interrupt
 from dbcrate.engines.base import Connection
 from dbcrate.engines.postgres.options import PgOptions
+from dbcrate.engines.postgres.physical.settings import ensure_slot
 from dbcrate.engines.postgres.tools import resolve
 from dbcrate.engines.postgres.url import PgTarget
 from dbcrate.engines.process import child_env, materialized
-from dbcrate.errors import DumpFailed
 
 
 class Receiver:
@@ -21,6 +21,7 @@ class Receiver:
 
     def __init__(self, connection: Connection, slot: str, spool: Path, major: int,
                  version: str) -> None:
+        self.connection = connection
         self.target = PgTarget.parse(connection.url, connection.password)
         self.tools = resolve(major, version, PgOptions.parse(connection.options).tool_options())
         self.slot = slot
@@ -34,15 +35,12 @@ class Receiver:
                 "-d", self.target.tool_conninfo(), *extra]
 
     def start(self) -> None:
-        """Create the slot if missing, then start streaming. Raises ``DumpFailed`` if
-        the slot cannot be created, ``ToolNotFound``."""
+        """Create the slot if missing (holding WAL from then on: ``ensure_slot``), then
+        start streaming. Raises ``DatabaseError`` if the slot cannot be created,
+        ``ToolNotFound``."""
+        ensure_slot(self.connection, self.slot)
         if self._env is None:
             self._env = child_env(self._env_cm.__enter__())
-        made = subprocess.run(self._argv("--create-slot", "--if-not-exists"), env=self._env,
-                              capture_output=True, text=True, check=False, timeout=60)
-        if made.returncode != 0:
-            raise DumpFailed(f"pg_receivewal cannot create slot {self.slot}: "
-                             f"{self.target.scrub(made.stderr.strip())[-500:]}")
         with interrupt.critical():
             self.proc = subprocess.Popen(
                 self._argv("-D", str(self.spool), "--synchronous", "-n"), env=self._env,

@@ -84,3 +84,32 @@ def slot_lost(connection: Connection, slot: str) -> bool:
             return False
         conn.execute("SELECT pg_drop_replication_slot(%s)", (slot,))
     return True
+
+
+def ensure_slot(connection: Connection, slot: str) -> None:
+    """Create physical replication slot ``slot`` if missing, holding WAL from the moment it
+    is made (``immediately_reserve``; ``pg_receivewal --create-slot`` does not reserve, so
+    until its first status report the slot would hold nothing). An inactive slot that holds
+    nothing yet (``restart_lsn`` null) is made anew the same way. Not atomic with a
+    concurrent creator: one that wins the race is accepted. Raises ``DatabaseError``."""
+    from dbcrate.errors import DatabaseError
+
+    target = PgTarget.parse(connection.url, connection.password)
+    with connect(target) as conn:
+        try:
+            row = conn.execute("SELECT active, restart_lsn IS NULL FROM pg_replication_slots "
+                               "WHERE slot_name = %s", (slot,)).fetchone()
+            if row is not None and not (row[1] and not row[0]):
+                return
+            if row is not None:
+                conn.execute("SELECT pg_drop_replication_slot(%s)", (slot,))
+            conn.execute("SELECT pg_create_physical_replication_slot(%s, true)", (slot,))
+        except psycopg.errors.DuplicateObject:
+            return
+        except psycopg.errors.InsufficientPrivilege:
+            user = target.params.get("user", "")
+            raise DatabaseError(f"role {user!r} may not create replication slot {slot}",
+                                hint=f"ALTER ROLE {user} REPLICATION") from None
+        except psycopg.Error as exc:
+            raise DatabaseError(f"cannot create replication slot {slot}: "
+                                f"{target.scrub(str(exc)).strip()[:300]}") from None
