@@ -222,6 +222,18 @@ def test_local_modes_and_no_temp_files(tmp_path: Path) -> None:
     assert [o.key for o in storage.list()] == ["a/b/c.bin"]
 
 
+def test_local_writeback_keeps_every_byte(tmp_path: Path) -> None:
+    """Objects written back and dropped from the page cache as they are written (several
+    WRITEBACK_STEPs, chunks not aligned to them) read back whole."""
+    from dbcrate.storage.local import WRITEBACK_STEP
+
+    storage = LocalStorage(tmp_path / "root")
+    data = os.urandom(5 * WRITEBACK_STEP + 4097)
+    info = storage.put("big", chunked(data, 3 * MiB - 5))
+    assert info.size == len(data)
+    assert read(storage, "big") == data
+
+
 def test_local_os_errors_name_the_path(tmp_path: Path) -> None:
     blocker = tmp_path / "file"
     blocker.write_bytes(b"")
