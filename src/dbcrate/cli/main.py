@@ -10,6 +10,7 @@ import os
 import signal
 import sys
 from collections.abc import Callable, Sequence
+from typing import NoReturn
 
 from dbcrate import __version__, interrupt
 from dbcrate.cli.output import print_error, stdout_to_devnull
@@ -138,8 +139,36 @@ def _setup_logging(verbose: int) -> None:
                         stream=sys.stderr)
 
 
-def run() -> None:  # pragma: no cover - console script
-    sys.exit(main())
+def run() -> NoReturn:  # pragma: no cover - console script
+    """The console script: ``main()``, then a fast exit (``exit_fast``)."""
+    exit_fast(main())
+
+
+def exit_fast(code: int) -> NoReturn:
+    """End the process with ``code`` without the interpreter's teardown of every module and
+    object (~45 ms after a backup, paid by every command and every ``wal-push``). What
+    that teardown would do that matters is done first: stdout and stderr are flushed (a
+    failed flush of stdout turns a 0 into 120, as CPython's own exit does), logging is
+    shut down and ``atexit`` functions run (``weakref.finalize`` included). With other
+    threads still running it is an ordinary ``sys.exit`` (they are waited for as usual).
+    Never returns."""
+    import atexit
+    import threading
+
+    if threading.active_count() > 1:
+        sys.exit(code)
+    try:
+        sys.stdout.flush()
+    except (OSError, ValueError):
+        code = code or 120
+    with contextlib.suppress(OSError, ValueError):
+        sys.stderr.flush()
+    logging.shutdown()
+    atexit._run_exitfuncs()
+    with contextlib.suppress(OSError, ValueError):
+        sys.stdout.flush()
+        sys.stderr.flush()
+    os._exit(code)
 
 
 if __name__ == "__main__":  # pragma: no cover
