@@ -6,10 +6,13 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from dbcrate.config.timing import ScheduleProblem, parse_duration
 from dbcrate.errors import ConfigError
+
+if TYPE_CHECKING:
+    from dbcrate.config.model import JobConfig
 
 MODES = ("logical", "physical")
 ARCHIVES = ("command", "stream")
@@ -27,6 +30,11 @@ class PitrSettings:
     @property
     def physical(self) -> bool:
         return self.mode == "physical"
+
+
+def is_physical(job: JobConfig) -> bool:
+    """Whether ``job`` takes base backups (``mode = "physical"``)."""
+    return job.engine == "postgres" and job.options.get("mode") == "physical"
 
 
 def _choice(options: Mapping[str, Any], key: str, allowed: tuple[str, ...], where: str,

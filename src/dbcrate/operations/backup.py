@@ -7,21 +7,24 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
-from dbcrate import __version__, catalog, interrupt, signing
+from dbcrate import __version__, catalog, interrupt
 from dbcrate.config import Config, JobConfig
+from dbcrate.config.pitr import is_physical
 from dbcrate.engines import Connection, open_counter, open_engine
 from dbcrate.errors import DbcrateError, StorageError
 from dbcrate.model import Digest, Manifest, ObjectInfo, PartRecord, StoredCopy
 from dbcrate.operations import leftovers, preflight
-from dbcrate.operations.authn import sig_key
 from dbcrate.operations.fanout import Tracked, fanout
 from dbcrate.operations.pipeline import EncodePlan, encode_plan
-from dbcrate.operations.pitr import base as pitr_base
 from dbcrate.operations.preflight import TargetResult
 from dbcrate.operations.progress import Counter, Progress, Silent
 from dbcrate.storage import Storage, open_target
 from dbcrate.streams import HashStage, SizeStage, Stage, apply, threaded
+
+if TYPE_CHECKING:
+    from dbcrate import signing
 
 log = logging.getLogger("dbcrate.backup")
 
@@ -71,7 +74,9 @@ def run_backup(config: Config, job: JobConfig, progress: Progress | None = None)
         return BackupResult(job=job.name, failures=failures, results=list(results.values()))
     for storage in storages.values():
         leftovers.sweep_quietly(storage, job.name)  # what killed runs left behind
-    physical = pitr_base.is_physical(job)  # a base backup (docs/pitr.md)
+    physical = is_physical(job)  # a base backup (docs/pitr.md)
+    if physical:  # loaded only for one
+        from dbcrate.operations.pitr import base as pitr_base
     engine = pitr_base.open_physical(job) if physical else open_engine(
         job.engine, Connection(job.url, job.password, job.options))
     info = engine.probe()
@@ -137,6 +142,8 @@ def run_backup(config: Config, job: JobConfig, progress: Progress | None = None)
                 _discard(storage, written[name])
             raise
     if job.encryption == "aes-256-gcm" and job.encryption_key is not None:
+        from dbcrate import signing
+
         tag = signing.mac(signing.mac_key(job.encryption_key),
                           catalog.mac_input(catalog.encode(manifest)))
         manifest = replace(manifest, hmac=tag)
@@ -149,7 +156,11 @@ def run_backup(config: Config, job: JobConfig, progress: Progress | None = None)
                           results=list(results.values()))
     body = catalog.encode(manifest)
     mkey = catalog.manifest_key(key)
-    sig = signing.sign(signer, body) if signer is not None else None
+    sig = None
+    if signer is not None:
+        from dbcrate import signing
+
+        sig = signing.sign(signer, body)
     try:
         for name, storage in storages.items():
             res = results[name]
@@ -161,8 +172,8 @@ def run_backup(config: Config, job: JobConfig, progress: Progress | None = None)
             t0 = time.monotonic()
             try:
                 if sig is not None:  # the signature first: the manifest is still last
-                    written[name].append(sig_key(mkey))
-                    storage.put(sig_key(mkey), [sig])
+                    written[name].append(catalog.sig_key(mkey))
+                    storage.put(catalog.sig_key(mkey), [sig])
                 storage.put(mkey, [body])
             except DbcrateError as exc:
                 failures[name] = res.error = exc
@@ -187,6 +198,8 @@ def _signer(job: JobConfig) -> signing.SigningKey | None:
     """The job's manifest signing key, if it has one. Raises ``ConfigError``."""
     if job.signing_key_file is None:
         return None
+    from dbcrate import signing  # cryptography's key formats: only for a job that signs
+
     return signing.load_signing_key(job.signing_key_file, file=job.source,
                                     key=f"job {job.name}: signing_key_file")
 
