@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
 import signal
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterable, Iterator
@@ -30,6 +33,7 @@ from dbcrate.sandbox import TempPostgres, free_port, load_sample
 from tests.lib.procs import cmdline_bytes, descendants
 from tests.servers.postgres import PgDatabase
 
+SRC = Path(__file__).resolve().parents[2] / "src"
 BACKUP = EngineInfo(engine="postgres", server_version="17.11")
 
 
@@ -84,6 +88,24 @@ def test_probe_reports_server_version_and_same_major_tool(pg_db: PgDatabase) -> 
     assert info.tool == "pg_dump"
     assert info.tool_version.split(".")[0] == info.server_version.split(".")[0] == "17"
     assert info.database == pg_db.name
+
+
+@pytest.mark.parametrize("bin_dir", [False, True], ids=["found", "pg_bin_dir"])
+def test_probe_asks_with_psql_and_never_loads_psycopg(pg_db: PgDatabase, bin_dir: bool) -> None:
+    """A backup's probe (and its URL parsing) runs without psycopg: psql of pg_bin_dir, a
+    system install or PATH reads the version (~85 ms and ~25 MiB less per backup)."""
+    options = {"pg_bin_dir": str(pg_db.server.bin_dir)} if bin_dir else {}
+    code = (
+        "import json, sys\n"
+        "from dbcrate.engines import Connection, open_engine\n"
+        f"e = open_engine('postgres', Connection({pg_db.url!r}, sys.stdin.read(), {options!r}))\n"
+        "info = e.probe()\n"
+        "print(json.dumps([info.server_version, bool(info.superuser),"
+        " 'psycopg' in sys.modules]))\n")
+    out = subprocess.run([sys.executable, "-c", code], input=pg_db.password, text=True,
+                         capture_output=True, check=True,
+                         env={**os.environ, "PYTHONPATH": str(SRC)}).stdout
+    assert json.loads(out) == [pg_db.server.version, True, False]
 
 
 def test_wrong_password_is_authentication_failed_without_the_password(

@@ -28,6 +28,22 @@ def test_parser_loads_no_heavy_module() -> None:
     assert out == ""
 
 
+def test_a_logical_backup_loads_neither_psycopg_nor_signing() -> None:
+    """The backup pipeline and the PostgreSQL engine (its URL parsing included) import
+    without psycopg (the probe asks psql) and without ``signing`` (only for a job that
+    signs or MACs its manifest)."""
+    code = ("import sys\nimport dbcrate.operations.backup\n"
+            "import dbcrate.engines.postgres.engine\n"
+            "from dbcrate.engines.postgres.url import PgTarget\n"
+            "PgTarget.parse('postgresql://u:p%2F@h:5432/db?sslmode=require').libpq_conninfo()\n"
+            "print(','.join(m for m in ('psycopg', 'dbcrate.signing', "
+            "'dbcrate.operations.pitr.base') if m in sys.modules))")
+    env = {**os.environ, "PYTHONPATH": str(SRC)}
+    out = subprocess.run([sys.executable, "-c", code], env=env, check=True,
+                         capture_output=True, text=True).stdout.strip()
+    assert out == ""
+
+
 def test_zstd_decoder_pieces_stay_small_on_padded_rows() -> None:
     # pgbench_accounts-like rows: 84 blanks each, ~100:1 at zstd level 1
     data = b"".join(b"%d\t%d\t0\t%s\n" % (i, i // 100000 + 1, b" " * 84)

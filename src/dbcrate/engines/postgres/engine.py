@@ -13,24 +13,27 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections.abc import Iterable, Iterator, Sequence
-from typing import Any
-
-import psycopg
-from psycopg import sql
+from typing import TYPE_CHECKING, Any
 
 from dbcrate import interrupt
 from dbcrate.engines.base import Connection, Part, RestoreOptions
-from dbcrate.engines.postgres import cluster as pg_globals
-from dbcrate.engines.postgres import dbentries as pg_dbentries
-from dbcrate.engines.postgres import swap as pg_swap
-from dbcrate.engines.postgres.connect import MissingDatabase, connect, contents
+from dbcrate.engines.postgres.connect import (
+    VERSION_QUERY,
+    MissingDatabase,
+    ask_psql,
+    connect,
+    contents,
+)
 from dbcrate.engines.postgres.options import PgOptions
 from dbcrate.engines.postgres.staging import staged
-from dbcrate.engines.postgres.tools import PgTools, resolve
+from dbcrate.engines.postgres.tools import PgTools, probe_psql, resolve
 from dbcrate.engines.postgres.url import PgTarget
 from dbcrate.engines.process import feed_stdin, stream_stdout
 from dbcrate.errors import RestoreFailed, RestoreRefused
 from dbcrate.model import EngineInfo
+
+if TYPE_CHECKING:  # psycopg (~85 ms, ~25 MiB) loads only when a connection is opened
+    import psycopg
 
 log = logging.getLogger("dbcrate.postgres")
 
@@ -83,12 +86,16 @@ class PostgresEngine:
     # -- probe ---------------------------------------------------------------------------
 
     def _server_version(self, via: PgTarget | None = None) -> tuple[int, str]:
-        with self._connect(via) as conn:
-            row = conn.execute("SELECT current_setting('server_version_num')::int, (SELECT"
-                               " rolsuper FROM pg_roles WHERE rolname = current_user)").fetchone()
-        assert row is not None
-        self._superuser = bool(row[1])
-        num = int(row[0])
+        """The server's major and version; also notes whether the role is a superuser.
+        Asked with psql when one is at hand (``connect.ask_psql``), else (or when psql fails)
+        over a psycopg connection, whose errors are the ones raised: as ``_connect``."""
+        asked = ask_psql(probe_psql(self._opts.tool_options()), via or self._target)
+        if asked is None:
+            with self._connect(via) as conn:
+                row = conn.execute(VERSION_QUERY).fetchone()
+            assert row is not None
+            asked = int(row[0]), bool(row[1])
+        num, self._superuser = asked
         major = num // 10000
         version = f"{major}.{num % 10000}" if major >= 10 else f"{major}.{num // 100 % 100}"
         return major, version
@@ -188,6 +195,8 @@ class PostgresEngine:
         atomic swap, see :mod:`dbcrate.engines.postgres.swap`) would find other sessions on it
         and ``options.terminate_sessions`` is false. Connection errors as ``probe()``.
         Changes nothing; remembers the backup's major for ``restore``."""
+        from dbcrate.engines.postgres import swap as pg_swap
+
         major, version = self._target_version()
         source = _major(backup.server_version)
         if source is not None and major < source:
@@ -289,6 +298,11 @@ class PostgresEngine:
     def _restore_swap(self, tools: PgTools, chunks: Iterable[bytes],
                       options: RestoreOptions, path: str | None) -> None:
         """Restore into a sibling of the target, then swap it in (see ``restore``)."""
+        import psycopg
+
+        from dbcrate.engines.postgres import dbentries as pg_dbentries
+        from dbcrate.engines.postgres import swap as pg_swap
+
         db, where = self._target.dbname, self._target.where
         new, old = pg_swap.sibling_names(db)
         with self._maintenance() as conn:
@@ -342,6 +356,8 @@ class PostgresEngine:
             log.warning("the previous database %s was kept as %s (--keep-old)", db, old)
 
     def _drop_sibling(self, name: str, error: BaseException) -> None:
+        from dbcrate.engines.postgres import swap as pg_swap
+
         try:
             with self._maintenance() as conn:
                 pg_swap.drop(conn, name)
@@ -378,6 +394,8 @@ class PostgresEngine:
         atomic). Raises ``RestoreFailed``, ``ToolNotFound``, connection errors as ``probe``,
         the errors ``chunks`` raises (before anything is applied), ``KeyError`` for
         another part."""
+        from dbcrate.engines.postgres import cluster as pg_globals
+
         if name != "globals":
             raise KeyError(name)
         script = pg_globals.collect(chunks)
@@ -387,6 +405,9 @@ class PostgresEngine:
                          self._target.where, self._redact())
 
     def _create_database(self) -> None:
+        import psycopg
+        from psycopg import sql
+
         name = self._target.dbname
         try:
             with self._maintenance() as conn:
@@ -399,6 +420,8 @@ class PostgresEngine:
             ) from None
 
     def _drop_database(self) -> None:
+        from psycopg import sql
+
         with self._maintenance() as conn, contextlib.closing(conn.cursor()) as cur:
             cur.execute(
                 sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(

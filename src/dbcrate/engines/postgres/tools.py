@@ -116,6 +116,31 @@ def _path_dir(looked: list[str]) -> Path | None:
     return Path(exe).parent
 
 
+def probe_psql(options: Mapping[str, Any]) -> str | None:
+    """A psql to ask a server its version before its major is known (the probe's query
+    runs on any major): ``pg_bin_dir``'s if one is set, else the newest system install's
+    (``/usr/lib/postgresql/N/bin``, ``/usr/pgsql-N/bin``), else the one on ``PATH``. None if
+    there is none. Never the cache's: its binaries run only once their digests are
+    checked, which needs the major. Pure lookup; raises nothing."""
+    explicit = options.get("pg_bin_dir")
+    if explicit:
+        candidates = [Path(explicit) / "psql"]
+    else:
+        def major(d: Path) -> int:
+            digits = "".join(c for c in d.name if c.isdigit())
+            return int(digits) if digits else -1
+
+        installs = [*Path("/usr/lib/postgresql").glob("*"), *Path("/usr").glob("pgsql-*")]
+        candidates = [d / "bin" / "psql" for d in sorted(installs, key=major, reverse=True)]
+        on_path = shutil.which("psql")
+        if on_path:
+            candidates.append(Path(on_path))
+    for exe in candidates:
+        if os.access(exe, os.X_OK) and exe.is_file():
+            return str(exe)
+    return None
+
+
 def resolve(server_major: int, server_version: str, options: Mapping[str, Any]) -> PgTools:
     """The tools for a server of ``server_major`` (see the module docstring for the order).
     Raises ``ToolNotFound``, or ``DigestMismatch`` when a download or a cached binary

@@ -1,4 +1,5 @@
-"""A PostgreSQL connection target: URL parsing, libpq environment, psycopg arguments.
+"""A PostgreSQL connection target: URL parsing (libpq's rules, without psycopg:
+``conninfo``), libpq environment, psycopg arguments.
 
 Accepts ``postgresql://user@host:port/dbname?sslmode=...`` and ``postgres://...`` (and a
 libpq ``key=value`` string). The database name is required (libpq's default, the user
@@ -13,9 +14,9 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 
-import psycopg
-from psycopg.conninfo import conninfo_to_dict, make_conninfo
-
+from dbcrate.engines.postgres.conninfo import ConninfoError
+from dbcrate.engines.postgres.conninfo import make as make_conninfo
+from dbcrate.engines.postgres.conninfo import parse as conninfo_to_dict
 from dbcrate.engines.process import PrivateFile
 from dbcrate.errors import ConfigError
 
@@ -76,7 +77,7 @@ class PgTarget:
         names no database (and no ``service``)."""
         try:
             params = {k: str(v) for k, v in conninfo_to_dict(url).items() if v is not None}
-        except psycopg.ProgrammingError as e:
+        except ConninfoError as e:
             raise ConfigError("invalid postgresql url (expected postgresql://user@host/db)") from e
         if not params.get("dbname") and "service" not in params:
             raise ConfigError(
@@ -125,7 +126,7 @@ class PgTarget:
         if self.password is not None:
             kwargs["password"] = self.password
         kwargs.update(self.secrets)
-        return make_conninfo("", **kwargs)
+        return make_conninfo(**kwargs)
 
     def tool_env(self) -> dict[str, str | PrivateFile]:
         """The tool's own variables for pg_dump/pg_restore/psql: every param that has a libpq
