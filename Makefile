@@ -18,11 +18,13 @@ $(VENV)/bin/python:
 ## runtime dependencies only (what the demo needs)
 $(RUN): $(BUILT) | $(VENV)/bin/python
 	$(BIN)/pip install --quiet --disable-pip-version-check -e .
+	$(BIN)/python -m compileall -q src >/dev/null
 	rm -f $(VENV)/.run-* && touch $@
 
 ## runtime + test dependencies
 $(STAMP): $(BUILT) | $(VENV)/bin/python
 	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[test,server]'
+	$(BIN)/python -m compileall -q src >/dev/null
 	rm -f $(VENV)/.test-* $(VENV)/.run-* && touch $@ $(RUN)
 
 deps: $(STAMP)

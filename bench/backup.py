@@ -42,6 +42,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import datasets
+import installed
 import s3
 import stages
 
@@ -242,6 +243,7 @@ def main() -> int:
     ap.add_argument("--keep", action="store_true")
     ap.add_argument("--results", type=Path, default=RESULTS / "latest.json")
     args = ap.parse_args()
+    installed.compile_sources()
     names = [n for n in args.datasets.split(",") if n]
     if unknown := [n for n in names if n not in datasets.DATASETS]:
         ap.error(f"unknown data set(s) {unknown}; known: {sorted(datasets.DATASETS)}")

@@ -166,6 +166,49 @@ def test_round_trip_into_a_new_database(pg_db: PgDatabase, pg_db_name: str) -> N
     assert "public.Order Items" in target.checksums()
 
 
+def test_restore_into_a_new_database_never_loads_psycopg(
+        pg_db: PgDatabase, pg_db_name: str, tmp_path: Path) -> None:
+    """With a psql at hand, the checks, CREATE DATABASE and pg_restore of a restore into
+    a new database run without psycopg (its ~85 ms and ~25 MiB), and the data arrives."""
+    dump = tmp_path / "db.dump"
+    dump.write_bytes(dump_bytes(pg_db))
+    target = PgDatabase(pg_db.server, pg_db_name)
+    code = (
+        "import sys\n"
+        "from dbcrate.engines import Connection, RestoreOptions, open_engine\n"
+        "from dbcrate.model import EngineInfo\n"
+        f"e = open_engine('postgres', Connection({target.url!r}, sys.stdin.read()))\n"
+        "e.check_restore_target(EngineInfo(engine='postgres', server_version='17.11'),"
+        " RestoreOptions())\n"
+        f"data = open({str(dump)!r}, 'rb').read()\n"
+        "e.restore(iter([data[i:i + 65536] for i in range(0, len(data), 65536)]),"
+        " RestoreOptions())\n"
+        "print('psycopg' in sys.modules)\n")
+    out = subprocess.run([sys.executable, "-c", code], input=pg_db.password, text=True,
+                         capture_output=True, check=True,
+                         env={**os.environ, "PYTHONPATH": str(SRC)}).stdout
+    assert out.strip() == "False"
+    assert target.checksums() == pg_db.checksums()
+
+
+def test_a_role_without_createdb_is_told_so(pg_db: PgDatabase, pg_db_name: str) -> None:
+    role = f"r_{secrets.token_hex(4)}"
+    password = secrets.token_hex(8)
+    with pg_db.server.connect("postgres") as conn:
+        conn.execute(f"CREATE ROLE {role} LOGIN PASSWORD '{password}'")
+    try:
+        url = f"postgresql://{role}@127.0.0.1:{pg_db.server.port}/{pg_db_name}"
+        e = open_engine("postgres", Connection(url, password))
+        with pytest.raises(RestoreFailed, match="permission denied to create database") as info:
+            e.restore(iter(pieces(dump_bytes(pg_db))), RestoreOptions())
+        assert info.value.hint == "create the database yourself, or grant the user CREATEDB"
+        assert password not in str(info.value)
+        assert not pg_db.server.database_exists(pg_db_name)
+    finally:
+        with pg_db.server.connect("postgres") as conn:
+            conn.execute(f"DROP ROLE {role}")
+
+
 def test_clean_restore_overwrites_a_non_empty_database(
     pg_db: PgDatabase, pg_db_name: str, caplog: pytest.LogCaptureFixture
 ) -> None:

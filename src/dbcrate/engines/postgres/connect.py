@@ -54,51 +54,92 @@ def _reason(text: str) -> str:
     return reason.replace("FATAL:  ", "").strip()
 
 
+def classify(t: PgTarget, text: str) -> DatabaseError:
+    """The error for libpq's message ``text`` about ``t`` (from psycopg or psql; the
+    password and secrets masked): ``MissingDatabase``, ``AuthenticationFailed``,
+    ``DatabaseError`` (the server refused) or ``DatabaseUnreachable``. Pure."""
+    text = t.scrub(text.removeprefix("psql: error: "))
+    reason = _reason(text)
+    low = text.lower()
+    if f'database "{t.dbname.lower()}" does not exist' in low:
+        return MissingDatabase(
+            f"database {t.dbname} does not exist on postgresql at {t.where}",
+            hint="check the database name in the job's url, or create the database",
+        )
+    if any(m in low for m in _AUTH_MARKERS):
+        return AuthenticationFailed(
+            f"postgresql at {t.where} rejected user {t.params.get('user', '')!r}: {reason}")
+    if "fatal:" in low or "error:" in low:
+        return DatabaseError(f"postgresql at {t.where} refused us: {reason}")
+    return DatabaseUnreachable(f"cannot connect to postgresql at {t.where}: {reason}")
+
+
 def connect(t: PgTarget) -> psycopg.Connection[Any]:
     """An autocommit connection to ``t``. Raises ``DatabaseUnreachable``,
-    ``AuthenticationFailed``, ``MissingDatabase`` or ``DatabaseError``."""
+    ``AuthenticationFailed``, ``MissingDatabase`` or ``DatabaseError`` (``classify``)."""
     import psycopg
 
     try:
         return psycopg.connect(t.libpq_conninfo(), autocommit=True)
     except psycopg.Error as e:
-        text = t.scrub(str(e))
-        reason = _reason(text)
-        low = text.lower()
-        if f'database "{t.dbname.lower()}" does not exist' in low:
-            raise MissingDatabase(
-                f"database {t.dbname} does not exist on postgresql at {t.where}",
-                hint="check the database name in the job's url, or create the database",
-            ) from None
-        if any(m in low for m in _AUTH_MARKERS):
-            raise AuthenticationFailed(
-                f"postgresql at {t.where} rejected user {t.params.get('user', '')!r}: {reason}"
-            ) from None
-        if "fatal:" in low or "error:" in low:
-            raise DatabaseError(f"postgresql at {t.where} refused us: {reason}") from None
-        raise DatabaseUnreachable(f"cannot connect to postgresql at {t.where}: {reason}") from None
+        raise classify(t, str(e)) from None
+
+
+#: psql's exit status when the connection failed (or went bad)
+_PSQL_CONNECTION = 2
+#: psql's exit status for an error in the SQL it ran (with ON_ERROR_STOP)
+PSQL_SQL_ERROR = 3
+
+
+def run_psql(psql: str, target: PgTarget, query: str) -> subprocess.CompletedProcess[str]:
+    """``psql -XAtq -c query`` on ``target`` with the tools' own connection settings (no
+    psycopg: ~85 ms and ~25 MiB of a command's start-up). A failed connection raises
+    its ``classify`` error; any other outcome is returned (``returncode`` 0, or
+    ``PSQL_SQL_ERROR`` with the server's message on stderr). Raises ``OSError`` when
+    psql cannot run or the private service file of ``target``'s secrets cannot be written,
+    ``subprocess.TimeoutExpired`` after 120 s."""
+    argv = [psql, "-XAtq", "--no-password", "-v", "ON_ERROR_STOP=1", "-c", query,
+            "-d", target.tool_conninfo()]
+    with materialized(target.tool_env()) as env:
+        done = subprocess.run(argv, env=child_env(env), capture_output=True, text=True,
+                              timeout=120, check=False, stdin=subprocess.DEVNULL)
+    if done.returncode == _PSQL_CONNECTION:
+        raise classify(target, done.stderr.strip())
+    return done
+
+
+def psql_row(psql: str | None, target: PgTarget, query: str) -> list[str] | None:
+    """The first row of ``query`` (``run_psql``), its columns as text. A failed
+    connection raises as ``run_psql``; None when ``psql`` is None or anything else goes
+    wrong (psql missing or broken, the query failed): the caller then asks over psycopg,
+    whose errors name the cause. Read-only for a read-only query."""
+    if psql is None:
+        return None
+    try:
+        done = run_psql(psql, target, query)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    if done.returncode != 0 or not done.stdout.strip():
+        return None
+    return done.stdout.splitlines()[0].split("|")
 
 
 def ask_psql(psql: str | None, target: PgTarget) -> tuple[int, bool] | None:
-    """``VERSION_QUERY`` run by ``psql`` with the tools' own connection settings: a backup
-    then never loads psycopg (~85 ms and ~25 MiB of its start-up). None when ``psql`` is
-    None or fails in any way (unreachable, refused, not a psql); the caller then connects
-    itself, whose errors name the cause. Read-only. Raises nothing but ``OSError`` when
-    the private service file of ``target``'s secrets cannot be written."""
-    if psql is None:
+    """``VERSION_QUERY`` by ``psql_row``: ``server_version_num`` and ``rolsuper``, or None
+    (then the caller connects itself). A failed connection raises as ``run_psql``."""
+    row = psql_row(psql, target, VERSION_QUERY)
+    if row is None or len(row) != 2 or not row[0].isdigit():
         return None
-    argv = [psql, "-XAtq", "--no-password", "-v", "ON_ERROR_STOP=1", "-c", VERSION_QUERY,
-            "-d", target.tool_conninfo()]
-    with materialized(target.tool_env()) as env:
-        try:
-            done = subprocess.run(argv, env=child_env(env), capture_output=True, text=True,
-                                  timeout=120, check=False, stdin=subprocess.DEVNULL)
-        except (OSError, subprocess.SubprocessError):
-            return None
-    num, _, superuser = done.stdout.strip().partition("|")
-    if done.returncode != 0 or not num.isdigit():
+    return int(row[0]), row[1] == "t"
+
+
+def psql_contents(psql: str | None, target: PgTarget) -> dict[str, int] | None:
+    """``contents`` asked by ``psql_row``; None as there (not: the database is missing,
+    which raises ``MissingDatabase``)."""
+    row = psql_row(psql, target, _CONTENT_QUERY)
+    if row is None or len(row) != len(_CONTENT_NAMES) or not all(n.isdigit() for n in row):
         return None
-    return int(num), superuser == "t"
+    return {name: int(n) for name, n in zip(_CONTENT_NAMES, row, strict=True) if int(n)}
 
 
 def contents(conn: psycopg.Connection[Any]) -> dict[str, int]:

@@ -12,24 +12,28 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import subprocess
 from collections.abc import Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 from dbcrate import interrupt
 from dbcrate.engines.base import Connection, Part, RestoreOptions
 from dbcrate.engines.postgres.connect import (
+    PSQL_SQL_ERROR,
     VERSION_QUERY,
     MissingDatabase,
     ask_psql,
     connect,
     contents,
+    psql_contents,
+    run_psql,
 )
 from dbcrate.engines.postgres.options import PgOptions
 from dbcrate.engines.postgres.staging import staged
 from dbcrate.engines.postgres.tools import PgTools, probe_psql, resolve
 from dbcrate.engines.postgres.url import PgTarget
 from dbcrate.engines.process import feed_stdin, stream_stdout
-from dbcrate.errors import RestoreFailed, RestoreRefused
+from dbcrate.errors import DatabaseError, RestoreFailed, RestoreRefused
 from dbcrate.model import EngineInfo
 
 if TYPE_CHECKING:  # psycopg (~85 ms, ~25 MiB) loads only when a connection is opened
@@ -56,6 +60,7 @@ class PostgresEngine:
         self._info: EngineInfo | None = None
         #: the major to restore with, when restoring downwards with ``force``
         self._restore_major: int | None = None
+        self._known_version: tuple[int, str] | None = None  # of the target, once asked
 
     snapshot: str | None = None  #: ``pg_dump --snapshot`` (count_rows: snapshot.py)
 
@@ -89,7 +94,7 @@ class PostgresEngine:
         """The server's major and version; also notes whether the role is a superuser.
         Asked with psql when one is at hand (``connect.ask_psql``), else (or when psql fails)
         over a psycopg connection, whose errors are the ones raised: as ``_connect``."""
-        asked = ask_psql(probe_psql(self._opts.tool_options()), via or self._target)
+        asked = ask_psql(self._psql(), via or self._target)
         if asked is None:
             with self._connect(via) as conn:
                 row = conn.execute(VERSION_QUERY).fetchone()
@@ -100,12 +105,20 @@ class PostgresEngine:
         version = f"{major}.{num % 10000}" if major >= 10 else f"{major}.{num // 100 % 100}"
         return major, version
 
+    def _psql(self) -> str | None:
+        """The psql that asks the server before its major is known (``probe_psql``)."""
+        return probe_psql(self._opts.tool_options())
+
     def _target_version(self) -> tuple[int, str]:
-        """The server version, read through the maintenance database if ours is missing."""
-        try:
-            return self._server_version()
-        except MissingDatabase:
-            return self._server_version(self._target.with_dbname(self._opts.maintenance_db))
+        """The server version, read through the maintenance database if ours is missing;
+        asked once per engine (``check_restore_target`` and ``restore`` both need it)."""
+        if self._known_version is None:
+            try:
+                self._known_version = self._server_version()
+            except MissingDatabase:
+                self._known_version = self._server_version(
+                    self._target.with_dbname(self._opts.maintenance_db))
+        return self._known_version
 
     def probe(self, via: PgTarget | None = None) -> EngineInfo:
         """Connect, read the server version and resolve pg_dump/pg_restore of its major.
@@ -195,8 +208,6 @@ class PostgresEngine:
         atomic swap, see :mod:`dbcrate.engines.postgres.swap`) would find other sessions on it
         and ``options.terminate_sessions`` is false. Connection errors as ``probe()``.
         Changes nothing; remembers the backup's major for ``restore``."""
-        from dbcrate.engines.postgres import swap as pg_swap
-
         major, version = self._target_version()
         source = _major(backup.server_version)
         if source is not None and major < source:
@@ -213,6 +224,8 @@ class PostgresEngine:
                         backup.server_version, version)
             self._restore_major = source
         if self._plan(options) == "swap" and not options.terminate_sessions:
+            from dbcrate.engines.postgres import swap as pg_swap
+
             with self._maintenance() as conn:
                 found = pg_swap.sessions(conn, self._target.dbname)
             if found:
@@ -223,6 +236,9 @@ class PostgresEngine:
         other than plpgsql, schemas; only the non-zero counts), None if it does not exist.
         Raises the connection errors as ``DatabaseError`` subclasses. Read-only."""
         try:
+            counts = psql_contents(self._psql(), self._target)
+            if counts is not None:
+                return counts
             conn = self._connect()
         except MissingDatabase:
             return None
@@ -405,19 +421,36 @@ class PostgresEngine:
                          self._target.where, self._redact())
 
     def _create_database(self) -> None:
-        import psycopg
-        from psycopg import sql
-
+        """``CREATE DATABASE`` of the target's name through the maintenance database: by
+        psql when one is at hand (no psycopg), else (or when that database cannot be
+        reached) over ``_maintenance()``. Raises ``RestoreFailed`` naming the server's
+        reason, connection errors as ``probe``."""
         name = self._target.dbname
-        try:
-            with self._maintenance() as conn:
-                conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-        except psycopg.Error as e:
-            raise RestoreFailed(
-                f"cannot create database {name} on postgresql at {self._target.where}: "
-                f"{self._target.scrub(str(e)).strip()}",
-                hint="create the database yourself, or grant the user CREATEDB",
-            ) from None
+        refused: str | None = None
+        psql = self._psql()
+        if psql is not None:
+            with contextlib.suppress(DatabaseError, OSError, subprocess.SubprocessError):
+                done = run_psql(psql, self._target.with_dbname(self._opts.maintenance_db),
+                                'CREATE DATABASE "' + name.replace('"', '""') + '"')
+                if done.returncode == 0:
+                    return
+                if done.returncode == PSQL_SQL_ERROR:
+                    refused = done.stderr.strip().removeprefix("ERROR:").strip()
+        if refused is None:  # no psql, or the maintenance database failed: as _maintenance
+            import psycopg
+            from psycopg import sql
+
+            try:
+                with self._maintenance() as conn:
+                    conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+                return
+            except psycopg.Error as e:
+                refused = str(e)
+        raise RestoreFailed(
+            f"cannot create database {name} on postgresql at {self._target.where}: "
+            f"{self._target.scrub(refused).strip()}",
+            hint="create the database yourself, or grant the user CREATEDB",
+        )
 
     def _drop_database(self) -> None:
         from psycopg import sql
