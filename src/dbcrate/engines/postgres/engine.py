@@ -61,6 +61,9 @@ class PostgresEngine:
         #: the major to restore with, when restoring downwards with ``force``
         self._restore_major: int | None = None
         self._known_version: tuple[int, str] | None = None  # of the target, once asked
+        #: the target database was missing when its version was asked; a restore then
+        #: creates it (and fails, changing nothing, if it has appeared since)
+        self._known_missing = False
 
     snapshot: str | None = None  #: ``pg_dump --snapshot`` (count_rows: snapshot.py)
 
@@ -116,6 +119,7 @@ class PostgresEngine:
             try:
                 self._known_version = self._server_version()
             except MissingDatabase:
+                self._known_missing = True
                 self._known_version = self._server_version(
                     self._target.with_dbname(self._opts.maintenance_db))
         return self._known_version
@@ -235,6 +239,8 @@ class PostgresEngine:
         """What the database holds (relations, functions, types, large objects, extensions
         other than plpgsql, schemas; only the non-zero counts), None if it does not exist.
         Raises the connection errors as ``DatabaseError`` subclasses. Read-only."""
+        if self._known_missing:
+            return None
         try:
             counts = psql_contents(self._psql(), self._target)
             if counts is not None:
@@ -426,6 +432,7 @@ class PostgresEngine:
         reached) over ``_maintenance()``. Raises ``RestoreFailed`` naming the server's
         reason, connection errors as ``probe``."""
         name = self._target.dbname
+        self._known_missing = False  # from here on it may exist: ask again
         refused: str | None = None
         psql = self._psql()
         if psql is not None:
