@@ -29,10 +29,10 @@ def test_parser_loads_no_heavy_module() -> None:
 
 
 def test_a_logical_backup_loads_neither_psycopg_nor_signing() -> None:
-    """The backup pipeline and the PostgreSQL engine (its URL parsing included) import
-    without psycopg (the probe asks psql) and without ``signing`` (only for a job that
-    signs or MACs its manifest)."""
-    code = ("import sys\nimport dbcrate.operations.backup\n"
+    """The backup and restore pipelines and the PostgreSQL engine (its URL parsing
+    included) import without psycopg (the probe asks psql) and without ``signing`` (only
+    for a job that signs, MACs or checks signatures of its manifests)."""
+    code = ("import sys\nimport dbcrate.operations.backup\nimport dbcrate.operations.restore\n"
             "import dbcrate.engines.postgres.engine\n"
             "from dbcrate.engines.postgres.url import PgTarget\n"
             "PgTarget.parse('postgresql://u:p%2F@h:5432/db?sslmode=require').libpq_conninfo()\n"

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
-from dbcrate import catalog, signing
+from dbcrate import catalog
 from dbcrate.codecs.age import fingerprint
 from dbcrate.config import Config, JobConfig
 from dbcrate.errors import (
@@ -23,6 +24,9 @@ from dbcrate.errors import (
 from dbcrate.model import Manifest
 from dbcrate.operations.pipeline import key_fingerprint
 from dbcrate.storage import Storage
+
+if TYPE_CHECKING:  # cryptography's key formats: loaded only for signers or an aes key
+    from dbcrate import signing
 
 log = logging.getLogger("dbcrate.authn")
 
@@ -45,8 +49,12 @@ class Policy:
 
 def policy(job: JobConfig) -> Policy:
     """The job's policy: its trusted signers and, for aes-256-gcm, its HMAC key."""
-    signers = tuple(signing.parse_public_line(line) for line in job.trusted_signers)
     key = job.encryption_key if job.encryption == "aes-256-gcm" else None
+    if key is None and not job.trusted_signers:
+        return Policy(job.name)
+    from dbcrate import signing
+
+    signers = tuple(signing.parse_public_line(line) for line in job.trusted_signers)
     if key is None:
         return Policy(job.name, signers)
     return Policy(job.name, signers, signing.mac_key(key), key_fingerprint(key))
@@ -58,6 +66,10 @@ def policy_for(config: Config, job: str) -> Policy:
     if job in config.jobs:
         return policy(config.jobs[job])
     signers = {line for j in config.jobs.values() for line in j.trusted_signers}
+    if not signers:
+        return Policy(job)
+    from dbcrate import signing
+
     return Policy(job, tuple(signing.parse_public_line(s) for s in sorted(signers)))
 
 
@@ -78,6 +90,8 @@ def authenticate(storage: Storage, key: str, body: bytes, m: Manifest, pol: Poli
         raise ManifestError(f"manifest {key} names data object {m.data_key}, not its own",
                             hint="it may have been edited or copied; it is ignored")
     how = ""
+    if pol.mac_key is not None or pol.signed:
+        from dbcrate import signing
     if pol.mac_key is not None and m.format >= 2:
         if not m.hmac:
             if not (allow_unencrypted and m.encryption == "none"):
