@@ -12,28 +12,26 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import subprocess
 from collections.abc import Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 from dbcrate import interrupt
 from dbcrate.engines.base import Connection, Part, RestoreOptions
+from dbcrate.engines.postgres import database as pg_database
 from dbcrate.engines.postgres.connect import (
-    PSQL_SQL_ERROR,
     VERSION_QUERY,
     MissingDatabase,
     ask_psql,
     connect,
     contents,
     psql_contents,
-    run_psql,
 )
 from dbcrate.engines.postgres.options import PgOptions
 from dbcrate.engines.postgres.staging import staged
 from dbcrate.engines.postgres.tools import PgTools, probe_psql, resolve
 from dbcrate.engines.postgres.url import PgTarget
 from dbcrate.engines.process import feed_stdin, stream_stdout
-from dbcrate.errors import DatabaseError, RestoreFailed, RestoreRefused
+from dbcrate.errors import RestoreFailed, RestoreRefused
 from dbcrate.model import EngineInfo
 
 if TYPE_CHECKING:  # psycopg (~85 ms, ~25 MiB) loads only when a connection is opened
@@ -427,44 +425,10 @@ class PostgresEngine:
                          self._target.where, self._redact())
 
     def _create_database(self) -> None:
-        """``CREATE DATABASE`` of the target's name through the maintenance database: by
-        psql when one is at hand (no psycopg), else (or when that database cannot be
-        reached) over ``_maintenance()``. Raises ``RestoreFailed`` naming the server's
-        reason, connection errors as ``probe``."""
-        name = self._target.dbname
+        """``database.create`` of the target (errors as there)."""
         self._known_missing = False  # from here on it may exist: ask again
-        refused: str | None = None
-        psql = self._psql()
-        if psql is not None:
-            with contextlib.suppress(DatabaseError, OSError, subprocess.SubprocessError):
-                done = run_psql(psql, self._target.with_dbname(self._opts.maintenance_db),
-                                'CREATE DATABASE "' + name.replace('"', '""') + '"')
-                if done.returncode == 0:
-                    return
-                if done.returncode == PSQL_SQL_ERROR:
-                    refused = done.stderr.strip().removeprefix("ERROR:").strip()
-        if refused is None:  # no psql, or the maintenance database failed: as _maintenance
-            import psycopg
-            from psycopg import sql
-
-            try:
-                with self._maintenance() as conn:
-                    conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-                return
-            except psycopg.Error as e:
-                refused = str(e)
-        raise RestoreFailed(
-            f"cannot create database {name} on postgresql at {self._target.where}: "
-            f"{self._target.scrub(refused).strip()}",
-            hint="create the database yourself, or grant the user CREATEDB",
-        )
+        pg_database.create(self._target, self._opts.maintenance_db, self._psql(),
+                           self._maintenance)
 
     def _drop_database(self) -> None:
-        from psycopg import sql
-
-        with self._maintenance() as conn, contextlib.closing(conn.cursor()) as cur:
-            cur.execute(
-                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(
-                    sql.Identifier(self._target.dbname)
-                )
-            )
+        pg_database.drop(self._target, self._maintenance)
