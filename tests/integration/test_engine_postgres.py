@@ -37,6 +37,14 @@ SRC = Path(__file__).resolve().parents[2] / "src"
 BACKUP = EngineInfo(engine="postgres", server_version="17.11")
 
 
+def fresh_python(code: str, stdin: str) -> str:
+    """The stdout of ``code`` run in a new interpreter on this checkout (what it imports
+    is its own), ``stdin`` on its standard input."""
+    return subprocess.run([sys.executable, "-c", code], input=stdin, text=True,
+                          capture_output=True, check=True,
+                          env={**os.environ, "PYTHONPATH": str(SRC)}).stdout
+
+
 def engine(db: PgDatabase, **options: object) -> PostgresEngine:
     e = open_engine("postgres", db.connection(**options))
     assert isinstance(e, PostgresEngine)
@@ -102,9 +110,7 @@ def test_probe_asks_with_psql_and_never_loads_psycopg(pg_db: PgDatabase, bin_dir
         "info = e.probe()\n"
         "print(json.dumps([info.server_version, bool(info.superuser),"
         " 'psycopg' in sys.modules]))\n")
-    out = subprocess.run([sys.executable, "-c", code], input=pg_db.password, text=True,
-                         capture_output=True, check=True,
-                         env={**os.environ, "PYTHONPATH": str(SRC)}).stdout
+    out = fresh_python(code, stdin=pg_db.password)
     assert json.loads(out) == [pg_db.server.version, True, False]
 
 
@@ -184,9 +190,7 @@ def test_restore_into_a_new_database_never_loads_psycopg(
         "e.restore(iter([data[i:i + 65536] for i in range(0, len(data), 65536)]),"
         " RestoreOptions())\n"
         "print('psycopg' in sys.modules)\n")
-    out = subprocess.run([sys.executable, "-c", code], input=pg_db.password, text=True,
-                         capture_output=True, check=True,
-                         env={**os.environ, "PYTHONPATH": str(SRC)}).stdout
+    out = fresh_python(code, stdin=pg_db.password)
     assert out.strip() == "False"
     assert target.checksums() == pg_db.checksums()
 
