@@ -16,9 +16,8 @@ from dbcrate import notify
 from dbcrate.agent.logs import event
 from dbcrate.agent.state import StateDB
 from dbcrate.config import Config, JobConfig
-from dbcrate.config.pitr import parse_pitr
+from dbcrate.config.pitr import is_physical, parse_pitr
 from dbcrate.errors import DbcrateError
-from dbcrate.operations.pitr.base import is_physical
 from dbcrate.schedule import format_duration
 
 #: ``alerts`` value while an episode lasts (``""`` once it ended)

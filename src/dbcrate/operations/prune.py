@@ -8,12 +8,12 @@ from datetime import UTC, datetime
 
 from dbcrate import catalog, retention
 from dbcrate.config import Config, JobConfig
+from dbcrate.config.pitr import is_physical
 from dbcrate.errors import DbcrateError
 from dbcrate.model import Manifest
 from dbcrate.operations import leftovers, records
 from dbcrate.operations.authn import policy, sig_key
 from dbcrate.operations.listing import Skipped, trusted
-from dbcrate.operations.pitr import base as pitr_base
 from dbcrate.operations.pitr.prune import prune_wal
 from dbcrate.storage import Storage, open_target
 
@@ -72,7 +72,7 @@ def run_prune(
             for decision in report.decisions:
                 if not decision.keep:
                     _delete(storage, decision.manifest, report)
-        if pitr_base.is_physical(job):  # WAL before the oldest kept base (docs/pitr.md)
+        if is_physical(job):  # WAL before the oldest kept base (docs/pitr.md)
             try:
                 report.wal = prune_wal(storage, job.name, [
                     d.manifest for d in report.decisions if d.keep], dry_run=dry_run)

@@ -11,6 +11,7 @@ runs on this host: every tool connects over the job's URL.
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 from collections.abc import Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
@@ -95,7 +96,7 @@ class PostgresEngine:
         """The server's major and version; also notes whether the role is a superuser.
         Asked with psql when one is at hand (``connect.ask_psql``), else (or when psql fails)
         over a psycopg connection, whose errors are the ones raised: as ``_connect``."""
-        asked = ask_psql(self._psql(), via or self._target)
+        asked = ask_psql(self._psql, via or self._target)
         if asked is None:
             with self._connect(via) as conn:
                 row = conn.execute(VERSION_QUERY).fetchone()
@@ -106,8 +107,10 @@ class PostgresEngine:
         version = f"{major}.{num % 10000}" if major >= 10 else f"{major}.{num // 100 % 100}"
         return major, version
 
+    @functools.cached_property
     def _psql(self) -> str | None:
-        """The psql that asks the server before its major is known (``probe_psql``)."""
+        """The psql that asks the server before its major is known (``probe_psql``),
+        looked up once per engine."""
         return probe_psql(self._opts.tool_options())
 
     def _target_version(self) -> tuple[int, str]:
@@ -240,7 +243,7 @@ class PostgresEngine:
         if self._known_missing:
             return None
         try:
-            counts = psql_contents(self._psql(), self._target)
+            counts = psql_contents(self._psql, self._target)
             if counts is not None:
                 return counts
             conn = self._connect()
@@ -427,7 +430,7 @@ class PostgresEngine:
     def _create_database(self) -> None:
         """``database.create`` of the target (errors as there)."""
         self._known_missing = False  # from here on it may exist: ask again
-        pg_database.create(self._target, self._opts.maintenance_db, self._psql(),
+        pg_database.create(self._target, self._opts.maintenance_db, self._psql,
                            self._maintenance)
 
     def _drop_database(self) -> None:

@@ -13,13 +13,11 @@ from typing import TYPE_CHECKING, cast
 
 from dbcrate.catalog import wal
 from dbcrate.config import JobConfig
-from dbcrate.config.pitr import is_physical, parse_pitr
+from dbcrate.config.pitr import parse_pitr
 from dbcrate.engines import Connection, Engine
 from dbcrate.model import Manifest
 from dbcrate.operations.pitr.archive import ArchiveInfo, ensure_archive_info, wait_archived
 from dbcrate.storage import Storage
-
-__all__ = ["is_physical"]  # re-exported: agent, status and stream ask it here
 
 if TYPE_CHECKING:
     from dbcrate.engines.postgres.physical.engine import PhysicalEngine

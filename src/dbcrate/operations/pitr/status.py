@@ -9,12 +9,11 @@ from typing import Any
 
 from dbcrate.catalog import wal
 from dbcrate.config import Config, JobConfig
-from dbcrate.config.pitr import parse_pitr
+from dbcrate.config.pitr import is_physical, parse_pitr
 from dbcrate.errors import DbcrateError
 from dbcrate.operations.listing import manifests
 from dbcrate.operations.pitr import continuity
 from dbcrate.operations.pitr.archive import objects, read_archive_info
-from dbcrate.operations.pitr.base import is_physical
 from dbcrate.storage import open_target
 
 

@@ -11,11 +11,10 @@ from pathlib import Path
 
 from dbcrate.catalog import wal
 from dbcrate.config import Config, JobConfig
-from dbcrate.config.pitr import parse_pitr
+from dbcrate.config.pitr import is_physical, parse_pitr
 from dbcrate.engines import Connection
 from dbcrate.errors import DbcrateError
 from dbcrate.operations.pitr.archive import copies
-from dbcrate.operations.pitr.base import is_physical
 from dbcrate.operations.pitr.push import push_file
 from dbcrate.storage import open_target
 

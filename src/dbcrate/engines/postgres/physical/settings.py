@@ -99,7 +99,7 @@ def ensure_slot(connection: Connection, slot: str) -> None:
         try:
             row = conn.execute("SELECT active, restart_lsn IS NULL FROM pg_replication_slots "
                                "WHERE slot_name = %s", (slot,)).fetchone()
-            if row is not None and not (row[1] and not row[0]):
+            if row is not None and (row[0] or not row[1]):  # in use, or holding WAL
                 return
             if row is not None:
                 conn.execute("SELECT pg_drop_replication_slot(%s)", (slot,))
