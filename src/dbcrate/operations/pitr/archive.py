@@ -108,7 +108,7 @@ def wait_archived(storages: Mapping[str, Storage], job: str, name: str, timeout:
     the targets still missing it and ``how`` (``archive_command``, the stream)."""
     deadline = time.monotonic() + timeout
     missing: Iterable[str] = list(storages)
-    delay = 0.1
+    delay = 0.05
     while True:
         missing = [n for n in missing if not copies(storages[n], job, name)]
         if not missing:
@@ -120,4 +120,4 @@ def wait_archived(storages: Mapping[str, Storage], job: str, name: str, timeout:
                 hint=f"check the server's {how} (its log says why it fails; "
                 "`dbcrate wal check JOB`)")
         time.sleep(delay)
-        delay = min(delay * 1.5, 1.0)
+        delay = min(delay * 1.4, 1.0)

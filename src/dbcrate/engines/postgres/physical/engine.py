@@ -1,8 +1,14 @@
-"""Base backups of a whole cluster: ``pg_basebackup -D - -Ft -X none`` of the server's
+"""Base backups of a whole cluster: ``pg_basebackup -D - -Ft -X fetch`` of the server's
 major, streamed (the pipeline compresses and encrypts it; nothing touches the disk).
 
-WAL is not in the base: the archive (``wal-push`` or the agent's stream) holds it. The
-stream's ``backup_label``, ``backup_manifest`` and ``global/pg_control`` give the
+The archive (``wal-push`` or the agent's stream) holds the WAL a restore replays; the
+base also carries the few segments from its start to its stop (``-X fetch``), held for
+the backup's duration by a temporary replication slot. With ``-X none`` the server
+would wait in ``pg_backup_stop`` for the archiver, looking once a second (at least 1 s
+per base); dbcrate waits for the stop segment itself, on every target
+(operations/pitr/base.py). Without a free slot it falls back to ``-X none``.
+
+The stream's ``backup_label``, ``backup_manifest`` and ``global/pg_control`` give the
 timeline, start/stop LSN, system identifier and versions (``BaseInfo``).
 """
 
@@ -10,10 +16,12 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import re
+import secrets
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from dbcrate.engines.base import Connection, RestoreOptions, SinglePart
 from dbcrate.engines.postgres.connect import connect
@@ -25,6 +33,9 @@ from dbcrate.engines.postgres.url import PgTarget
 from dbcrate.engines.process import stream_stdout
 from dbcrate.errors import DumpFailed, RestoreRefused
 from dbcrate.model import EngineInfo
+
+if TYPE_CHECKING:
+    import psycopg
 
 log = logging.getLogger("dbcrate.postgres.physical")
 
@@ -117,12 +128,40 @@ class PhysicalEngine(SinglePart):
         if self._tools is None:
             self.probe()
         assert self._tools is not None
-        argv = [self._tools.tool("pg_basebackup"), "-D", "-", "-Ft", "-X", "none",
-                "--checkpoint=fast", "--no-password", "-d", self._target.tool_conninfo()]
-        self._scan = TarScan(_KEEP)
-        redact = [s for s in (self._target.password, *self._target.secrets.values()) if s]
-        yield from self._scan(stream_stdout(argv, self._target.tool_env(), "pg_basebackup",
-                                            redact=redact))
+        hold = self._hold_wal()
+        try:
+            argv = [self._tools.tool("pg_basebackup"), "-D", "-", "-Ft",
+                    "-X", "none" if hold is None else "fetch",
+                    "--checkpoint=fast", "--no-password", "-d", self._target.tool_conninfo()]
+            self._scan = TarScan(_KEEP)
+            redact = [s for s in (self._target.password, *self._target.secrets.values()) if s]
+            yield from self._scan(stream_stdout(argv, self._target.tool_env(),
+                                                "pg_basebackup", redact=redact))
+        finally:
+            if hold is not None:
+                hold.close()  # the session ends: the temporary slot is dropped
+
+    def _hold_wal(self) -> psycopg.Connection[Any] | None:
+        """A session holding a temporary physical slot that reserves WAL from now on (so
+        ``-X fetch`` cannot lose its segments to recycling however long the backup takes;
+        dropped when the session ends, also if dbcrate is killed), or None when no slot
+        can be had (``max_replication_slots`` used up, a server that refuses): the backup
+        then uses ``-X none``. Never raises for the slot; raises ``DatabaseError`` when
+        the server cannot be reached."""
+        import psycopg
+
+        conn = connect(self._target)
+        name = f"dbcrate_base_{os.getpid()}_{secrets.token_hex(4)}"
+        try:
+            conn.execute("SELECT pg_create_physical_replication_slot(%s, true, true)",
+                         (name,))
+        except psycopg.Error as exc:  # no free slot, a server that refuses
+            conn.close()
+            reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            log.warning("no temporary replication slot for the base backup (%s); taking it"
+                        " with -X none (the server waits for the archiver)", reason)
+            return None
+        return conn
 
     def base_info(self) -> BaseInfo:
         """The finished backup's metadata. Raises ``DumpFailed`` if the stream lacked
