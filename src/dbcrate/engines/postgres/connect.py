@@ -86,7 +86,7 @@ def connect(t: PgTarget) -> psycopg.Connection[Any]:
 
 
 #: psql's exit status when the connection failed (or went bad)
-_PSQL_CONNECTION = 2
+PSQL_CONNECTION = 2
 #: psql's exit status for an error in the SQL it ran (with ON_ERROR_STOP)
 PSQL_SQL_ERROR = 3
 
@@ -103,7 +103,7 @@ def run_psql(psql: str, target: PgTarget, query: str) -> subprocess.CompletedPro
     with materialized(target.tool_env()) as env:
         done = subprocess.run(argv, env=child_env(env), capture_output=True, text=True,
                               timeout=120, check=False, stdin=subprocess.DEVNULL)
-    if done.returncode == _PSQL_CONNECTION:
+    if done.returncode == PSQL_CONNECTION:
         raise classify(target, done.stderr.strip())
     return done
 

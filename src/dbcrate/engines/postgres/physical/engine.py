@@ -14,6 +14,7 @@ timeline, start/stop LSN, system identifier and versions (``BaseInfo``).
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
@@ -24,14 +25,15 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from dbcrate.engines.base import Connection, RestoreOptions, SinglePart
-from dbcrate.engines.postgres.connect import connect
+from dbcrate.engines.postgres.connect import connect, psql_row
 from dbcrate.engines.postgres.options import PgOptions
+from dbcrate.engines.postgres.physical.session import PsqlSession
 from dbcrate.engines.postgres.physical.tarscan import TarScan
 from dbcrate.engines.postgres.physical.walpage import pg_control_system_identifier
-from dbcrate.engines.postgres.tools import PgTools, resolve
+from dbcrate.engines.postgres.tools import PgTools, probe_psql, resolve
 from dbcrate.engines.postgres.url import PgTarget
 from dbcrate.engines.process import stream_stdout
-from dbcrate.errors import DumpFailed, RestoreRefused
+from dbcrate.errors import DumpFailed, RestoreRefused, ToolNotFound
 from dbcrate.model import EngineInfo
 
 if TYPE_CHECKING:
@@ -43,6 +45,19 @@ log = logging.getLogger("dbcrate.postgres.physical")
 _KEEP = {"backup_label": 1 << 16, "backup_manifest": 1 << 26, "global/pg_control": 64}
 _START = re.compile(r"START WAL LOCATION: ([0-9A-F]+/[0-9A-F]+)")
 _TIMELINE = re.compile(r"START TIMELINE: (\d+)")
+#: the server's version, segment size, the role's privileges and extra tablespaces
+_PROBE = ("SELECT current_setting('server_version_num')::int,"
+          " (SELECT setting FROM pg_settings WHERE name = 'wal_segment_size')::bigint,"
+          " (SELECT rolreplication FROM pg_roles WHERE rolname = current_user),"
+          " (SELECT rolsuper FROM pg_roles WHERE rolname = current_user),"
+          " coalesce((SELECT string_agg(spcname::text, ',' ORDER BY spcname) FROM pg_tablespace"
+          "           WHERE spcname NOT IN ('pg_default', 'pg_global')), '')")
+
+
+def _no_slot(reason: str) -> None:
+    first = (reason.strip().splitlines() or ["the server refused"])[0]
+    log.warning("no temporary replication slot for the base backup (%s); taking it with"
+                " -X none (the server waits for the archiver)", first)
 
 
 class BaseBackupRefused(DumpFailed):
@@ -90,17 +105,16 @@ class PhysicalEngine(SinglePart):
         """Read the server's version, segment size and the role's privileges; resolve
         pg_basebackup of its major. Raises ``BaseBackupRefused`` (extra tablespaces, a
         role without REPLICATION), ``DatabaseError``, ``ToolNotFound``."""
-        with connect(self._target) as conn:
-            row = conn.execute(
-                "SELECT current_setting('server_version_num')::int,"
-                " (SELECT setting FROM pg_settings WHERE name = 'wal_segment_size')::bigint,"
-                " (SELECT rolreplication FROM pg_roles WHERE rolname = current_user),"
-                " (SELECT rolsuper FROM pg_roles WHERE rolname = current_user),"
-                " ARRAY(SELECT spcname::text FROM pg_tablespace"
-                "       WHERE spcname NOT IN ('pg_default', 'pg_global') ORDER BY 1)"
-            ).fetchone()
-        assert row is not None
-        num, seg, repl, superuser, spaces = int(row[0]), int(row[1]), row[2], row[3], row[4]
+        row = psql_row(self._psql, self._target, _PROBE)
+        if row is None or len(row) != 5 or not (row[0].isdigit() and row[1].isdigit()):
+            with connect(self._target) as conn:
+                got = conn.execute(_PROBE).fetchone()
+            assert got is not None
+            row = [str(got[0]), str(got[1]), "t" if got[2] else "f", "t" if got[3] else "f",
+                   str(got[4])]
+        num, seg = int(row[0]), int(row[1])
+        repl, superuser = row[2] == "t", row[3] == "t"
+        spaces = [n for n in row[4].split(",") if n]
         self.major = num // 10000
         self.server_version = f"{self.major}.{num % 10000}"
         self.segment_size = seg
@@ -141,27 +155,45 @@ class PhysicalEngine(SinglePart):
             if hold is not None:
                 hold.close()  # the session ends: the temporary slot is dropped
 
-    def _hold_wal(self) -> psycopg.Connection[Any] | None:
+    def _hold_wal(self) -> PsqlSession | psycopg.Connection[Any] | None:
         """A session holding a temporary physical slot that reserves WAL from now on (so
         ``-X fetch`` cannot lose its segments to recycling however long the backup takes;
         dropped when the session ends, also if dbcrate is killed), or None when no slot
         can be had (``max_replication_slots`` used up, a server that refuses): the backup
-        then uses ``-X none``. Never raises for the slot; raises ``DatabaseError`` when
-        the server cannot be reached."""
+        then uses ``-X none``. The session is a psql process (``PsqlSession``) when a psql
+        is at hand, else a psycopg connection. Never raises for the slot; raises
+        ``DatabaseError`` when the server cannot be reached."""
+        name = f"dbcrate_base_{os.getpid()}_{secrets.token_hex(4)}"
+        query = f"SELECT pg_create_physical_replication_slot('{name}', true, true)"
+        try:
+            psql = self._tools.tool("psql") if self._tools is not None else None
+        except ToolNotFound:
+            psql = None
+        if psql is not None:
+            try:
+                session = PsqlSession(psql, self._target)
+            except OSError:
+                pass
+            else:
+                if session.row(query) is not None:
+                    return session
+                _no_slot(session.error)
+                return None
         import psycopg
 
         conn = connect(self._target)
-        name = f"dbcrate_base_{os.getpid()}_{secrets.token_hex(4)}"
         try:
-            conn.execute("SELECT pg_create_physical_replication_slot(%s, true, true)",
-                         (name,))
+            conn.execute(query.encode())
         except psycopg.Error as exc:  # no free slot, a server that refuses
             conn.close()
-            reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-            log.warning("no temporary replication slot for the base backup (%s); taking it"
-                        " with -X none (the server waits for the archiver)", reason)
+            _no_slot(str(exc))
             return None
         return conn
+
+    @functools.cached_property
+    def _psql(self) -> str | None:
+        """The psql that asks the server before its major is known (``probe_psql``)."""
+        return probe_psql(self._opts.tool_options())
 
     def base_info(self) -> BaseInfo:
         """The finished backup's metadata. Raises ``DumpFailed`` if the stream lacked
