@@ -15,14 +15,11 @@ import logging
 import os
 import pwd
 import shutil
-import tarfile
 import tempfile
 import time
-from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import IO, Any, cast
 
 from dbcrate import catalog, pgbin
 from dbcrate.catalog import wal
@@ -31,9 +28,9 @@ from dbcrate.engines.postgres.physical.recovery import (
     RecoveryServer,
     write_archive_off,
 )
+from dbcrate.engines.postgres.physical.untar import unpack
 from dbcrate.errors import (
     BackupNotFound,
-    RestoreFailed,
     RestoreRefused,
     UsageError,
 )
@@ -55,8 +52,6 @@ from dbcrate.streams import threaded
 
 log = logging.getLogger("dbcrate.pitr")
 
-#: the base's tar is read and its files written this much at a time
-_TAR_READ = 1 << 20
 ACTIONS = ("promote", "pause", "shutdown")
 
 
@@ -198,7 +193,7 @@ def run_pitr(config: Config, job: JobConfig, req: PitrRequest, keys: KeyMaterial
     ok = False
     try:
         # decoding (a thread of its own) overlaps with writing the files
-        _unpack(threaded(plaintext(located, keys), depth=4), req.data_dir)
+        unpack(threaded(plaintext(located, keys), depth=4), req.data_dir)
         if user is not None:
             _chown_tree(req.data_dir, user)
             os.chown(spool_root, user.pw_uid, user.pw_gid)
@@ -252,59 +247,6 @@ def _settings(req: PitrRequest, spool: Spool) -> dict[str, str]:
     else:
         s.pop("recovery_target_action")
     return s
-
-
-def _unpack(chunks: Iterator[bytes], dest: Path) -> None:
-    """Extract the base's tar stream into ``dest``: regular files and directories only,
-    each inside ``dest`` (else ``RestoreFailed``). The stream is read to its end (past the
-    tar's end-of-archive blocks), so the digest checks of ``plaintext`` always run."""
-    reader = _Reader(chunks)
-    # (copybufsize, tarfile's write size, is a TarFile argument typeshed lacks)
-    options: dict[str, Any] = {"bufsize": _TAR_READ, "copybufsize": _TAR_READ}
-    with tarfile.open(fileobj=cast("IO[bytes]", reader), mode="r|", **options) as tar:
-        for member in tar:
-            parts = Path(member.name).parts
-            if member.name.startswith("/") or ".." in parts or not (
-                    member.isfile() or member.isdir()):
-                raise RestoreFailed(f"the base backup holds {member.name!r}, which a "
-                                    "restore does not write", hint="is it a base of "
-                                    "dbcrate's? (extra tablespaces are refused)")
-            tar.extract(member, dest, set_attrs=True)
-    reader.drain()
-
-
-class _Reader:
-    """A read()-able file over an iterator of chunks. Linear: a read copies only what it
-    returns (slicing the current chunk at an offset), never the rest of a buffer."""
-
-    def __init__(self, chunks: Iterable[bytes]) -> None:
-        self._it = iter(chunks)
-        self._cur = b""
-        self._pos = 0
-
-    def read(self, n: int = -1) -> bytes:
-        if n < 0:
-            rest = [self._cur[self._pos:], *self._it]
-            self._cur, self._pos = b"", 0
-            return b"".join(rest)
-        parts: list[bytes] = []
-        while n > 0:
-            if self._pos >= len(self._cur):
-                chunk = next(self._it, None)
-                if chunk is None:
-                    break
-                self._cur, self._pos = chunk, 0
-            piece = self._cur[self._pos : self._pos + n]
-            self._pos += len(piece)
-            n -= len(piece)
-            parts.append(piece)
-        return parts[0] if len(parts) == 1 else b"".join(parts)
-
-    def drain(self) -> None:
-        """Read what is left (and drop it)."""
-        self._cur, self._pos = b"", 0
-        for _ in self._it:
-            pass
 
 
 def _chown_tree(root: Path, user: pwd.struct_passwd) -> None:
