@@ -80,4 +80,6 @@ def test_without_a_free_slot_the_base_is_taken_without_wal(pitr_cluster: PitrFac
         assert "-X none" in proc.stderr, proc.stderr
     assert _segments(_base_members(c)) == []
     d = c.new_dir()
-    c.restore_json(c.restore("--to-end", "--data-dir", str(d), "--json"))
+    # the base's own timeline: an earlier test may have archived a TL2 fork of another base
+    c.restore_json(c.restore("--to-end", "--timeline", "current", "--data-dir", str(d),
+                             "--json"))
