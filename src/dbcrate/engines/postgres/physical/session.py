@@ -9,6 +9,7 @@ command ~0.13 s). The slot goes when the session ends: ``close()``, or dbcrate d
 from __future__ import annotations
 
 import subprocess
+from contextlib import ExitStack
 
 from dbcrate.engines.postgres.connect import PSQL_CONNECTION, classify
 from dbcrate.engines.postgres.url import PgTarget
@@ -23,8 +24,10 @@ class PsqlSession:
         psql cannot run or the private service file of ``target``'s secrets cannot be
         written."""
         self._target = target
-        self._env = materialized(target.tool_env())
-        env = self._env.__enter__()  # the service file must outlive psql's connecting
+        self.error = ""  # what psql said on stderr once it has ended
+        # the service file must outlive psql's connecting: released after the first answer
+        self._secrets = ExitStack()
+        env = self._secrets.enter_context(materialized(target.tool_env()))
         try:
             self._proc = subprocess.Popen(
                 [psql, "-XAtq", "--no-password", "-v", "ON_ERROR_STOP=1",
@@ -32,9 +35,8 @@ class PsqlSession:
                 env=child_env(env), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                 stderr=subprocess.PIPE, text=True)
         except BaseException:
-            self._env.__exit__(None, None, None)
+            self._secrets.close()
             raise
-        self._connected = False
 
     def row(self, query: str) -> list[str] | None:
         """The first row of ``query`` (one statement, one row of output), its columns as
@@ -48,22 +50,13 @@ class PsqlSession:
             line = proc.stdout.readline()
         except (BrokenPipeError, OSError):
             line = ""
-        if not self._connected:
-            self._connected = True
-            self._env.__exit__(None, None, None)
+        self._secrets.close()  # idempotent
         if line:
             return line.rstrip("\n").split("|")
         self.close()
         if proc.returncode == PSQL_CONNECTION:
             raise classify(self._target, self.error)
         return None
-
-    @property
-    def error(self) -> str:
-        """What psql said on stderr once it has ended ("" while it runs)."""
-        return self._stderr
-
-    _stderr = ""
 
     def close(self) -> None:
         """End the session (its temporary slots go with it). Idempotent; raises nothing."""
@@ -80,9 +73,7 @@ class PsqlSession:
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
-            self._stderr = proc.stderr.read().strip()  # a few lines at most
+            self.error = proc.stderr.read().strip()  # a few lines at most
             proc.stdout.close()
             proc.stderr.close()
-        if not self._connected:
-            self._connected = True
-            self._env.__exit__(None, None, None)
+        self._secrets.close()
