@@ -16,6 +16,10 @@ The data set (--dataset) decides what a logical dump costs: ``wide`` (one table 
 text rows, cheap for pg_dump) or one of bench/datasets.py's (``current``: the backup
 bench's own data). A base backup is the whole cluster, the dump is that one database.
 
+Each pair alternates which side runs first, and every timed run starts after ``sync``, so
+neither pays for the write-back of the other's gigabyte (a restore that followed the raw
+replay's untar ran up to 2x slower for that alone).
+
 Usage: python bench/pitr.py [--size-gb 1.0] [--segments 30] [--major 17] [--repeat 3]
                             [--dataset wide|current|app]
 (run from the repository root with PYTHONPATH=src:.)
@@ -38,10 +42,10 @@ import datasets
 from tests.servers.pitr import JOB, PitrCluster
 
 
-def timed(argv: list[str], **kw: object) -> float:
-    t0 = time.perf_counter()
-    subprocess.run(argv, check=True, stdout=subprocess.DEVNULL, **kw)  # type: ignore[call-overload]
-    return time.perf_counter() - t0
+def paired(i: int) -> tuple[str, str]:
+    """The order of pair ``i``: raw first in even pairs, dbcrate first in odd ones (a run
+    that follows another is the one that meets its dirty pages and warmed caches)."""
+    return ("raw", "dbcrate") if i % 2 == 0 else ("dbcrate", "raw")
 
 
 def median(values: list[float]) -> float:
@@ -90,11 +94,15 @@ def main() -> int:
         dump = [str(s.bin_dir / "pg_dump"), "-Fc", "-Z0", "-h", s.host, "-p", str(s.port),
                 "-U", s.user, db]
         base: dict[str, list[float]] = {"raw": [], "dbcrate": []}
-        for _ in range(args.repeat):
-            base["raw"].append(timed(dump, env=env))
-            t0 = time.perf_counter()
-            c.dbcrate("backup", JOB, check=True, timeout=3600)
-            base["dbcrate"].append(time.perf_counter() - t0)
+        for i in range(args.repeat):
+            for side in paired(i):
+                os.sync()  # neither run pays for the other's write-back
+                t0 = time.perf_counter()
+                if side == "raw":
+                    subprocess.run(dump, check=True, stdout=subprocess.DEVNULL, env=env)
+                else:
+                    c.dbcrate("backup", JOB, check=True, timeout=3600)
+                base[side].append(time.perf_counter() - t0)
 
         # replay: a base, then ~N segments of WAL (full ones, written by inserts)
         c.dbcrate("backup", JOB, check=True, timeout=3600)
@@ -118,16 +126,21 @@ def main() -> int:
         seg = plain / seg_name
         recipient = c.config.read_text().split('recipients = ["', 1)[1].split('"', 1)[0]
         push: dict[str, list[float]] = {"raw": [], "dbcrate": []}
-        for _ in range(max(5, args.repeat)):
-            push["raw"].append(timed(["bash", "-c", f"zstd -1 -c < {seg} | age -r "
-                                      f"{recipient} > /dev/null"]))
-            for obj in c.wal_objects(seg_name):
-                obj.unlink()
-            t0 = time.perf_counter()
-            subprocess.run([*c.prefix, "env", "-i", *(f"{k}={v}" for k, v in c.env().items()),
-                            c.python, "-m", "dbcrate", "wal-push", JOB, str(seg), "--config",
-                            str(c.config)], check=True, cwd=c.dir)
-            push["dbcrate"].append(time.perf_counter() - t0)
+        for i in range(max(5, args.repeat)):
+            for side in paired(i):
+                for obj in c.wal_objects(seg_name):
+                    obj.unlink()
+                os.sync()
+                t0 = time.perf_counter()
+                if side == "raw":
+                    subprocess.run(["bash", "-c", f"zstd -1 -c < {seg} | age -r {recipient} "
+                                    "> /dev/null"], check=True)
+                else:
+                    subprocess.run([*c.prefix, "env", "-i",
+                                    *(f"{k}={v}" for k, v in c.env().items()), c.python, "-m",
+                                    "dbcrate", "wal-push", JOB, str(seg), "--config",
+                                    str(c.config)], check=True, cwd=c.dir)
+                push[side].append(time.perf_counter() - t0)
 
         tar = plain.parent / "base.tar"
         with tar.open("wb") as out:
@@ -136,17 +149,17 @@ def main() -> int:
                             "--latest", "--identity", str(c.identity)], stdout=out, check=True)
         c.chown(tar.parent)
         replay: dict[str, list[float]] = {"raw": [], "dbcrate": []}
-        for _ in range(args.repeat):
-            d = c.new_dir()
-            t0 = time.perf_counter()
-            raw_replay(c, tar, d, plain)
-            replay["raw"].append(time.perf_counter() - t0)
-            d2 = c.new_dir()
-            t0 = time.perf_counter()
-            c.restore_json(c.restore("--to-end", "--data-dir", str(d2), "--json"))
-            replay["dbcrate"].append(time.perf_counter() - t0)
-            shutil.rmtree(d.parent, ignore_errors=True)
-            shutil.rmtree(d2.parent, ignore_errors=True)
+        for i in range(args.repeat):
+            for side in paired(i):
+                d = c.new_dir()
+                os.sync()
+                t0 = time.perf_counter()
+                if side == "raw":
+                    raw_replay(c, tar, d, plain)
+                else:
+                    c.restore_json(c.restore("--to-end", "--data-dir", str(d), "--json"))
+                replay[side].append(time.perf_counter() - t0)
+                shutil.rmtree(d.parent, ignore_errors=True)
     finally:
         c.stop()
     print(f"\nmedians of {args.repeat}+ paired runs (wall seconds)")

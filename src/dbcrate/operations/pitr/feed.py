@@ -52,6 +52,7 @@ class Feeder:
         self.ready: set[str] = set()  # put into the spool, not taken yet
         self.newest: dict[int, int] = {}  # per timeline: the newest segment asked or taken
         self.timeline = 0  # the timeline of the last segment asked or taken
+        self.handed = 0  # files the server took from the spool
         self._closed = False
 
     def stored(self, name: str) -> wal.WalObject | None:
@@ -112,6 +113,7 @@ class Feeder:
             self._seen(name)
         for name in [n for n in self.ready if not spool.is_ready(n)]:
             self.ready.discard(name)
+            self.handed += 1
             self._seen(name)
         for name, fut in list(self.inflight.items()):
             if fut.done():

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -18,7 +19,7 @@ from dbcrate.catalog import wal
 from dbcrate.config import Config, JobConfig
 from dbcrate.engines.postgres.physical.walpage import read_header
 from dbcrate.errors import DbcrateError, UsageError
-from dbcrate.operations.pipeline import encode_plan
+from dbcrate.operations.pipeline import EncodePlan, encode_plan
 from dbcrate.operations.pitr.archive import (
     ArchiveInfo,
     WalConflict,
@@ -73,7 +74,6 @@ def push_file(job: JobConfig, storages: dict[str, Storage], path: Path) -> PushR
         raise UsageError(f"cannot read WAL file {path}: {exc.strerror or exc}",
                          hint="wal-push runs in the data directory, as the server's user") \
             from None
-    sha = hashlib.sha256(data).hexdigest()
     info: ArchiveInfo | None = None
     if wal.SEGMENT.fullmatch(name) or wal.PARTIAL.fullmatch(name):
         header = read_header(data)
@@ -81,14 +81,26 @@ def push_file(job: JobConfig, storages: dict[str, Storage], path: Path) -> PushR
             raise WalConflict(f"{path} is not a WAL segment (no long page header)")
         info = ArchiveInfo(str(header.system_identifier), header.segment_size)
     plan = encode_plan(job)
-    encoded: bytes | None = None
-    result = PushResult(name, sha)
+    listed: dict[str, list[wal.WalObject]] = {}
     errors: list[DbcrateError] = []
     for tname, storage in storages.items():
         try:
             if info is not None:
                 ensure_archive_info(storage, job.name, info)
-            stored = copies(storage, job.name, name)
+            listed[tname] = copies(storage, job.name, name)
+        except DbcrateError as exc:
+            log.error("target %s: %s", tname, exc.message)
+            errors.append(exc)
+    # the usual case, a file no target has yet: encode it while its digest is computed
+    # (hashlib and zstd let go of the GIL), ~15 ms less per 16 MiB segment
+    fresh = bool(listed) and not any(listed.values())
+    sha, encoded = _digest_and_encode(data, plan, speculate=fresh)
+    result = PushResult(name, sha)
+    for tname, storage in storages.items():
+        if tname not in listed:
+            continue
+        try:
+            stored = listed[tname]
             if any(c.sha256 == sha for c in stored):
                 result.targets[tname] = "present"
                 continue
@@ -110,3 +122,20 @@ def push_file(job: JobConfig, storages: dict[str, Storage], path: Path) -> PushR
     if errors:
         raise errors[0]
     return result
+
+
+def _digest_and_encode(data: bytes, plan: EncodePlan,
+                       speculate: bool) -> tuple[str, bytes | None]:
+    """``data``'s SHA-256 (hex) and, when ``speculate``, its encoding through ``plan``'s
+    codecs, computed side by side (a thread hashes). Raises what the codecs raise."""
+    if not speculate:
+        return hashlib.sha256(data).hexdigest(), None
+    digest: list[str] = []
+    hasher = threading.Thread(target=lambda: digest.append(hashlib.sha256(data).hexdigest()),
+                              name="wal-push-sha256")
+    hasher.start()
+    try:
+        encoded = b"".join(apply([data], [c.encoder() for c in plan.codecs]))
+    finally:
+        hasher.join()
+    return (digest[0] if digest else hashlib.sha256(data).hexdigest()), encoded

@@ -194,6 +194,8 @@ def run_pitr(config: Config, job: JobConfig, req: PitrRequest, keys: KeyMaterial
     try:
         # decoding (a thread of its own) overlaps with writing the files
         unpack(threaded(plaintext(located, keys), depth=4), req.data_dir)
+        log.info("base %s unpacked into %s (%.2f s)", base.id, req.data_dir,
+                 time.monotonic() - t0)
         if user is not None:
             _chown_tree(req.data_dir, user)
             os.chown(spool_root, user.pw_uid, user.pw_gid)
@@ -207,19 +209,26 @@ def run_pitr(config: Config, job: JobConfig, req: PitrRequest, keys: KeyMaterial
                                 else None, req.action)
         feeder = Feeder(spool, storage, job, by_name, keys, seg_size, info)
         feeder.start_at(tli, first)  # fetching overlaps with pg_verifybackup and start-up
+        t1 = time.monotonic()
         server.verify_backup()
+        log.info("pg_verifybackup passed (%.2f s)", time.monotonic() - t1)
         if not req.resume_archiving:
             write_archive_off(req.data_dir)
         (req.data_dir / "recovery.signal").touch()
         if user is not None:
             for p in (req.data_dir / "recovery.signal", req.data_dir / "postgresql.auto.conf"):
                 os.chown(p, user.pw_uid, user.pw_gid)
+        t1 = time.monotonic()
         server.start()
         state = serve(server, feeder)
+        log.info("recovery reached its target: %d WAL files replayed (%.2f s)",
+                 feeder.handed, time.monotonic() - t1)
         if req.keep_running or req.action == "pause":
             server.release()
         else:
+            t1 = time.monotonic()
             server.stop()
+            log.info("recovery server stopped (%.2f s)", time.monotonic() - t1)
         ok = True
         return PitrResult(base.id, base.extra["stop_lsn"], state.last_commit, state.timeline,
                           tname, time.monotonic() - t0, state.stopped_at)
