@@ -2,12 +2,14 @@
 
 For each data set (bench/datasets.py: ``current`` = pgbench + docs, ``app`` =
 application-like rows) builds a database of at least --size-gb GB on an embedded
-PostgreSQL, then measures, each as a child process, in alternating pairs:
+PostgreSQL, then measures, each as a child process, in pairs (each pair alternates which
+side runs first; a CHECKPOINT and a sync precede every timed run):
 
   raw pg_dump      pg_dump -Fc -Z0 > /dev/null
   dbcrate backup   dbcrate backup (zstd + age) to a local target
-  raw pg_restore   pg_restore --single-transaction -j1 of the plain (-Fc -Z0) dump file
-  dbcrate restore  dbcrate restore --latest --to a new database
+  raw pg_restore   createdb, then pg_restore --single-transaction -j1 of the plain (-Fc -Z0)
+                   dump file into it
+  dbcrate restore  dbcrate restore --latest --to a new database (which it creates)
 
 and prints the median of the per-pair wall ratios dbcrate/raw (targets: backup <= 1.10,
 restore <= 1.00), wall and CPU times, dbcrate's own CPU (its process, without pg_dump)
@@ -60,6 +62,11 @@ class Run:
     cpu: float  # user+sys of the process and its children
     own_cpu: float  # user+sys of the top process alone (last /proc sample)
     rss_mib: float
+
+    def __add__(self, then: Run) -> Run:
+        """Two commands run one after the other, as one."""
+        return Run(self.wall + then.wall, self.cpu + then.cpu, self.own_cpu + then.own_cpu,
+                   max(self.rss_mib, then.rss_mib))
 
 
 def measure(argv: list[str], env: dict[str, str], stdout: int | None = None) -> Run:
@@ -144,6 +151,19 @@ def counter_cpu(dump: Path) -> float:
     return counter.cpu_seconds
 
 
+def paired(i: int) -> tuple[str, str]:
+    """The order of pair ``i``: raw first in even pairs, dbcrate first in odd ones (the
+    second run of a pair meets the first one's dirty pages and warmed caches)."""
+    return ("raw", "dbcrate") if i % 2 == 0 else ("dbcrate", "raw")
+
+
+def quiesce(pg: TempPostgres) -> None:
+    """Before a timed run: the server's dirty buffers written (CHECKPOINT) and the
+    kernel's written back (sync), so no run pays for the one before it."""
+    pg.psql("CHECKPOINT")
+    os.sync()
+
+
 def startup(env: dict[str, str]) -> float:
     """Wall seconds of `dbcrate --version` (the best of five)."""
     return min(measure([DBCRATE, "--version"], env, subprocess.DEVNULL).wall for _ in range(5))
@@ -158,24 +178,36 @@ def bench_dataset(name: str, pg: TempPostgres, denv: dict[str, str], work: Path,
     subprocess.run([str(pg.bin_dir / "pg_dump"), "-Fc", "-Z0", *conn, "-f", str(dump_file),
                     name], env=env, check=True)
     gb = dump_file.stat().st_size / 1e9
-    raw_d, ours_d, raw_r, ours_r = [], [], [], []
+    raw_d: list[Run] = []
+    ours_d: list[Run] = []
+    raw_r: list[Run] = []
+    ours_r: list[Run] = []
     for i in range(args.repeat):
         print(f"[{name}] backup pair {i + 1}/{args.repeat}", flush=True)
-        raw_d.append(measure([str(pg.bin_dir / "pg_dump"), "-Fc", "-Z0", *conn, name], env,
-                             subprocess.DEVNULL))
-        ours_d.append(measure([DBCRATE, "backup", name, "--no-progress"], denv,
-                              subprocess.DEVNULL))
+        for side in paired(i):
+            quiesce(pg)
+            if side == "raw":
+                raw_d.append(measure([str(pg.bin_dir / "pg_dump"), "-Fc", "-Z0", *conn, name],
+                                     env, subprocess.DEVNULL))
+            else:
+                ours_d.append(measure([DBCRATE, "backup", name, "--no-progress"], denv,
+                                      subprocess.DEVNULL))
     for i in range(args.repeat):
         print(f"[{name}] restore pair {i + 1}/{args.repeat}", flush=True)
-        pg.create_database(f"raw_restore_{i}")
-        raw_r.append(measure([str(pg.bin_dir / "pg_restore"), "--single-transaction",
-                              "--exit-on-error", *conn, "-d", f"raw_restore_{i}",
-                              str(dump_file)], env))
-        pg.drop_database(f"raw_restore_{i}")
-        ours_r.append(measure([DBCRATE, "restore", name, "--latest", "--no-progress", "--to",
-                               pg.url(f"dbcrate_restore_{i}"), "--identity", str(ident)],
-                              denv, subprocess.DEVNULL))
-        pg.drop_database(f"dbcrate_restore_{i}")
+        for side in paired(i):
+            if side == "raw":  # createdb + pg_restore: the same work as ours
+                quiesce(pg)
+                made = measure([str(pg.bin_dir / "createdb"), *conn, f"raw_restore_{i}"], env)
+                raw_r.append(made + measure(
+                    [str(pg.bin_dir / "pg_restore"), "--single-transaction",
+                     "--exit-on-error", *conn, "-d", f"raw_restore_{i}", str(dump_file)], env))
+                pg.drop_database(f"raw_restore_{i}")
+            else:
+                quiesce(pg)
+                ours_r.append(measure([DBCRATE, "restore", name, "--latest", "--no-progress",
+                                       "--to", pg.url(f"dbcrate_restore_{i}"), "--identity",
+                                       str(ident)], denv, subprocess.DEVNULL))
+                pg.drop_database(f"dbcrate_restore_{i}")
     out = {f"backup_{k}": v for k, v in pairs(raw_d, ours_d).items()}
     out |= {f"restore_{k}": v for k, v in pairs(raw_r, ours_r).items()}
     out["dump_gb"] = gb
