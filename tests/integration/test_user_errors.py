@@ -97,6 +97,17 @@ def test_any_output_to_a_full_disk_is_exit_14(backed_up: Setup, command: list[st
     assert "cannot write the output" in err and "No space left on device" in err
 
 
+@pytest.mark.parametrize("command", [["--version"], ["--help"], ["list", "--help"]])
+def test_help_and_version_to_a_full_disk_are_exit_14(command: list[str]) -> None:
+    """argparse swallows a failed write of --help/--version (and Python's own exit did not
+    see the buffered text fail): it must not look like success."""
+    with open("/dev/full", "wb") as full:
+        run = subprocess.run([DBCRATE, *command], stdout=full, stderr=subprocess.PIPE,
+                             text=True, timeout=60, check=False)
+    err = clean(subprocess.CompletedProcess(run.args, run.returncode, "", run.stderr), 14)
+    assert "cannot write the output" in err and "No space left on device" in err
+
+
 def test_restore_errors_name_the_identity_file_and_hint(
     backed_up: Setup, pg_db_name: str, pg_db: PgDatabase
 ) -> None:

@@ -13,6 +13,8 @@ from dbcrate.errors import DbcrateError, UsageError
 from dbcrate.operations.progress import Progress, Silent
 
 if TYPE_CHECKING:  # operations.restore (and its engines) load only when a command needs them
+    from _typeshed import SupportsWrite
+
     from dbcrate.operations.restore import Selector
 
 
@@ -21,6 +23,17 @@ class Parser(argparse.ArgumentParser):
 
     def error(self, message: str) -> None:  # type: ignore[override]
         raise UsageError(message, hint=f"see `{self.prog} --help`")
+
+    def _print_message(self, message: str, file: SupportsWrite[str] | None = None) -> None:
+        """Write ``--help``/``--version`` text and flush it. argparse swallows a failed
+        write (and the buffered text fails only at exit, unseen), so ``dbcrate --help >
+        /dev/full`` exited 0; the ``OSError`` now reaches the CLI's handler (exit 14)."""
+        if message:
+            out = file or sys.stderr
+            out.write(message)
+            flush = getattr(out, "flush", None)
+            if flush is not None:
+                flush()
 
 
 def add_selection(p: argparse.ArgumentParser, *, at: bool = True) -> Any:
