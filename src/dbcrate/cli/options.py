@@ -12,9 +12,10 @@ from dbcrate.cli.output import TerminalProgress
 from dbcrate.errors import DbcrateError, UsageError
 from dbcrate.operations.progress import Progress, Silent
 
-if TYPE_CHECKING:  # operations.restore (and its engines) load only when a command needs them
+if TYPE_CHECKING:
     from _typeshed import SupportsWrite
 
+    # operations.restore (and its engines) load only when a command needs them
     from dbcrate.operations.restore import Selector
 
 
