@@ -39,13 +39,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import datasets
+from backup import paired
 from tests.servers.pitr import JOB, PitrCluster
-
-
-def paired(i: int) -> tuple[str, str]:
-    """The order of pair ``i``: raw first in even pairs, dbcrate first in odd ones (a run
-    that follows another is the one that meets its dirty pages and warmed caches)."""
-    return ("raw", "dbcrate") if i % 2 == 0 else ("dbcrate", "raw")
 
 
 def median(values: list[float]) -> float:

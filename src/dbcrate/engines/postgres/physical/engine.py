@@ -142,7 +142,7 @@ class PhysicalEngine(SinglePart):
         if self._tools is None:
             self.probe()
         assert self._tools is not None
-        hold = self._hold_wal()
+        hold = self._hold_wal(self._tools)
         try:
             argv = [self._tools.tool("pg_basebackup"), "-D", "-", "-Ft",
                     "-X", "none" if hold is None else "fetch",
@@ -155,7 +155,7 @@ class PhysicalEngine(SinglePart):
             if hold is not None:
                 hold.close()  # the session ends: the temporary slot is dropped
 
-    def _hold_wal(self) -> PsqlSession | psycopg.Connection[Any] | None:
+    def _hold_wal(self, tools: PgTools) -> PsqlSession | psycopg.Connection[Any] | None:
         """A session holding a temporary physical slot that reserves WAL from now on (so
         ``-X fetch`` cannot lose its segments to recycling however long the backup takes;
         dropped when the session ends, also if dbcrate is killed), or None when no slot
@@ -166,7 +166,7 @@ class PhysicalEngine(SinglePart):
         name = f"dbcrate_base_{os.getpid()}_{secrets.token_hex(4)}"
         query = f"SELECT pg_create_physical_replication_slot('{name}', true, true)"
         try:
-            psql = self._tools.tool("psql") if self._tools is not None else None
+            psql: str | None = tools.tool("psql")
         except ToolNotFound:
             psql = None
         if psql is not None:
