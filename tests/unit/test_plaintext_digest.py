@@ -265,12 +265,37 @@ def test_the_zstd_frame_checksum_catches_a_wrong_decoded_output(tmp_path: Path) 
     assert err.value.exit_code == 5
 
 
-def test_the_zstd_encoder_writes_one_frame_with_a_content_checksum() -> None:
-    """What a null plaintext SHA-256 relies on (docs/format.md): every frame dbcrate
-    writes carries the checksum flag, and it is the only frame."""
+def test_every_zstd_frame_carries_its_content_size_and_checksum() -> None:
+    """What a null plaintext SHA-256 relies on (docs/format.md): the encoder writes a
+    frame per 1 MiB of plaintext (the last one shorter), whatever the input's chunking,
+    and every frame carries the checksum flag and its content size; the frames decode,
+    in order, to exactly the input."""
     import zstandard
 
-    stored = b"".join(apply(iter([PLAIN]), [make("zstd", level=1).encoder()]))
+    from dbcrate.codecs.zstd import FRAME
+
+    plain = (PLAIN * (2 * FRAME // len(PLAIN) + 2))[:2 * FRAME + 12345]  # 2 frames and a part
+    pieces = [plain[:7], plain[7:FRAME + 5], plain[FRAME + 5:]]
+    stored = b"".join(apply(iter(pieces), [make("zstd", level=1).encoder()]))
+    sizes = []
+    rest = stored
+    while rest:
+        params = zstandard.get_frame_parameters(rest)
+        assert params.has_checksum
+        dec = zstandard.ZstdDecompressor().decompressobj()
+        sizes.append(len(dec.decompress(rest)))
+        assert dec.eof and params.content_size == sizes[-1]
+        rest = dec.unused_data
+    assert sizes == [FRAME, FRAME, 12345]
+    assert zstandard.ZstdDecompressor().decompressobj().decompress(stored)  # a stream
+    assert b"".join(apply(iter([stored]), [make("zstd").decoder()])) == plain
+
+
+def test_an_empty_input_is_one_empty_zstd_frame() -> None:
+    """No plaintext at all still makes a zstd stream (one empty frame with a checksum),
+    which decodes to nothing; the decoder refuses an object with no frame."""
+    import zstandard
+
+    stored = b"".join(apply(iter([]), [make("zstd", level=1).encoder()]))
     assert zstandard.get_frame_parameters(stored).has_checksum
-    dec = zstandard.ZstdDecompressor().decompressobj()
-    assert dec.decompress(stored) == PLAIN and dec.eof and dec.unused_data == b""
+    assert b"".join(apply(iter([stored]), [make("zstd").decoder()])) == b""
