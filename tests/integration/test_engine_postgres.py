@@ -195,6 +195,50 @@ def test_restore_into_a_new_database_never_loads_psycopg(
     assert target.checksums() == pg_db.checksums()
 
 
+@pytest.mark.parametrize("name", ["it's \"odd\" \\ name", "naïve-ü"])
+def test_the_maintenance_probe_sees_whether_any_name_exists(
+        pg_server: TempPostgres, name: str) -> None:
+    """The restore's one psql call through the maintenance database names the target by
+    its hex bytes: quotes, backslashes and non-ASCII neither break the query nor match
+    another database."""
+    from dbcrate.engines.postgres.connect import ask_psql_exists
+    from dbcrate.engines.postgres.tools import probe_psql
+    from dbcrate.engines.postgres.url import PgTarget
+
+    psql = probe_psql({"pg_bin_dir": str(pg_server.bin_dir)})
+    via = PgTarget.parse(pg_server.url("postgres"), pg_server.password)
+    pg_server.drop_database(name)
+    asked = ask_psql_exists(psql, via, name)
+    assert asked is not None and asked[0] // 10000 == 17 and asked[2] is False
+    pg_server.create_database(name)
+    try:
+        asked = ask_psql_exists(psql, via, name)
+        assert asked is not None and asked[2] is True
+        assert ask_psql_exists(psql, via, name + "x") == (asked[0], asked[1], False)
+    finally:
+        pg_server.drop_database(name)
+
+
+@pytest.mark.parametrize("maintenance", ["no_such_maintenance_db", "template0"])
+def test_an_unusable_maintenance_database_falls_back_to_the_target(
+        pg_db: PgDatabase, pg_db_name: str, maintenance: str) -> None:
+    """A maintenance database that is missing, or refuses connections (template0), makes
+    the version and existence probe ask the target itself: an existing empty database is
+    restored into as before, and a missing one is refused naming the maintenance
+    database (it is what creates one), with nothing created."""
+    data = dump_bytes(pg_db)
+    target = PgDatabase(pg_db.server, pg_db_name)
+    with pytest.raises(DatabaseError, match=maintenance):
+        engine(target, maintenance_db=maintenance).check_restore_target(
+            BACKUP, RestoreOptions())
+    assert not target.exists()
+    pg_db.server.create_database(pg_db_name)
+    e = engine(target, maintenance_db=maintenance)
+    e.check_restore_target(BACKUP, RestoreOptions())
+    e.restore(iter(pieces(data)), RestoreOptions())
+    assert target.checksums() == pg_db.checksums()
+
+
 def test_a_role_without_createdb_is_told_so(pg_db: PgDatabase, pg_db_name: str) -> None:
     role = f"r_{secrets.token_hex(4)}"
     password = secrets.token_hex(8)

@@ -133,6 +133,24 @@ def ask_psql(psql: str | None, target: PgTarget) -> tuple[int, bool] | None:
     return int(row[0]), row[1] == "t"
 
 
+def exists_query(dbname: str) -> str:
+    """``VERSION_QUERY`` and whether database ``dbname`` exists. The name travels as the
+    hex of its UTF-8 bytes, so no quoting rule (``standard_conforming_strings``) matters."""
+    return (f"{VERSION_QUERY}, EXISTS (SELECT FROM pg_database WHERE datname = "
+            f"convert_from(decode('{dbname.encode().hex()}', 'hex'), 'UTF8'))")
+
+
+def ask_psql_exists(psql: str | None, via: PgTarget,
+                    dbname: str) -> tuple[int, bool, bool] | None:
+    """``exists_query`` on ``via`` by ``psql_row``: ``server_version_num``, ``rolsuper``
+    and whether ``dbname`` exists; None as there. A failed connection raises as
+    ``run_psql``. Read-only."""
+    row = psql_row(psql, via, exists_query(dbname))
+    if row is None or len(row) != 3 or not row[0].isdigit():
+        return None
+    return int(row[0]), row[1] == "t", row[2] == "t"
+
+
 def psql_contents(psql: str | None, target: PgTarget) -> dict[str, int] | None:
     """``contents`` asked by ``psql_row``; None as there (not: the database is missing,
     which raises ``MissingDatabase``)."""

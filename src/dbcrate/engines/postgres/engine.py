@@ -11,7 +11,6 @@ runs on this host: every tool connects over the job's URL.
 from __future__ import annotations
 
 import contextlib
-import functools
 import logging
 from collections.abc import Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
@@ -20,16 +19,15 @@ from dbcrate import interrupt
 from dbcrate.engines.base import Connection, Part, RestoreOptions
 from dbcrate.engines.postgres import database as pg_database
 from dbcrate.engines.postgres.connect import (
-    VERSION_QUERY,
     MissingDatabase,
-    ask_psql,
     connect,
     contents,
     psql_contents,
 )
 from dbcrate.engines.postgres.options import PgOptions
+from dbcrate.engines.postgres.probe import ServerProbe
 from dbcrate.engines.postgres.staging import staged
-from dbcrate.engines.postgres.tools import PgTools, probe_psql, resolve
+from dbcrate.engines.postgres.tools import PgTools, resolve
 from dbcrate.engines.postgres.url import PgTarget
 from dbcrate.engines.process import feed_stdin, stream_stdout
 from dbcrate.errors import RestoreFailed, RestoreRefused
@@ -59,10 +57,8 @@ class PostgresEngine:
         self._info: EngineInfo | None = None
         #: the major to restore with, when restoring downwards with ``force``
         self._restore_major: int | None = None
-        self._known_version: tuple[int, str] | None = None  # of the target, once asked
-        #: the target database was missing when its version was asked; a restore then
-        #: creates it (and fails, changing nothing, if it has appeared since)
-        self._known_missing = False
+        #: the server's version and the target's existence, each asked once
+        self._probe = ServerProbe(self._target, self._opts)
 
     snapshot: str | None = None  #: ``pg_dump --snapshot`` (count_rows: snapshot.py)
 
@@ -92,46 +88,13 @@ class PostgresEngine:
 
     # -- probe ---------------------------------------------------------------------------
 
-    def _server_version(self, via: PgTarget | None = None) -> tuple[int, str]:
-        """The server's major and version; also notes whether the role is a superuser.
-        Asked with psql when one is at hand (``connect.ask_psql``), else (or when psql fails)
-        over a psycopg connection, whose errors are the ones raised: as ``_connect``."""
-        asked = ask_psql(self._psql, via or self._target)
-        if asked is None:
-            with self._connect(via) as conn:
-                row = conn.execute(VERSION_QUERY).fetchone()
-            assert row is not None
-            asked = int(row[0]), bool(row[1])
-        num, self._superuser = asked
-        major = num // 10000
-        version = f"{major}.{num % 10000}" if major >= 10 else f"{major}.{num // 100 % 100}"
-        return major, version
-
-    @functools.cached_property
-    def _psql(self) -> str | None:
-        """The psql that asks the server before its major is known (``probe_psql``),
-        looked up once per engine."""
-        return probe_psql(self._opts.tool_options())
-
-    def _target_version(self) -> tuple[int, str]:
-        """The server version, read through the maintenance database if ours is missing;
-        asked once per engine (``check_restore_target`` and ``restore`` both need it)."""
-        if self._known_version is None:
-            try:
-                self._known_version = self._server_version()
-            except MissingDatabase:
-                self._known_missing = True
-                self._known_version = self._server_version(
-                    self._target.with_dbname(self._opts.maintenance_db))
-        return self._known_version
-
     def probe(self, via: PgTarget | None = None) -> EngineInfo:
         """Connect, read the server version and resolve pg_dump/pg_restore of its major.
         Raises ``DatabaseUnreachable``, ``AuthenticationFailed``, ``DatabaseError`` (e.g. the
         database does not exist), ``ToolNotFound`` or ``DigestMismatch`` (a cached or
         downloaded binary failed verification). Changes nothing on the server.
         ``via`` (internal) reads the version through another database of the server."""
-        major, version = self._server_version(via)
+        major, version = self._probe.server_version(via)
         self._tools = resolve(major, version, self._opts.tool_options())
         log.info("postgresql %s at %s: using pg_dump %s from %s (%s)", version,
                  self._target.where, self._tools.version, self._tools.bin_dir,
@@ -143,7 +106,7 @@ class PostgresEngine:
             tool_version=self._tools.version,
             database=self._target.dbname,
             superuser=f"role {self._target.params.get('user', '')} has rolsuper"
-            if self._superuser else "",
+            if self._probe.superuser else "",
         )
         return self._info
 
@@ -156,7 +119,7 @@ class PostgresEngine:
     def _restore_tools(self) -> PgTools:
         """Tools of the target server's major (of the backup's, when restoring into an
         older major with ``force``: an older pg_restore cannot read a newer archive)."""
-        major, version = self._target_version()
+        major, version = self._probe.target_version()
         if self._restore_major is not None and self._restore_major > major:
             major, version = self._restore_major, f"{self._restore_major} (the backup's)"
         return resolve(major, version, self._opts.tool_options())
@@ -213,7 +176,7 @@ class PostgresEngine:
         atomic swap, see :mod:`dbcrate.engines.postgres.swap`) would find other sessions on it
         and ``options.terminate_sessions`` is false. Connection errors as ``probe()``.
         Changes nothing; remembers the backup's major for ``restore``."""
-        major, version = self._target_version()
+        major, version = self._probe.target_version()
         source = _major(backup.server_version)
         if source is not None and major < source:
             if not options.force:
@@ -240,10 +203,10 @@ class PostgresEngine:
         """What the database holds (relations, functions, types, large objects, extensions
         other than plpgsql, schemas; only the non-zero counts), None if it does not exist.
         Raises the connection errors as ``DatabaseError`` subclasses. Read-only."""
-        if self._known_missing:
+        if self._probe.missing:
             return None
         try:
-            counts = psql_contents(self._psql, self._target)
+            counts = psql_contents(self._probe.psql, self._target)
             if counts is not None:
                 return counts
             conn = self._connect()
@@ -429,8 +392,8 @@ class PostgresEngine:
 
     def _create_database(self) -> None:
         """``database.create`` of the target (errors as there)."""
-        self._known_missing = False  # from here on it may exist: ask again
-        pg_database.create(self._target, self._opts.maintenance_db, self._psql,
+        self._probe.missing = False  # from here on it may exist: ask again
+        pg_database.create(self._target, self._opts.maintenance_db, self._probe.psql,
                            self._maintenance)
 
     def _drop_database(self) -> None:

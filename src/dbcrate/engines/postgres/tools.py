@@ -22,9 +22,8 @@ import os
 import re
 import shutil
 import subprocess
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -68,27 +67,68 @@ class PgTools:
         return str(path)
 
 
-@lru_cache(maxsize=64)
+#: ``--version`` of each tool asked so far in this process (None: it did not run)
+_VERSIONS: dict[Path, str | None] = {}
+
+
 def tool_version(exe: Path) -> str | None:
-    """``17.11`` from ``exe --version``, or None if it cannot be run."""
-    try:
-        out = subprocess.run(
-            [str(exe), "--version"], capture_output=True, text=True, timeout=30, check=False,
-            env=child_env(),
-        ).stdout
-    except (OSError, subprocess.SubprocessError):
-        return None
-    m = _VERSION_RE.search(out)
-    return m.group(1) if m else None
+    """``17.11`` from ``exe --version``, or None if it cannot be run (remembered)."""
+    return tool_versions([exe])[0]
+
+
+def tool_versions(exes: Sequence[Path]) -> list[str | None]:
+    """``tool_version`` of each of ``exes``; the ones not asked before run side by side
+    (each ``--version`` is a process start, ~3-4 ms). Raises nothing."""
+    return start_versions(exes)()
+
+
+def start_versions(exes: Sequence[Path]) -> Callable[[], list[str | None]]:
+    """Start ``--version`` of each of ``exes`` not asked before, and return what waits
+    for them and gives their ``tool_version``s: the caller does something else (asks
+    the server its version) meanwhile. Raises nothing."""
+    running: list[tuple[Path, subprocess.Popen[str]]] = []
+    for exe in dict.fromkeys(exes):
+        if exe in _VERSIONS:
+            continue
+        try:
+            running.append((exe, subprocess.Popen(
+                [str(exe), "--version"], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                stderr=subprocess.DEVNULL, text=True, env=child_env())))
+        except OSError:
+            _VERSIONS[exe] = None
+
+    def wait() -> list[str | None]:
+        for exe, proc in running:
+            try:
+                out, _ = proc.communicate(timeout=30)
+            except (OSError, subprocess.SubprocessError):
+                proc.kill()
+                proc.wait()
+                out = ""
+            m = _VERSION_RE.search(out or "")
+            _VERSIONS[exe] = m.group(1) if m else None
+        running.clear()
+        return [_VERSIONS.get(exe) for exe in exes]
+
+    return wait
 
 
 def tools_in(bin_dir: Path, source: str = "") -> PgTools | None:
     """The tools in ``bin_dir`` if both pg_dump and pg_restore run there, same version."""
-    dump_v = tool_version(bin_dir / "pg_dump")
-    restore_v = tool_version(bin_dir / "pg_restore")
+    dump_v, restore_v = tool_versions([bin_dir / "pg_dump", bin_dir / "pg_restore"])
     if dump_v is None or restore_v is None or dump_v != restore_v:
         return None
     return PgTools(bin_dir, dump_v, source)
+
+
+def prefetch(options: Mapping[str, Any]) -> Callable[[], object]:
+    """Start the ``--version`` calls ``resolve`` will make, where they do not depend on
+    the server's major (a configured ``pg_bin_dir``), and return what waits for them:
+    the caller asks the server meanwhile. A no-op otherwise. Raises nothing."""
+    explicit = options.get("pg_bin_dir")
+    if not explicit:
+        return lambda: None
+    return start_versions([Path(explicit) / "pg_dump", Path(explicit) / "pg_restore"])
 
 
 def standard_dirs(major: int) -> list[Path]:
