@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
+from datetime import UTC, datetime
 
 from dbcrate import catalog
 from dbcrate.config import Config
@@ -44,18 +46,72 @@ def read(storage: Storage, job: str | None = None,
     for obj in _catalog_objects(storage, job):
         if not catalog.is_manifest(obj.key):
             continue
-        try:
-            if obj.size > MAX_MANIFEST_SIZE:
-                raise ManifestError(f"manifest {obj.key} is {obj.size} bytes, not a manifest")
-            body = b"".join(storage.get(obj.key))
-            m = catalog.decode(body, where=obj.key)
-        except ManifestError as exc:
-            log.warning("skipping %s: %s", obj.key, exc)
-            if skipped is not None:
-                skipped.append((obj.key, exc.message))
+        got = _read_one(storage, obj, skipped)
+        if got is not None and (job is None or got[1].job == job):
+            yield obj.key, got[0], got[1]
+
+
+def _read_one(storage: Storage, obj: ObjectInfo,
+              skipped: Skipped | None) -> tuple[bytes, Manifest] | None:
+    """The raw bytes and manifest at ``obj``; None (logged, recorded in ``skipped``) when
+    it is not a readable manifest. Raises ``StorageError``."""
+    try:
+        if obj.size > MAX_MANIFEST_SIZE:
+            raise ManifestError(f"manifest {obj.key} is {obj.size} bytes, not a manifest")
+        body = b"".join(storage.get(obj.key))
+        return body, catalog.decode(body, where=obj.key)
+    except ManifestError as exc:
+        log.warning("skipping %s: %s", obj.key, exc)
+        if skipped is not None:
+            skipped.append((obj.key, exc.message))
+        return None
+
+
+#: what ``catalog.data_key`` puts in a backup's key: its start second and its id
+_KEY_NAME = re.compile(r"/(\d{8}T\d{6}Z)-([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-"
+                       r"[0-9a-f]{12})\.[^/]*$")
+
+
+def _key_name(key: str) -> tuple[datetime, str] | None:
+    """The start second and id a dbcrate manifest key names; None for another form."""
+    m = _KEY_NAME.search(key)
+    if m is None:
+        return None
+    try:
+        return datetime.strptime(m.group(1), "%Y%m%dT%H%M%SZ").replace(tzinfo=UTC), m.group(2)
+    except ValueError:
+        return None
+
+
+def candidates(storage: Storage, job: str, *, at: datetime | None = None,
+               backup_id: str | None = None) -> list[Manifest]:
+    """The manifests of ``job`` on ``storage`` among which ``catalog.select`` picks the
+    same backup as among all of them (``--latest``; ``at``; ``backup_id``), read newest
+    key first so that a restore does not read a long catalog whole: a key names its
+    backup's start second and id (``catalog.data_key``), so keys of a later second than
+    ``at``, of another id than ``backup_id``, or of an earlier second than the best
+    match read so far cannot hold the answer and are not read. A key of another form
+    is always read. Not authenticated (see ``trusted``). Raises ``StorageError``."""
+    objs = sorted((o for o in _catalog_objects(storage, job) if catalog.is_manifest(o.key)),
+                  key=lambda o: o.key, reverse=True)
+    found: list[Manifest] = []
+    best: datetime | None = None  # the start second of the best match read so far
+    for obj in objs:
+        named = _key_name(obj.key)
+        if named is not None:
+            second, bid = named
+            if (backup_id is not None and not bid.startswith(backup_id)) or \
+                    (at is not None and second > at) or (best is not None and second < best):
+                continue
+        got = _read_one(storage, obj, None)
+        if got is None or got[1].job != job:
             continue
-        if job is None or m.job == job:
-            yield obj.key, body, m
+        m = got[1]
+        found.append(m)
+        if backup_id is None and m.status == "complete" and (at is None or m.started_at <= at):
+            second = m.started_at.astimezone(UTC).replace(microsecond=0)
+            best = second if best is None else max(best, second)
+    return found
 
 
 def _catalog_objects(storage: Storage, job: str | None) -> Iterator[ObjectInfo]:

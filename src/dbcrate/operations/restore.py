@@ -24,7 +24,7 @@ from dbcrate.errors import (
 )
 from dbcrate.model import EngineInfo, Manifest
 from dbcrate.operations.authn import authenticate, policy, require_encryption, warn_weak
-from dbcrate.operations.listing import Skipped, manifests, read
+from dbcrate.operations.listing import Skipped, candidates, manifests, read
 from dbcrate.operations.pipeline import (
     KeyMaterial,
     check_digest,
@@ -77,13 +77,15 @@ def locate(config: Config, job: JobConfig, selector: Selector, target: str | Non
     for name in names:
         try:
             storage = open_target(config.target(name))
-            found.append((name, storage, list(manifests(storage, job.name))))
+            # only the manifests the choice can fall on (listing.candidates)
+            found.append((name, storage, candidates(
+                storage, job.name, at=selector.at, backup_id=selector.backup_id)))
         except DbcrateError as exc:
             if target:
                 raise
             failed.append((name, exc))
     every = [m for _, _, ms in found for m in ms]
-    if not every and failed:
+    if not every and failed and not any(True for _, s, _ in found for _ in manifests(s, job.name)):
         last = failed[-1][1]
         err = type(last).__new__(type(last))
         err.__dict__.update(last.__dict__)
@@ -93,9 +95,15 @@ def locate(config: Config, job: JobConfig, selector: Selector, target: str | Non
         raise err
     for name, problem in failed:
         log.warning("target %s skipped: %s", name, problem.message)
-    chosen = catalog.select(
-        every, job.name, latest=selector.latest, at=selector.at, backup_id=selector.backup_id
-    )
+    try:
+        chosen = catalog.select(every, job.name, latest=selector.latest, at=selector.at,
+                                backup_id=selector.backup_id)
+    except BackupNotFound:  # decided on the whole catalog, and said as it says it
+        found = [(name, storage, list(manifests(storage, job.name)))
+                 for name, storage, _ in found]
+        chosen = catalog.select([m for _, _, ms in found for m in ms], job.name,
+                                latest=selector.latest, at=selector.at,
+                                backup_id=selector.backup_id)
     copies = [Located(next(m for m in ms if m.id == chosen.id), name, storage)
               for name, storage, ms in found if any(m.id == chosen.id for m in ms)]
     if not copies:  # pragma: no cover
