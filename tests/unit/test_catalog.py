@@ -9,22 +9,14 @@ import pytest
 
 from dbcrate import catalog
 from dbcrate.errors import BackupNotFound, ManifestError, UsageError
-from dbcrate.model import Digest, Manifest
+from dbcrate.model import Manifest
+from tests.lib.manifests import manifest_at
 
 T0 = datetime(2026, 11, 21, 3, 0, 0, tzinfo=UTC)
 
 
 def manifest(i: int, job: str = "orders", status: str = "complete") -> Manifest:
-    started = T0 + timedelta(days=i)
-    bid = catalog.new_id(started)
-    return Manifest(
-        format=catalog.FORMAT, id=bid, job=job, engine="postgres", server_version="17.11",
-        tool="pg_dump", tool_version="17.11", stages=("zstd", "age"), started_at=started,
-        finished_at=started + timedelta(minutes=5), plaintext=Digest(10, "a" * 64),
-        stored=Digest(5, "b" * 64), encryption="age", recipients=("abcd" * 4,),
-        dbcrate_version="0.1.0", status=status,
-        data_key=catalog.data_key(job, started, bid, ("pgdump", "zst", "age")),
-    )
+    return manifest_at(T0 + timedelta(days=i), job, status)
 
 
 def test_uuid7_is_time_ordered_and_valid() -> None:

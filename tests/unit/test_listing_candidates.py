@@ -16,9 +16,10 @@ import pytest
 
 from dbcrate import catalog
 from dbcrate.errors import BackupNotFound, UsageError
-from dbcrate.model import Digest, Manifest
+from dbcrate.model import Manifest
 from dbcrate.operations.listing import candidates, manifests
 from dbcrate.storage.local import LocalStorage
+from tests.lib.manifests import manifest_at
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 
@@ -29,18 +30,6 @@ class CountingStorage(LocalStorage):
     def get(self, key: str, start: int | None = None, end: int | None = None) -> Iterator[bytes]:
         self.gets += 1
         return super().get(key, start, end)
-
-
-def _manifest(started: datetime, job: str = "orders", status: str = "complete") -> Manifest:
-    bid = catalog.new_id(started)
-    return Manifest(
-        format=catalog.FORMAT, id=bid, job=job, engine="postgres", server_version="17.11",
-        tool="pg_dump", tool_version="17.11", stages=("zstd", "age"), started_at=started,
-        finished_at=started + timedelta(minutes=5), plaintext=Digest(10, "a" * 64),
-        stored=Digest(5, "b" * 64), encryption="age", recipients=("abcd" * 4,),
-        dbcrate_version="0.1.0", status=status,
-        data_key=catalog.data_key(job, started, bid, ("pgdump", "zst", "age")),
-    )
 
 
 def _store(storage: LocalStorage, m: Manifest) -> None:
@@ -56,7 +45,7 @@ def _pick(ms: list[Manifest], **selector: object) -> str:
 
 def test_latest_reads_one_manifest_of_a_long_catalog(tmp_path: Path) -> None:
     storage = CountingStorage(tmp_path)
-    made = [_manifest(T0 + timedelta(days=i)) for i in range(40)]
+    made = [manifest_at(T0 + timedelta(days=i)) for i in range(40)]
     for m in made:
         _store(storage, m)
     storage.gets = 0
@@ -80,7 +69,7 @@ def test_the_choice_is_the_one_a_full_read_makes(tmp_path: Path, seed: int) -> N
     for _ in range(rnd.randrange(1, 25)):
         # several in one second, some incomplete, some of another job
         started = base + timedelta(seconds=rnd.randrange(6), microseconds=rnd.randrange(10**6))
-        m = _manifest(started, job=rnd.choice(["orders"] * 4 + ["other"]),
+        m = manifest_at(started, job=rnd.choice(["orders"] * 4 + ["other"]),
                       status=rnd.choice(["complete"] * 3 + ["running"]))
         made.append(m)
         _store(storage, m)

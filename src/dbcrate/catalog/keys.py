@@ -5,6 +5,7 @@ functions."""
 from __future__ import annotations
 
 import os
+import re
 import time
 import uuid
 from collections.abc import Sequence
@@ -38,6 +39,23 @@ def data_key(
     suffix = ".".join(e for e in exts if e)
     name = f"{backup_id}-{part}" if part else backup_id
     return f"{job}/{utc:%Y/%m/%d}/{stamp(utc)}-{name}.{suffix}"
+
+
+#: what ``data_key`` puts in a backup's key: its start second and its id
+_NAMED = re.compile(r"/(\d{8}T\d{6}Z)-([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-"
+                    r"[0-9a-f]{12})\.[^/]*$")
+
+
+def key_name(key: str) -> tuple[datetime, str] | None:
+    """The start second and id that ``data_key`` put in ``key`` (a data object's or its
+    manifest's); None for a key of another form."""
+    m = _NAMED.search(key)
+    if m is None:
+        return None
+    try:
+        return datetime.strptime(m.group(1), "%Y%m%dT%H%M%SZ").replace(tzinfo=UTC), m.group(2)
+    except ValueError:
+        return None
 
 
 def manifest_key(key: str) -> str:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
@@ -67,22 +66,6 @@ def _read_one(storage: Storage, obj: ObjectInfo,
         return None
 
 
-#: what ``catalog.data_key`` puts in a backup's key: its start second and its id
-_KEY_NAME = re.compile(r"/(\d{8}T\d{6}Z)-([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-"
-                       r"[0-9a-f]{12})\.[^/]*$")
-
-
-def _key_name(key: str) -> tuple[datetime, str] | None:
-    """The start second and id a dbcrate manifest key names; None for another form."""
-    m = _KEY_NAME.search(key)
-    if m is None:
-        return None
-    try:
-        return datetime.strptime(m.group(1), "%Y%m%dT%H%M%SZ").replace(tzinfo=UTC), m.group(2)
-    except ValueError:
-        return None
-
-
 def candidates(storage: Storage, job: str, *, at: datetime | None = None,
                backup_id: str | None = None) -> list[Manifest]:
     """The manifests of ``job`` on ``storage`` among which ``catalog.select`` picks the
@@ -97,7 +80,7 @@ def candidates(storage: Storage, job: str, *, at: datetime | None = None,
     found: list[Manifest] = []
     best: datetime | None = None  # the start second of the best match read so far
     for obj in objs:
-        named = _key_name(obj.key)
+        named = catalog.key_name(obj.key)
         if named is not None:
             second, bid = named
             if (backup_id is not None and not bid.startswith(backup_id)) or \
